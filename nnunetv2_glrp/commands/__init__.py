@@ -1,0 +1,16 @@
+"""One module per ``nnUNetv2_glrp`` subcommand.
+
+Each module defines ``HELP`` (one line), ``configure(parser)`` (adds its arguments) and
+``run(args) -> int``. Modules import heavy dependencies (torch, nnU-Net) inside ``run`` so that
+``nnUNetv2_glrp -h`` stays fast.
+"""
+
+# subcommand name -> module under nnunetv2_glrp.commands
+SUBCOMMANDS = {
+    "make-phantom": "make_phantom",
+    "convert-acdc": "convert_acdc",
+    "apply-plans": "apply_plans",
+    "prepare": "prepare",
+    "pretrain": "pretrain",
+    "demo": "demo",
+}

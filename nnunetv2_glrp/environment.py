@@ -1,0 +1,59 @@
+"""nnU-Net environment variables: defaults for the three data folders and ``nnUNet_extTrainer``.
+
+nnU-Net reads ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` once, when
+``nnunetv2.paths`` is first imported. Call :func:`configure_nnunet_environment` before that import
+(the CLI does it first thing). Variables the user has set are never overwritten; unset ones default
+to ``<base>/nnUNet_raw`` etc., where ``base`` is ``$GLRP_DATA`` or ``./nnunet_data``.
+``nnUNet_extTrainer`` gets this repository's ``trainers/`` folder prepended when it is not already
+listed, so ``nnUNetv2_train -tr GLRPTrainer_k6`` finds our trainers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+def trainers_folder() -> Path:
+    """The ``trainers/`` folder beside the package (the repository root of an editable install)."""
+    folder = Path(__file__).resolve().parent.parent / "trainers"
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"trainers folder not found at {folder}: install nnunetv2_glrp editable "
+            "(pip install -e .) from a checkout so that trainers/ sits beside the package"
+        )
+    return folder
+
+
+def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None) -> dict[str, str]:
+    """Fill in unset nnU-Net variables in ``environ`` (default ``os.environ``) and return them.
+
+    ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders.
+    """
+    env = os.environ if environ is None else environ
+    root = Path(base if base is not None else env.get("GLRP_DATA", "nnunet_data")).resolve()
+    for name in NNUNET_FOLDERS:
+        if not env.get(name):
+            env[name] = os.fspath(root / name)
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    ours = os.fspath(trainers_folder())
+    listed = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
+    if ours not in listed:
+        env["nnUNet_extTrainer"] = os.pathsep.join([ours, *listed])
+    return {k: env[k] for k in (*NNUNET_FOLDERS, "nnUNet_extTrainer")}
+
+
+def nnunet_command(name: str) -> str:
+    """Path of an nnU-Net console script (``nnUNetv2_train`` ...) of this interpreter's environment."""
+    import shutil
+    import sys
+
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return os.fspath(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"nnU-Net command {name!r} not found beside {sys.executable} or on PATH")
+    return found

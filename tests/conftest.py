@@ -1,0 +1,69 @@
+"""Shared fixtures.
+
+nnU-Net reads nnUNet_raw/nnUNet_preprocessed/nnUNet_results once, at import time, so this file
+points them at a fresh temporary folder before anything imports nnunetv2. Tests that need a dataset
+use the session fixtures below, which build one phantom dataset (10 patients) once per session and
+share it; tests must not modify it (copy it, or use another dataset id, to mutate).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="glrp-tests-"))
+for _name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+    os.environ[_name] = os.fspath(_SESSION_ROOT / _name)
+os.environ.pop("nnUNet_extTrainer", None)
+os.environ.setdefault("nnUNet_n_proc_DA", "0")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from nnunetv2_glrp.environment import configure_nnunet_environment  # noqa: E402
+
+configure_nnunet_environment(_SESSION_ROOT)
+
+PHANTOM_DATASET_ID = 901
+PHANTOM_PATIENTS = 10
+PHANTOM_SEED = 0
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_ROOT, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def session_root() -> Path:
+    return _SESSION_ROOT
+
+
+@pytest.fixture(scope="session")
+def phantom_acdc(tmp_path_factory):
+    """A phantom in the ACDC release layout: (root folder, list of per-patient metadata)."""
+    from nnunetv2_glrp.conversion.phantom import make_phantom
+
+    root = tmp_path_factory.mktemp("phantom_acdc")
+    meta = make_phantom(root, n_patients=PHANTOM_PATIENTS, seed=PHANTOM_SEED)
+    return root, meta
+
+
+@pytest.fixture(scope="session")
+def phantom_raw_dataset(phantom_acdc) -> Path:
+    """The phantom converted to nnUNet_raw/Dataset901_ACDC (default 7:1:2 split, seed 0)."""
+    from nnunetv2_glrp.conversion import convert_acdc
+
+    root, _ = phantom_acdc
+    return convert_acdc(root, PHANTOM_DATASET_ID, split="7:1:2", seed=PHANTOM_SEED)
+
+
+@pytest.fixture(scope="session")
+def phantom_preprocessed(phantom_raw_dataset) -> str:
+    """Dataset901 planned, preprocessed with the small CPU plan (labeled + unlabeled), splits written.
+
+    Returns the name of the configuration (``small_cpu``)."""
+    from nnunetv2_glrp.plans import prepare_dataset
+
+    return prepare_dataset(PHANTOM_DATASET_ID, overlay="small_cpu", num_processes=1)
