@@ -12,5 +12,7 @@ SUBCOMMANDS = {
     "apply-plans": "apply_plans",
     "prepare": "prepare",
     "pretrain": "pretrain",
+    "write-splits": "write_splits",
+    "evaluate": "evaluate",
     "demo": "demo",
 }
