@@ -1,0 +1,27 @@
+"""GLRP losses: pure torch functions (this subpackage imports nothing else of nnunetv2_glrp)."""
+
+from __future__ import annotations
+
+from .global_local import (
+    METHOD_LOSS_WEIGHTS,
+    LossWeights,
+    global_relative_position_loss,
+    glrp_loss,
+    local_pair_weights,
+    local_relative_position_loss,
+)
+from .relative_position import FORMULATIONS, relative_position_loss
+from .slice_similarity import SIMILARITY_KINDS, slice_similarity
+
+__all__ = [
+    "FORMULATIONS",
+    "METHOD_LOSS_WEIGHTS",
+    "SIMILARITY_KINDS",
+    "LossWeights",
+    "global_relative_position_loss",
+    "glrp_loss",
+    "local_pair_weights",
+    "local_relative_position_loss",
+    "relative_position_loss",
+    "slice_similarity",
+]

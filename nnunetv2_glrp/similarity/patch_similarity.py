@@ -1,0 +1,175 @@
+"""PSM: the SSIM-based similarity of every pair of 3 x 3 patches over a batch of views (LRP).
+
+What is compared. Patch k of view v is the input region ``boxes[k]`` of images[v] (default
+:func:`grid_boxes`, or :func:`receptive_field_boxes` for a given encoder stride). Each region is
+brought to the canonical orientation of its position class and resized to a common square size
+(bilinear, antialiased):
+
+- corners (class 2) are rotated by a multiple of 90 degrees to the top-left corner: the image
+  corner of the patch sits at its top-left, the image centre towards its bottom-right;
+- edges (class 1) are rotated to the top edge: the image border lies along the patch's top;
+- the centre (class 0) is not rotated.
+
+Rotation alone cannot undo a flip: a flipped corner patch arrives transposed, a flipped edge patch
+mirrored left-right, a centre patch in any of the 8 orientations of the square. So the SSIM of a
+same-class pair is the maximum over the transforms that keep the canonical place fixed:
+{identity, transpose} for corners, {identity, left-right mirror} for edges, all 8 for the centre.
+This makes the PSM exactly invariant (up to the permutation of patch positions) when each view of
+the batch is rotated and/or flipped by its own multiple of 90 degrees, as the augmentation does:
+the meaning of the paper's pooling of positions into centre / edge / corner. The matrix is
+symmetric (each stabiliser is a group).
+
+Cross-class pairs (choice, the paper is silent): weight 0 by default (``cross_class="zero"``).
+The classes see different anatomy (the centre holds the heart, corners mostly background), and
+the paper pools positions precisely to say which patches are comparable; an SSIM weight across
+classes would make background corners soft positives of the heart patch whenever their textures
+happen to agree. They remain negatives in the InfoNCE denominator. ``cross_class="ssim"`` gives
+them the SSIM maximised over all 8 orientations instead (orientation-free, still invariant).
+
+SSIM -> weight: ``mapping="affine"`` (default) (1 + SSIM) / 2 in [0, 1], which keeps the order
+of all SSIM values including negative ones and never gives a zero row; ``mapping="clamp"`` is
+max(SSIM, 0). data_range: given, or max - min over all images of the batch (one constant).
+
+Cost: about 0.4 x (9V)^2 SSIM evaluations (centre pairs x 8, same-class edge/corner pairs x 2,
+cross-class pairs skipped); V = 24 views of 43 px patches take a few seconds on one CPU thread,
+far less on a GPU. ``patch_size`` trades accuracy for speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .patches import CENTRE, CORNER, EDGE, Box, canonical_rotation, grid_boxes, position_class
+from .ssim import pairwise_ssim
+
+MAPPINGS = ("affine", "clamp")
+CROSS_CLASS = ("zero", "ssim")
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _d4() -> list[Transform]:
+    rots = [lambda t, k=k: torch.rot90(t, k, dims=(-2, -1)) for k in range(4)]
+    return rots + [lambda t, k=k: torch.rot90(t.flip(-1), k, dims=(-2, -1)) for k in range(4)]
+
+
+STABILISERS: dict[int, list[Transform]] = {
+    CENTRE: _d4(),
+    EDGE: [lambda t: t, lambda t: t.flip(-1)],
+    CORNER: [lambda t: t, lambda t: t.transpose(-2, -1)],
+}
+
+
+def canonical_patches(
+    images: torch.Tensor, boxes: Sequence[Box], patch_size: int
+) -> torch.Tensor:
+    """[V, H, W] -> [V * 9, S, S] patches in canonical orientation, view-major, row-major."""
+    out = []
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        crop = torch.rot90(images[:, y0:y1, x0:x1], canonical_rotation(k), dims=(-2, -1))
+        resized = F.interpolate(
+            crop[:, None], size=(patch_size, patch_size), mode="bilinear",
+            align_corners=False, antialias=True,
+        )
+        out.append(resized[:, 0])
+    return torch.stack(out, dim=1).reshape(-1, patch_size, patch_size)
+
+
+def _validate_boxes(boxes: Sequence[Box], height: int, width: int) -> list[Box]:
+    boxes = [tuple(int(v) for v in b) for b in boxes]
+    if len(boxes) != 9:
+        raise ValueError(f"patch_ssim_matrix: need 9 boxes (3 x 3 grid), got {len(boxes)}")
+    for k, (y0, y1, x0, x1) in enumerate(boxes):
+        if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
+            raise ValueError(
+                f"patch_ssim_matrix: box {k} {(y0, y1, x0, x1)} is empty or outside the "
+                f"{height} x {width} image"
+            )
+    return boxes
+
+
+@torch.no_grad()
+def patch_ssim_matrix(
+    images: torch.Tensor,
+    grid: int = 3,
+    boxes: Sequence[Box] | None = None,
+    patch_size: int | None = None,
+    mapping: str = "affine",
+    cross_class: str = "zero",
+    data_range: float | None = None,
+    win_size: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    """PSM weights of all patches of all views.
+
+    Args:
+        images: [V, H, W] (or [V, 1, H, W]) input slices of the V = 2N views.
+        grid: must be 3 (the position classes are defined for the 3 x 3 grid).
+        boxes: 9 input boxes (y0, y1, x0, x1), row-major; default ``grid_boxes(H, W)``.
+        patch_size: common side S of the compared patches; default the largest box side.
+        mapping: ``"affine"`` (1 + SSIM) / 2 or ``"clamp"`` max(SSIM, 0).
+        cross_class: ``"zero"`` or ``"ssim"`` (see the module docstring).
+        data_range: SSIM data range; default max - min over all images.
+        win_size, sigma: SSIM Gaussian window (11 taps, 1.5 as skimage).
+
+    Returns:
+        [9V, 9V] float32 symmetric weights; patch index = view * 9 + row-major position.
+    """
+    if grid != 3:
+        raise ValueError(f"patch_ssim_matrix: only the 3 x 3 grid is supported, got grid={grid}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"patch_ssim_matrix: mapping must be one of {MAPPINGS}, got {mapping!r}")
+    if cross_class not in CROSS_CLASS:
+        raise ValueError(
+            f"patch_ssim_matrix: cross_class must be one of {CROSS_CLASS}, got {cross_class!r}"
+        )
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(
+            "patch_ssim_matrix: images must be [V, H, W] or [V, 1, H, W], "
+            f"got {tuple(images.shape)}"
+        )
+    images = images.detach().float()
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("patch_ssim_matrix: images contain NaN or infinite values")
+    height, width = images.shape[-2:]
+    boxes = _validate_boxes(grid_boxes(height, width) if boxes is None else boxes, height, width)
+    if patch_size is None:
+        patch_size = max(max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes)
+    if patch_size < win_size:
+        raise ValueError(
+            f"patch_ssim_matrix: patch_size {patch_size} is smaller than the SSIM window {win_size}"
+        )
+    if data_range is None:
+        data_range = float(images.max() - images.min())
+    if not data_range > 0:
+        raise ValueError(
+            "patch_ssim_matrix: data_range must be positive (are all images constant?)"
+        )
+
+    patches = canonical_patches(images, boxes, patch_size)
+    classes = torch.tensor([position_class(k) for k in range(9)]).repeat(images.shape[0])
+    ssim_kw = dict(data_range=data_range, win_size=win_size, sigma=sigma)
+    n = patches.shape[0]
+    ssim_matrix = torch.full((n, n), float("nan"), device=images.device)
+    for ca in (CENTRE, EDGE, CORNER):
+        ia = torch.nonzero(classes == ca).flatten().to(images.device)
+        for cb in (CENTRE, EDGE, CORNER):
+            ib = torch.nonzero(classes == cb).flatten().to(images.device)
+            if ca == cb:
+                transforms = STABILISERS[ca]
+            elif cross_class == "ssim":
+                transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
+            else:
+                continue
+            best = torch.stack(
+                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
+            ).amax(dim=0)
+            ssim_matrix[ia[:, None], ib[None, :]] = best.float()
+    known = ~torch.isnan(ssim_matrix)
+    weights = (1 + ssim_matrix) / 2 if mapping == "affine" else ssim_matrix.clamp_min(0)
+    return torch.where(known, weights, torch.zeros_like(weights))
