@@ -1,0 +1,112 @@
+"""Pretraining throughput on the phantom with the small CPU plan.
+
+Prints slices/s (end to end, data loading included, single-threaded loader so its cost is visible),
+the model step time, the share of the step spent in the losses, the PSM time per batch (computed in
+the data loader) and peak memory (max RSS; torch.cuda.max_memory_allocated on CUDA).
+
+    .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10]
+
+Without --root a 10-patient phantom is made, converted and preprocessed in a temporary folder (about
+a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 small_cpu is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+
+def _prepare(root: Path) -> None:
+    from nnunetv2_glrp.conversion import convert_acdc
+    from nnunetv2_glrp.conversion.phantom import make_phantom
+    from nnunetv2_glrp.plans import prepare_dataset
+
+    if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / "nnUNetPlans_small_cpu").is_dir():
+        return
+    make_phantom(root / "phantom", n_patients=10, seed=0)
+    convert_acdc(root / "phantom", 901, split="7:1:2", seed=0, overwrite=True)
+    prepare_dataset(901, overlay="small_cpu", num_processes=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--root", type=Path, default=None)
+    ap.add_argument("--batch-size", type=int, default=12)
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--method", default="GLRP")
+    ap.add_argument("--psm-patch-size", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+
+    root = (args.root or Path(tempfile.mkdtemp(prefix="glrp-bench-"))).resolve()
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.environ[name] = os.fspath(root / name)
+    os.environ["nnUNet_n_proc_DA"] = "0"
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from nnunetv2_glrp.environment import configure_nnunet_environment
+
+    configure_nnunet_environment(root)
+    _prepare(root)
+
+    from nnunetv2_glrp.data import PretrainingSliceLoader, build_slice_index, load_split
+    from nnunetv2_glrp.models import load_plans_context
+    from nnunetv2_glrp.pretraining import make_config
+    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, compute_psm, local_stage_boxes,
+                                                training_step, unlabeled_data_folder)
+
+    dev = torch.device(args.device)
+    ctx = load_plans_context(901, "small_cpu")
+    config = make_config(args.method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
+    records = build_slice_index([ctx.data_folder, unlabeled_data_folder(ctx)], load_split(ctx.preprocessed_dataset_folder))
+    torch.manual_seed(0)
+    np.random.seed(0)
+    network, heads, stage = build_models(ctx, config)
+    network.to(dev).train()
+    heads.to(dev).train()
+    psm_fn = functools.partial(compute_psm, grid=3, boxes=local_stage_boxes(ctx, stage, 3), mapping=config.psm_mapping,
+                               patch_size=config.psm_patch_size) if config.lambda_local > 0 else None
+    loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
+                                    augmentation=config.augmentation, psm_fn=psm_fn)
+    params = list(network.encoder.parameters()) + list(heads.parameters())
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    training_step(network, heads, loader.generate_train_batch(), config, opt, dev)  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    timer = StepTimer(dev)
+    data_s = 0.0
+    t0 = time.perf_counter()
+    for _ in range(args.iterations):
+        t = time.perf_counter()
+        batch = loader.generate_train_batch()
+        data_s += time.perf_counter() - t
+        training_step(network, heads, batch, config, opt, dev, timer)
+    total = time.perf_counter() - t0
+    n = args.iterations
+    print(f"plan small_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
+          f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
+          f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'}")
+    print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")
+    print(f"model step: {timer.step / n * 1000:.0f} ms/iteration -> {n * config.batch_size / timer.step:.2f} slices/s "
+          "with data loading in workers")
+    print(f"loss forward share of the step: {100 * timer.loss / timer.step:.2f}% ({timer.loss / n * 1000:.1f} ms)")
+    print(f"data loading: {data_s / n * 1000:.0f} ms/batch, of which PSM {timer.psm / n * 1000:.0f} ms "
+          f"({100 * timer.psm / total:.1f}% of the single-process wall time)")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if dev.type == "cuda":
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Slice-position data for GLRP pretraining over preprocessed (labeled and unlabeled) nnU-Net cases."""
+
+from nnunetv2_glrp.data.augmentation import ViewAugmentation, build_view_transform
+from nnunetv2_glrp.data.loader import PositionStratifiedSampler, PretrainingSliceLoader, make_augmenter
+from nnunetv2_glrp.data.positions import check_slice_axis, slice_positions
+from nnunetv2_glrp.data.slice_index import SliceRecord, build_slice_index, load_split
+
+__all__ = ["ViewAugmentation", "build_view_transform", "PositionStratifiedSampler", "PretrainingSliceLoader",
+           "make_augmenter", "check_slice_axis", "slice_positions", "SliceRecord", "build_slice_index", "load_split"]

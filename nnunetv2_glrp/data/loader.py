@@ -1,0 +1,105 @@
+"""Pretraining batches: N slices mixed over patients and positions, two augmented views each.
+
+Sampling (seeded, our choice where the paper is silent): the position range (0, 1] is cut into N equal
+bins; each batch visits the bins in a random order and draws, from each bin, a random slice of a patient
+not yet in the batch when the bin has one (any slice of the bin otherwise; any slice at all when the bin
+is empty). A batch therefore spans base to apex and mixes patients, which is what the relative-position
+losses contrast. Batch layout: ``data`` [2N, C, H, W] = first views of the N slices, then their second
+views; ``positions`` [2N]; ``psm`` [9 * 2N, 9 * 2N] the patch SSIM matrix of the views (patch index =
+view * 9 + row-major cell), computed here, in the data workers, so the training step does not pay for it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
+
+from nnunetv2_glrp.data.augmentation import ViewAugmentation, build_view_transform
+from nnunetv2_glrp.data.reading import read_slice
+from nnunetv2_glrp.data.slice_index import SliceRecord
+
+
+class PositionStratifiedSampler:
+    """Draws batches of record indices stratified over position bins, patients distinct where possible."""
+
+    def __init__(self, records: Sequence[SliceRecord], batch_size: int):
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        positions = np.array([r.position for r in records], dtype=float)
+        self.bins = np.minimum((positions * batch_size).astype(int), batch_size - 1)
+        _, self.patient_ids = np.unique([r.patient for r in records], return_inverse=True)
+        self.by_bin = [np.flatnonzero(self.bins == b) for b in range(batch_size)]
+        self.n = len(records)
+
+    def sample(self, rng: np.random.Generator) -> list[int]:
+        used: set[int] = set()
+        picks = []
+        for b in rng.permutation(self.batch_size):
+            candidates = self.by_bin[b] if len(self.by_bin[b]) else np.arange(self.n)
+            fresh = candidates[~np.isin(self.patient_ids[candidates], list(used))]
+            pool = fresh if len(fresh) else candidates
+            i = int(pool[rng.integers(len(pool))])
+            picks.append(i)
+            used.add(int(self.patient_ids[i]))
+        return picks
+
+
+class PretrainingSliceLoader(SlimDataLoaderBase):
+    """Infinite batches for GLRP pretraining (batchgenerators data loader, usable in nnU-Net's augmenters).
+
+    ``psm_fn`` maps views [V, H, W] to the [9V, 9V] PSM; None skips the PSM (global-only methods)."""
+
+    def __init__(self, records: Sequence[SliceRecord], batch_size: int, patch_size: Sequence[int], seed: int,
+                 augmentation: ViewAugmentation = ViewAugmentation(),
+                 psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__(list(records), batch_size, None)
+        self.patch_size = tuple(int(p) for p in patch_size)
+        self.seed = int(seed)
+        self.sampler = PositionStratifiedSampler(self._data, batch_size)
+        self.transform = build_view_transform(self.patch_size, augmentation)
+        self.psm_fn = psm_fn
+        self._rng: np.random.Generator | None = None
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:  # created lazily: set_thread_id runs after construction in the workers
+            self._rng = np.random.default_rng([self.seed, self.thread_id])
+        return self._rng
+
+    def generate_train_batch(self) -> dict:
+        picks = [self._data[i] for i in self.sampler.sample(self.rng)]
+        first, second = [], []
+        with torch.no_grad():
+            for r in picks:
+                img = torch.from_numpy(read_slice(r.folder, r.case, r.slice_index))
+                first.append(self.transform(image=img)["image"])
+                second.append(self.transform(image=img.clone())["image"])
+            data = torch.stack(first + second).float()
+            positions = torch.tensor([r.position for r in picks] * 2, dtype=torch.float32)
+            psm, psm_seconds = None, 0.0
+            if self.psm_fn is not None:
+                t0 = time.perf_counter()
+                psm = self.psm_fn(data[:, 0])
+                psm_seconds = time.perf_counter() - t0
+        return {"data": data, "positions": positions, "psm": psm, "psm_seconds": psm_seconds,
+                "keys": [(r.case, r.slice_index) for r in picks]}
+
+
+def make_augmenter(loader: PretrainingSliceLoader, num_processes: int, seeds: Sequence[int]):
+    """nnU-Net's choice: ``SingleThreadedAugmenter`` when no worker processes (``nnUNet_n_proc_DA=0``),
+    else ``NonDetMultiThreadedAugmenter`` (batch order then depends on worker timing: only the
+    single-threaded path is bitwise reproducible)."""
+    if num_processes == 0:
+        from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+
+        return SingleThreadedAugmenter(loader, None)
+    from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+
+    return NonDetMultiThreadedAugmenter(loader, None, num_processes, num_cached=max(2, num_processes),
+                                        seeds=list(seeds)[:num_processes], pin_memory=torch.cuda.is_available(),
+                                        wait_time=0.002)

@@ -1,0 +1,245 @@
+"""The GLRP pretraining loop: encoder + projection heads, SGD + cosine, checkpoint every epoch, resume.
+
+Output folder contents: ``config.json`` (the config incl. seed, and the values resolved from the data:
+iterations per epoch, local stage, number of slices), ``log.txt`` (one line per epoch with the loss
+terms), ``loss_curve.png``, ``checkpoint_latest.pth`` (weights, optimizer, scheduler, RNG states, loss
+history; written atomically after every epoch) and, when finished, ``pretrained_encoder.pth``.
+A run killed at any point restarts from the last finished epoch and ends in the same state as an
+uninterrupted run (single-threaded data loading; every epoch is reseeded from (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnunetv2_glrp.data import PretrainingSliceLoader, build_slice_index, check_slice_axis, load_split, make_augmenter
+from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
+    local_relative_position_loss, slice_similarity
+from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage, encoder_features
+from nnunetv2_glrp.pretraining.checkpoint import (atomic_torch_save, atomic_write_text, rng_state, seed_epoch,
+                                                  set_rng_state)
+from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.pretraining.plotting import plot_loss_curve
+from nnunetv2_glrp.similarity.patches import patch_view_index
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint_latest.pth"
+ENCODER = "pretrained_encoder.pth"
+
+
+def compute_psm(images: torch.Tensor, grid: int, boxes, mapping: str, patch_size: int | None) -> torch.Tensor:
+    """PSM of views [V, H, W] -> [grid^2 V, grid^2 V] over the input ``boxes`` of the local stage's patches
+    (module-level so that data workers can pickle it)."""
+    from nnunetv2_glrp.similarity import patch_ssim_matrix
+
+    return patch_ssim_matrix(images, grid=grid, boxes=boxes, mapping=mapping, patch_size=patch_size)
+
+
+def local_stage_boxes(ctx: PlansContext, local_stage: int, grid: int) -> list:
+    """Input boxes (strided projection) of the local stage's grid x grid feature patches."""
+    from nnunetv2_glrp.similarity import receptive_field_boxes
+
+    strides = np.array(ctx.configuration_manager.network_arch_init_kwargs["strides"], dtype=int)
+    stride = np.prod(strides[: local_stage + 1], axis=0)
+    return receptive_field_boxes(ctx.patch_size, tuple(int(s) for s in stride), grid)
+
+
+def unlabeled_data_folder(ctx: PlansContext) -> Path:
+    try:
+        from nnunetv2_glrp.unlabeled_preprocessing import unlabeled_folder
+    except ImportError:  # same convention, module not importable
+        return ctx.data_folder.with_name(ctx.data_folder.name + "_unlabeled")
+    return Path(unlabeled_folder(ctx.dataset_name, ctx.configuration, ctx.plans_identifier))
+
+
+def num_augmentation_processes() -> int:
+    from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+    return int(get_allowed_n_proc_DA())
+
+
+class StepTimer:
+    """Wall time of the model step and of the loss computation inside it (cuda-synchronised)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.step = self.loss = self.psm = 0.0
+        self.steps = 0
+
+    def now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+
+def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
+                  timer: StepTimer | None = None) -> dict[str, float]:
+    """One SGD step on one batch; returns the loss terms (floats)."""
+    x = batch["data"].to(device, non_blocking=True)
+    pos = batch["positions"].to(device, non_blocking=True)
+    t0 = timer.now() if timer else 0.0
+    optimizer.zero_grad(set_to_none=True)
+    feats = encoder_features(network, x)
+    z_g = heads.global_head(feats[-1]) if config.lambda_global > 0 else None
+    z_l = heads.local_head(feats[heads.local_stage]) if config.lambda_local > 0 else None
+    t1 = timer.now() if timer else 0.0
+    l_grp = l_lrp = None
+    if z_g is not None:
+        l_grp = global_relative_position_loss(z_g, pos, a=config.a, tau=config.tau, kind=config.similarity_kind,
+                                              formulation=config.formulation)
+    if z_l is not None:
+        d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
+        w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
+                               d)
+        l_lrp = local_relative_position_loss(z_l, w, tau=config.tau, formulation=config.formulation)
+    loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
+    t2 = timer.now() if timer else 0.0
+    loss.backward()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    if timer:
+        timer.step += timer.now() - t0
+        timer.loss += t2 - t1
+        timer.psm += float(batch.get("psm_seconds", 0.0))
+        timer.steps += 1
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
+    return {"loss": loss.item(), "grp": float("nan") if l_grp is None else l_grp.item(),
+            "lrp": float("nan") if l_lrp is None else l_lrp.item()}
+
+
+def build_models(ctx: PlansContext, config: PretrainingConfig):
+    """(network, heads, local stage) for ``ctx``; the local stage is resolved from the patch size."""
+    kwargs = ctx.configuration_manager.network_arch_init_kwargs
+    local_stage = config.local_stage
+    if local_stage is None:
+        local_stage = default_local_stage(ctx.patch_size, kwargs["strides"], config.grid)
+    network = build_network(ctx)
+    heads = ProjectionHeads(kwargs["features_per_stage"], local_stage, config.hidden_dim, config.projection_dim,
+                            config.grid)
+    return network, heads, heads.local_stage
+
+
+def _file_logging(folder: Path) -> logging.Handler:
+    handler = logging.FileHandler(folder / "log.txt", mode="a")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    return handler
+
+
+def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, device: str = "cpu",
+                    stop_after_epoch: int | None = None,
+                    on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+    """Run or resume pretraining into ``folder``; return the path of ``pretrained_encoder.pth``.
+
+    ``stop_after_epoch`` (0-based) returns after that epoch's checkpoint, as if the run had been killed
+    there; ``on_epoch_end(epoch, stats)`` runs after every checkpoint (an exception there stops the run).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    check_slice_axis(ctx.plans_manager.transpose_forward, ctx.configuration, ctx.patch_size)
+    split = load_split(ctx.preprocessed_dataset_folder)
+    records = build_slice_index([ctx.data_folder, unlabeled_data_folder(ctx)], split)
+    iterations = config.iterations_per_epoch or math.ceil(len(records) / config.batch_size)
+    torch.manual_seed(config.seed)  # initial weights (overwritten by the checkpoint when resuming)
+    network, heads, local_stage = build_models(ctx, config)
+    network.to(dev).train()
+    heads.to(dev).train()
+    resolved = {"iterations_per_epoch": iterations, "local_stage": local_stage, "n_slices": len(records),
+                "n_labeled_slices": sum(r.kind == "labeled" for r in records),
+                "patients": sorted({r.patient for r in records}), "dataset": ctx.dataset_name,
+                "plans_identifier": ctx.plans_identifier, "configuration": ctx.configuration}
+    atomic_write_text(folder / "config.json", json.dumps({"config": config.to_dict(), "resolved": resolved},
+                                                         indent=2, default=list))
+    params = list(network.encoder.parameters()) + list(heads.parameters())
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * iterations)
+    history: dict[str, list] = {"iteration": [], "epoch": []}
+    start_epoch = 0
+    ckpt_path = folder / CHECKPOINT
+    handler = _file_logging(folder)
+    try:
+        if ckpt_path.is_file():
+            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+            network.encoder.load_state_dict(ckpt["encoder"])
+            heads.load_state_dict(ckpt["heads"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            history, start_epoch = ckpt["history"], ckpt["epoch"] + 1
+            logger.info("resumed from %s after epoch %d", ckpt_path, ckpt["epoch"])
+        else:
+            logger.info("pretraining %s on %s/%s/%s: %d slices (%d patients), %d epochs x %d iterations, batch %d, "
+                        "local stage %d, device %s", config.method, ctx.dataset_name, ctx.plans_identifier,
+                        ctx.configuration, len(records), len(resolved["patients"]), config.epochs, iterations,
+                        config.batch_size, local_stage, dev)
+        n_proc = num_augmentation_processes()
+        psm_fn = functools.partial(compute_psm, grid=config.grid, boxes=local_stage_boxes(ctx, local_stage, config.grid),
+                                   mapping=config.psm_mapping, patch_size=config.psm_patch_size) \
+            if config.lambda_local > 0 else None
+        for epoch in range(start_epoch, config.epochs):
+            ss = seed_epoch(config.seed, epoch)
+            data_seed = int(ss.generate_state(4)[3])
+            loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, data_seed,
+                                            config.augmentation, psm_fn)
+            augmenter = make_augmenter(loader, n_proc, [int(s.generate_state(1)[0]) for s in ss.spawn(max(n_proc, 1))])
+            timer = StepTimer(dev)
+            terms = []
+            t_epoch = time.perf_counter()
+            try:
+                bar = tqdm(range(iterations), desc=f"{config.method} epoch {epoch + 1}/{config.epochs}",
+                           leave=False, disable=None)
+                for _ in bar:
+                    out = training_step(network, heads, next(augmenter), config, optimizer, dev, timer)
+                    scheduler.step()
+                    terms.append(out)
+                    bar.set_postfix(loss=f"{out['loss']:.4f}")
+            finally:
+                if hasattr(augmenter, "_finish"):
+                    augmenter._finish()
+            history["iteration"].extend(terms)
+            seconds = time.perf_counter() - t_epoch
+            stats = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
+                     "slices_per_s": iterations * config.batch_size / seconds,
+                     "loss_share": timer.loss / max(timer.step, 1e-12), "psm_seconds": timer.psm,
+                     **{k: float(np.nanmean([t[k] for t in terms])) if not all(math.isnan(t[k]) for t in terms)
+                        else float("nan") for k in ("loss", "grp", "lrp")}}
+            history["epoch"].append(stats)
+            logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f lr %.5f | %.1f s, %.1f slices/s, losses %.1f%% of "
+                        "step time, PSM %.2f s in the data loader", epoch + 1, config.epochs, stats["loss"],
+                        stats["grp"], stats["lrp"], stats["lr"], seconds, stats["slices_per_s"],
+                        100 * stats["loss_share"], timer.psm)
+            atomic_torch_save({"epoch": epoch, "encoder": network.encoder.state_dict(), "heads": heads.state_dict(),
+                               "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                               "rng": rng_state(), "history": history, "config": config.to_dict()}, ckpt_path)
+            plot_loss_curve(history, folder / "loss_curve.png")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, stats)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch + 1 < config.epochs:
+                logger.info("stopping after epoch %d as requested", epoch + 1)
+                return folder / ENCODER
+        final = folder / ENCODER
+        if not final.is_file():
+            atomic_torch_save({"encoder_state_dict": network.encoder.state_dict(), "method": config.method,
+                               "config": config.to_dict(), "plans_identifier": ctx.plans_identifier,
+                               "configuration": ctx.configuration,
+                               "network_class": ctx.configuration_manager.network_arch_class_name}, final)
+            logger.info("finished: %s", final)
+        return final
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

@@ -1,0 +1,77 @@
+"""Projection heads, encoder taps and the local-stage choice on a tiny nnU-Net 2D architecture."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnunetv2_glrp.models import (ProjectionHeads, default_local_stage, embed, encoder_features,
+                                  stage_feature_sizes)
+
+ARCH = {
+    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+    "arch_kwargs": {
+        "n_stages": 4, "features_per_stage": [8, 16, 32, 32], "conv_op": "torch.nn.modules.conv.Conv2d",
+        "kernel_sizes": [[3, 3]] * 4, "strides": [[1, 1], [2, 2], [2, 2], [2, 2]], "n_conv_per_stage": [1, 1, 1, 1],
+        "n_conv_per_stage_decoder": [1, 1, 1], "conv_bias": True,
+        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm2d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+        "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+        "nonlin_kwargs": {"inplace": True},
+    },
+    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+}
+
+
+@pytest.fixture(scope="module")
+def network():
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    torch.manual_seed(0)
+    return get_network_from_plans(ARCH["network_class_name"], ARCH["arch_kwargs"], ARCH["_kw_requires_import"],
+                                  1, 4, deep_supervision=True)
+
+
+def test_encoder_taps_shapes(network):
+    feats = encoder_features(network, torch.randn(2, 1, 48, 40))
+    assert [tuple(f.shape) for f in feats] == [(2, 8, 48, 40), (2, 16, 24, 20), (2, 32, 12, 10), (2, 32, 6, 5)]
+    sizes = stage_feature_sizes((48, 40), ARCH["arch_kwargs"]["strides"])
+    assert sizes == [tuple(f.shape[2:]) for f in feats]
+
+
+def test_default_local_stage_is_deepest_at_least_9x9():
+    strides = ARCH["arch_kwargs"]["strides"]
+    assert default_local_stage((48, 40), strides) == 2  # 12 x 10; stage 3 is 6 x 5
+    assert default_local_stage((72, 72), strides) == 3  # 9 x 9
+    assert default_local_stage((64, 72), strides) == 2  # stage 3 would be 8 x 9
+    with pytest.raises(ValueError, match="no encoder stage"):
+        default_local_stage((8, 8), strides)
+    # ACDC's nnU-Net 2d plan: 256 x 224, 7 stages -> stage 4 (16 x 14); stage 5 is 8 x 7
+    acdc = [[1, 1]] + [[2, 2]] * 6
+    assert default_local_stage((256, 224), acdc) == 4
+
+
+def test_heads_shapes_and_outside_network(network):
+    heads = ProjectionHeads(ARCH["arch_kwargs"]["features_per_stage"], local_stage=2)
+    z_g, z_l = embed(network, heads, torch.randn(4, 1, 48, 40))
+    assert z_g.shape == (4, 512) and z_l.shape == (4 * 9, 512)
+    net_keys = set(network.state_dict())
+    assert not any("head" in k or k.startswith("mlp") for k in net_keys)
+    assert not any(p is q for p in heads.parameters() for q in network.parameters())
+    # heads never enter the network's state dict, so nnU-Net's strict loading is unaffected
+    network.load_state_dict(network.state_dict(), strict=True)
+    assert heads.local_head.mlp[0].in_features == 32 and heads.global_head.mlp[0].in_features == 32
+
+
+def test_local_head_patch_order_is_view_major():
+    heads = ProjectionHeads([4, 4], local_stage=0, hidden=8, out_dim=3)
+    feats = torch.zeros(2, 4, 9, 9)
+    feats[1, :, 0:3, 6:9] = 5.0  # view 1, top-right cell (row 0, col 2) -> patch 1 * 9 + 2
+    z = heads.local_head(feats)
+    base = heads.local_head(torch.zeros(1, 4, 9, 9))[0]
+    changed = [i for i in range(18) if not torch.allclose(z[i], base)]
+    assert changed == [11]
+
+
+def test_local_stage_out_of_range():
+    with pytest.raises(ValueError, match="out of range"):
+        ProjectionHeads([8, 16], local_stage=2)

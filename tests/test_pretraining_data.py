@@ -1,0 +1,173 @@
+"""Slice-position data: position labels, unlabeled frames, never a test-set case, two-view batches.
+
+A tiny fake preprocessed dataset (written with nnU-Net's own ``nnUNetDatasetBlosc2.save_case``) encodes
+each slice's true 1-based position n in its pixel values, with crop offsets, so the label can be checked
+exactly; one test then checks the real pipeline on the phantom against the raw NIfTI slices.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2_glrp.data import (PositionStratifiedSampler, PretrainingSliceLoader, build_slice_index,
+                                check_slice_axis, load_split, make_augmenter, slice_positions)
+from nnunetv2_glrp.data.reading import read_slice
+
+# patient -> (set, number of original slices m, crop start, number of kept slices)
+PATIENTS = {"p1": ("train", 8, 1, 6), "p2": ("train", 10, 0, 10), "p3": ("train", 6, 2, 3),
+            "p4": ("val", 9, 0, 8), "p5": ("test", 7, 0, 7), "p6": ("test", 12, 3, 5)}
+HW = 40
+
+
+def _save(folder: Path, case: str, m: int, start: int, kept: int, frame: int) -> None:
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    n = np.arange(start + 1, start + kept + 1, dtype=np.float32)  # true 1-based positions
+    data = np.broadcast_to((n * 10 + frame)[None, :, None, None], (1, kept, HW, HW)).copy()
+    data[:, :, :4, :4] = 0
+    seg = np.full((1, kept, HW, HW), 7, dtype=np.int8)  # marker: labels must never be read
+    props = {"bbox_used_for_cropping": [[start, start + kept], [0, HW], [0, HW]],
+             "shape_before_cropping": (m, HW, HW), "spacing": [5.0, 1.5, 1.5]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nnUNetDatasetBlosc2.save_case(data, seg, props, str(folder / case), chunks=(1, 1, HW, HW),
+                                      blocks=(1, 1, HW, HW))
+
+
+@pytest.fixture(scope="module")
+def fake_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake_pre")
+    labeled, unlabeled = root / "plans_2d", root / "plans_2d_unlabeled"
+    labeled.mkdir()
+    unlabeled.mkdir()
+    cases = {}
+    for p, (s, m, start, kept) in PATIENTS.items():
+        for frame in (1, 5):
+            _save(labeled, f"{p}_frame{frame:02d}", m, start, kept, frame)
+            cases[f"{p}_frame{frame:02d}"] = {"patient": p, "set": s, "kind": "labeled"}
+        for frame in (2, 3, 4):
+            _save(unlabeled, f"{p}_unlab{frame:02d}", m, start, kept, frame)
+            cases[f"{p}_unlab{frame:02d}"] = {"patient": p, "set": s, "kind": "unlabeled"}
+    split = {s: [p for p, v in PATIENTS.items() if v[0] == s] for s in ("train", "val", "test")}
+    split["cases"] = cases
+    (root / "glrp_split.json").write_text(json.dumps(split))
+    return root, labeled, unlabeled
+
+
+def test_positions_from_crop_box():
+    props = {"bbox_used_for_cropping": [[2, 5], [0, 4], [0, 4]], "shape_before_cropping": (9, 4, 4)}
+    assert slice_positions(props, 3, "c") == [(3, 9), (4, 9), (5, 9)]
+    with pytest.raises(ValueError, match="case c: 4 preprocessed slices"):
+        slice_positions(props, 4, "c")
+    with pytest.raises(ValueError, match="case c: properties lack"):
+        slice_positions({}, 3, "c")
+
+
+def test_slice_axis_check():
+    check_slice_axis([0, 1, 2], "2d", (32, 32))
+    with pytest.raises(ValueError, match="not short-axis slices"):
+        check_slice_axis([1, 0, 2], "2d", (32, 32))
+    with pytest.raises(ValueError, match="needs a 2D configuration"):
+        check_slice_axis([0, 1, 2], "3d_fullres", (8, 32, 32))
+
+
+def test_index_positions_unlabeled_and_no_test(fake_dataset):
+    root, labeled, unlabeled = fake_dataset
+    split = load_split(root)
+    records = build_slice_index([labeled, unlabeled, root / "missing"], split)
+    patients = {r.patient for r in records}
+    assert patients == {"p1", "p2", "p3", "p4"}
+    assert {r.kind for r in records} == {"labeled", "unlabeled"}
+    expected = sum(2 * kept + 3 * kept for s, m, st, kept in (PATIENTS[p] for p in patients))
+    assert len(records) == expected
+    for r in records:  # the slice's pixel value encodes its true n: the label must agree
+        value = float(read_slice(r.folder, r.case, r.slice_index)[0, 20, 20])
+        assert int(round(value)) // 10 == r.n, (r, value)
+        assert r.m == PATIENTS[r.patient][1]
+        assert 0 < r.position <= 1
+
+
+def test_unlisted_case_is_an_error(fake_dataset, tmp_path):
+    root, labeled, _ = fake_dataset
+    split = load_split(root)
+    del split["cases"]["p1_frame01"]
+    with pytest.raises(ValueError, match="p1_frame01 .* not listed in glrp_split.json"):
+        build_slice_index([labeled], split)
+
+
+def test_sampler_mixes_positions_and_patients(fake_dataset):
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index([labeled, unlabeled], load_split(root))
+    sampler = PositionStratifiedSampler(records, 4)
+    rng = np.random.default_rng(0)
+    distinct = []
+    for _ in range(20):
+        picks = [records[i] for i in sampler.sample(rng)]
+        distinct.append(len({r.patient for r in picks}))
+        assert sorted(min(int(r.position * 4), 3) for r in picks) == [0, 1, 2, 3]  # one per position bin
+    # greedy: a patient repeats only when its bin holds no unused patient (p3 covers positions 0.5-0.83 only)
+    assert min(distinct) >= 3 and np.mean(distinct) > 3.5
+    a = sampler.sample(np.random.default_rng(1))
+    assert a == sampler.sample(np.random.default_rng(1))
+
+
+def test_loader_batches_two_views_seeded(fake_dataset):
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index([labeled, unlabeled], load_split(root))
+
+    def fake_psm(views):
+        return torch.full((views.shape[0] * 9, views.shape[0] * 9), 0.5)
+
+    loader = PretrainingSliceLoader(records, 4, (32, 32), seed=3, psm_fn=fake_psm)
+    torch.manual_seed(0)
+    np.random.seed(0)  # batchgeneratorsv2 draws from torch's and numpy's global RNGs
+    batch = next(make_augmenter(loader, 0, [0]))
+    assert batch["data"].shape == (8, 1, 32, 32) and batch["data"].dtype == torch.float32
+    assert batch["psm"].shape == (72, 72)
+    assert torch.equal(batch["positions"][:4], batch["positions"][4:])
+    seen = set()
+    for i, (case, k) in enumerate(batch["keys"]):
+        rec = next(r for r in records if r.case == case and r.slice_index == k)
+        assert batch["positions"][i].item() == pytest.approx(rec.n / rec.m)
+        seen.add(rec.patient)
+    assert "p5" not in seen and "p6" not in seen
+    loader2 = PretrainingSliceLoader(records, 4, (32, 32), seed=3, psm_fn=fake_psm)
+    torch.manual_seed(0)
+    np.random.seed(0)  # batchgeneratorsv2 draws from torch's and numpy's global RNGs
+    batch2 = next(make_augmenter(loader2, 0, [0]))
+    assert batch2["keys"] == batch["keys"] and torch.equal(batch2["data"], batch["data"])
+
+
+def test_phantom_positions_match_raw_slices(phantom_preprocessed):
+    """Each preprocessed slice of a phantom case correlates best with raw slice n - 1 of its NIfTI."""
+    import os
+
+    import SimpleITK as sitk
+    from skimage.transform import resize
+
+    from nnunetv2_glrp.models import load_plans_context
+
+    ctx = load_plans_context(901, phantom_preprocessed)
+    split = load_split(ctx.preprocessed_dataset_folder)
+    records = build_slice_index([ctx.data_folder], split)
+    raw = Path(os.environ["nnUNet_raw"]) / ctx.dataset_name / "imagesTr"
+    cases = sorted({r.case for r in records})[:3]
+    for case in cases:
+        img = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"{case}_0000.nii.gz"))).astype(np.float32)
+        from nnunetv2_glrp.data.reading import read_properties
+        bbox = read_properties(ctx.data_folder, case)["bbox_used_for_cropping"]
+        for r in [r for r in records if r.case == case]:
+            pre = read_slice(r.folder, r.case, r.slice_index)[0]
+            scores = []
+            for z in range(img.shape[0]):
+                crop = img[z, bbox[1][0]:bbox[1][1], bbox[2][0]:bbox[2][1]]
+                scores.append(np.corrcoef(resize(crop, pre.shape, order=1).ravel(), pre.ravel())[0, 1])
+            assert int(np.argmax(scores)) == r.n - 1, (case, r.slice_index, scores)
+            assert r.m == img.shape[0]
+    assert not {r.patient for r in records} & set(split["test"])
