@@ -1,0 +1,18 @@
+"""``nnUNetv2_glrp write-splits``: patient-level splits_final.json from the dataset's glrp_split.json."""
+
+from __future__ import annotations
+
+HELP = "write $nnUNet_preprocessed/DATASET/splits_final.json (fold 0 = GLRP train/val, patient-level folds)"
+
+
+def configure(parser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 901 or Dataset901_ACDC)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 5-fold patient shuffle for folds 1-4")
+
+
+def run(args) -> int:
+    from nnunetv2_glrp.conversion.splits import write_splits_final
+
+    out = write_splits_final(args.dataset, seed=args.seed)
+    print(f"written {out}")
+    return 0

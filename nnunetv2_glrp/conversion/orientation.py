@@ -1,0 +1,71 @@
+"""Base-to-apex slice order: detect it from the labels and flip stacks without moving them in space.
+
+GLRP's position label x = n/m counts slices from the base, so every converted stack is stored
+base-first (array index 0 = base). The base is the end of the stack with more LV + MYO: we compare
+the LV+MYO area (labels 2 and 3, summed over the ED and ES label maps) of the first and second half
+of the stack. On a tie (or no LV/MYO at all) the stored order is kept and the evidence says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+LV_MYO_LABELS = (2, 3)
+
+
+@dataclass(frozen=True)
+class SliceOrder:
+    """How a patient's stack was stored and whether the converter flipped it."""
+
+    stored: str  # "base-first" | "apex-first"
+    flipped: bool
+    evidence: str
+
+    def to_json(self) -> dict:
+        return {"stored": self.stored, "flipped": self.flipped, "evidence": self.evidence}
+
+
+def lv_myo_area_per_slice(label_arrays: list[np.ndarray]) -> np.ndarray:
+    """Voxel count of LV + MYO per slice, summed over the label arrays ([Z, Y, X] each) -> [Z]."""
+    areas = None
+    for lab in label_arrays:
+        a = np.isin(lab, LV_MYO_LABELS).sum(axis=(1, 2)).astype(np.int64)
+        areas = a if areas is None else areas + a
+    return areas
+
+
+def detect_slice_order(label_arrays: list[np.ndarray]) -> SliceOrder:
+    """Decide base-first vs apex-first from label arrays [Z, Y, X] (index 0 = first stored slice).
+
+    The middle slice of an odd stack belongs to neither half."""
+    areas = lv_myo_area_per_slice(label_arrays)
+    m = len(areas)
+    first, second = int(areas[: m // 2].sum()), int(areas[(m + 1) // 2:].sum())
+    profile = ",".join(str(int(a)) for a in areas)
+    evidence = f"LV+MYO voxels (ED+ES) first half {first}, second half {second}; per slice [{profile}]"
+    if second > first:
+        return SliceOrder("apex-first", True, evidence)
+    if first == second:
+        return SliceOrder("base-first", False, evidence + "; undetermined, stored order kept")
+    return SliceOrder("base-first", False, evidence)
+
+
+def flip_slices(image: sitk.Image) -> sitk.Image:
+    """Reverse the slice (z) axis of a 3D image keeping every voxel at its physical position.
+
+    The array is reversed along z, the origin moves to the physical point of the last slice and
+    the third column of the direction matrix changes sign."""
+    if image.GetDimension() != 3:
+        raise ValueError(f"flip_slices needs a 3D image, got {image.GetDimension()}D")
+    array = sitk.GetArrayFromImage(image)[::-1]
+    flipped = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    size = image.GetSize()
+    flipped.SetSpacing(image.GetSpacing())
+    flipped.SetOrigin(image.TransformIndexToPhysicalPoint((0, 0, size[2] - 1)))
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    direction[:, 2] *= -1.0
+    flipped.SetDirection(tuple(direction.ravel()))
+    return flipped

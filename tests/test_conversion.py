@@ -1,0 +1,287 @@
+"""ACDC-layout -> nnU-Net raw conversion: contents, orientation, geometry, errors, atomicity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_glrp.cli import main
+from nnunetv2_glrp.conversion import convert_acdc
+from nnunetv2_glrp.conversion.orientation import flip_slices, lv_myo_area_per_slice
+from nnunetv2_glrp.conversion.phantom import make_phantom
+
+
+def _arr(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def small_phantom(tmp_path_factory):
+    """4 patients (patient001 stored apex-first), 3 cine frames: 3 in training/, 1 in testing/."""
+    root = tmp_path_factory.mktemp("small_phantom")
+    meta = make_phantom(root, n_patients=4, seed=1, n_frames=3)
+    assert [p.apex_first for p in meta] == [True, False, False, False]
+    return root, meta
+
+
+@pytest.fixture
+def acdc_copy(small_phantom, tmp_path):
+    root = tmp_path / "acdc"
+    shutil.copytree(small_phantom[0], root)
+    return root
+
+
+# ---------------------------------------------------------------- the session dataset (10 patients)
+
+def test_cases_and_split(phantom_raw_dataset, phantom_acdc):
+    _, meta = phantom_acdc
+    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    train, val, test = record["train"], record["val"], record["test"]
+    assert (len(train), len(val), len(test)) == (7, 1, 2)
+    assert set(train) | set(val) | set(test) == {p.patient_id for p in meta}
+    assert not (set(train) & set(val) or set(train) & set(test) or set(val) & set(test))
+    assert record["format_version"] == 1 and record["seed"] == 0 and record["split"] == "7:1:2"
+    tr = {f"{p}_{ph}" for p in train + val for ph in ("ED", "ES")}
+    ts = {f"{p}_{ph}" for p in test for ph in ("ED", "ES")}
+    assert _names(phantom_raw_dataset / "imagesTr") == {f"{c}_0000.nii.gz" for c in tr}
+    assert _names(phantom_raw_dataset / "labelsTr") == {f"{c}.nii.gz" for c in tr}
+    assert _names(phantom_raw_dataset / "imagesTs") == {f"{c}_0000.nii.gz" for c in ts}
+    assert _names(phantom_raw_dataset / "labelsTs") == {f"{c}.nii.gz" for c in ts}
+    ds = json.loads((phantom_raw_dataset / "dataset.json").read_text())
+    assert ds["numTraining"] == len(tr) and ds["file_ending"] == ".nii.gz"
+    assert ds["channel_names"] == {"0": "cineMRI"}
+    assert ds["labels"] == {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
+    assert not list(phantom_raw_dataset.parent.glob(".Dataset901*"))
+
+
+def test_unlabeled_frames_only_from_train_val(phantom_raw_dataset, phantom_acdc):
+    _, meta = phantom_acdc
+    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    pool = set(record["train"] + record["val"])
+    files = _names(phantom_raw_dataset / "unlabeledTr")
+    assert len(files) == sum(p.n_frames for p in meta if p.patient_id in pool)
+    assert {f.split("_")[0] for f in files} == pool
+    unlabeled = {c: v for c, v in record["cases"].items() if v["kind"] == "unlabeled"}
+    assert {f"{c}_0000.nii.gz" for c in unlabeled} == files
+    assert all(v["set"] in ("train", "val") for v in unlabeled.values())
+    # the cine ED frame is the ED image, on the same grid
+    pid = sorted(pool)[0]
+    a = sitk.ReadImage(str(phantom_raw_dataset / "unlabeledTr" / f"{pid}_t01_0000.nii.gz"))
+    b = sitk.ReadImage(str(phantom_raw_dataset / "imagesTr" / f"{pid}_ED_0000.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(a), sitk.GetArrayFromImage(b))
+    assert a.GetOrigin() == b.GetOrigin() and a.GetDirection() == b.GetDirection()
+
+
+def test_labels_and_geometry(phantom_raw_dataset):
+    for images, labels in (("imagesTr", "labelsTr"), ("imagesTs", "labelsTs")):
+        for lab_path in sorted((phantom_raw_dataset / labels).iterdir()):
+            lab = sitk.ReadImage(str(lab_path))
+            img = sitk.ReadImage(str(phantom_raw_dataset / images / lab_path.name.replace(".nii.gz", "_0000.nii.gz")))
+            assert set(np.unique(sitk.GetArrayFromImage(lab))) <= {0, 1, 2, 3}
+            assert lab.GetSize() == img.GetSize()
+            assert np.allclose(lab.GetSpacing(), img.GetSpacing())
+            assert np.allclose(lab.GetOrigin(), img.GetOrigin())
+            assert np.allclose(lab.GetDirection(), img.GetDirection())
+
+
+def test_base_first_after_conversion(phantom_raw_dataset, phantom_acdc):
+    root, meta = phantom_acdc
+    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    for p in meta:
+        assert record["slice_order"][p.patient_id]["flipped"] == p.apex_first
+        assert record["slice_order"][p.patient_id]["stored"] == ("apex-first" if p.apex_first else "base-first")
+        assert record["n_slices"][p.patient_id] == p.n_slices
+        folder = "labelsTs" if p.patient_id in record["test"] else "labelsTr"
+        lab = _arr(phantom_raw_dataset / folder / f"{p.patient_id}_ED.nii.gz")
+        areas = lv_myo_area_per_slice([lab])
+        assert np.corrcoef(np.arange(len(areas)), areas)[0, 1] < -0.9, p.patient_id  # shrinks base -> apex
+        assert not (lab[-1] == 1).any()  # the apex slice (last) has no RV
+
+
+def test_flip_keeps_physical_positions(phantom_raw_dataset, phantom_acdc):
+    root, meta = phantom_acdc
+    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    p = next(q for q in meta if q.apex_first)
+    src = sitk.ReadImage(str(root / p.folder / f"{p.patient_id}_frame{p.ed_frame:02d}.nii.gz"))
+    folder = "imagesTs" if p.patient_id in record["test"] else "imagesTr"
+    out = sitk.ReadImage(str(phantom_raw_dataset / folder / f"{p.patient_id}_ED_0000.nii.gz"))
+    m = src.GetSize()[2]
+    for idx in [(0, 0, 0), (5, 7, 1), (20, 3, m - 1)]:
+        moved = (idx[0], idx[1], m - 1 - idx[2])
+        assert np.allclose(out.TransformIndexToPhysicalPoint(moved), src.TransformIndexToPhysicalPoint(idx), atol=1e-4)
+        assert out.GetPixel(moved) == src.GetPixel(idx)
+
+
+def test_flip_slices_with_oblique_direction():
+    rng = np.random.default_rng(0)
+    image = sitk.GetImageFromArray(rng.integers(0, 100, size=(5, 6, 7)).astype(np.int16))
+    image.SetSpacing((0.8, 0.9, 7.5))
+    image.SetOrigin((10.0, -20.0, 30.0))
+    q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    image.SetDirection(tuple(q.ravel()))
+    flipped = flip_slices(image)
+    for idx in [(0, 0, 0), (6, 5, 4), (3, 2, 1)]:
+        moved = (idx[0], idx[1], 4 - idx[2])
+        assert np.allclose(flipped.TransformIndexToPhysicalPoint(moved), image.TransformIndexToPhysicalPoint(idx))
+        assert flipped.GetPixel(moved) == image.GetPixel(idx)
+    assert np.array_equal(sitk.GetArrayFromImage(flip_slices(flipped)), sitk.GetArrayFromImage(image))
+
+
+# ---------------------------------------------------------------- small phantom: options and errors
+
+def test_official_split_and_overwrite(small_phantom, tmp_path):
+    root, meta = small_phantom
+    raw = tmp_path / "raw"
+    out = convert_acdc(root, 950, split="official", seed=2, raw_root=raw)
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert record["test"] == [p.patient_id for p in meta if p.subset == "testing"]
+    assert len(record["val"]) == 1 and len(record["train"]) == 2  # round(3/8) -> at least one
+    with pytest.raises(FileExistsError, match="already exists"):
+        convert_acdc(root, 950, raw_root=raw)
+    out2 = convert_acdc(root, 950, split="2:1:1", seed=0, raw_root=raw, overwrite=True)
+    assert out2 == out and json.loads((out / "glrp_split.json").read_text())["split"] == "2:1:1"
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset950_ACDC"]
+    with pytest.raises(ValueError, match="already used by Dataset950_ACDC"):
+        convert_acdc(root, 950, dataset_name="Other", raw_root=raw)
+
+
+def test_missing_4d_warns_and_continues(acdc_copy, tmp_path):
+    (acdc_copy / "training/patient002/patient002_4d.nii.gz").unlink()
+    with pytest.warns(UserWarning, match="patient002: no 4D cine"):
+        out = convert_acdc(acdc_copy, 951, split="2:1:1", raw_root=tmp_path / "raw")
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert record["missing_cine"] == (["patient002"] if "patient002" not in record["test"] else [])
+    frames = [c for c, v in record["cases"].items() if v["kind"] == "unlabeled" and v["patient"] == "patient002"]
+    if "patient002" not in record["test"]:
+        assert sorted(frames) == ["patient002_t01", f"patient002_t{record['cases']['patient002_ES']['frame']:02d}"]
+
+
+def test_n4_option(small_phantom, tmp_path):
+    """N4 output is float32, same anatomy, and flattens the blood pool (uniform before the bias field)."""
+    root, meta = small_phantom
+    out = convert_acdc(root, 952, split="2:1:1", raw_root=tmp_path / "raw", n4=True)
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert record["n4"]["shrink_factor"] == 4
+    cv_before, cv_after = [], []
+    for p in meta:
+        images, labels = ("imagesTs", "labelsTs") if p.patient_id in record["test"] else ("imagesTr", "labelsTr")
+        img = sitk.ReadImage(str(out / images / f"{p.patient_id}_ED_0000.nii.gz"))
+        assert img.GetPixelID() == sitk.sitkFloat32
+        corrected = sitk.GetArrayFromImage(img)
+        original = _arr(root / p.folder / f"{p.patient_id}_frame01.nii.gz").astype(np.float64)
+        if record["slice_order"][p.patient_id]["flipped"]:
+            original = original[::-1]
+        assert np.corrcoef(corrected.ravel(), original.ravel())[0, 1] > 0.8  # still the same anatomy
+        blood = np.isin(_arr(out / labels / f"{p.patient_id}_ED.nii.gz"), (1, 3))
+        cv_before.append(original[blood].std() / original[blood].mean())
+        cv_after.append(corrected[blood].std() / corrected[blood].mean())
+    assert np.mean(cv_after) < 0.97 * np.mean(cv_before)
+    assert sitk.ReadImage(str(next((out / "unlabeledTr").iterdir()))).GetPixelID() == sitk.sitkFloat32
+
+
+def _write_like(path: Path, array: np.ndarray, like: sitk.Image, **geometry) -> None:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(like) if array.shape == sitk.GetArrayFromImage(like).shape else None
+    for key, value in geometry.items():
+        getattr(image, f"Set{key}")(value)
+    sitk.WriteImage(image, str(path))
+
+
+def _corrupt(root: Path, kind: str) -> None:
+    folder = root / "training/patient002"
+    img_path, gt_path = folder / "patient002_frame01.nii.gz", folder / "patient002_frame01_gt.nii.gz"
+    img, gt = sitk.ReadImage(str(img_path)), sitk.ReadImage(str(gt_path))
+    lab = sitk.GetArrayFromImage(gt)
+    if kind == "no-info":
+        (folder / "Info.cfg").unlink()
+    elif kind == "garbled-info":
+        (folder / "Info.cfg").write_text("ED: 1\nthis is not a key value line\n")
+    elif kind == "non-int-info":
+        (folder / "Info.cfg").write_text((folder / "Info.cfg").read_text().replace("ED: 1", "ED: one"))
+    elif kind == "ed-beyond-frames":
+        (folder / "Info.cfg").write_text((folder / "Info.cfg").read_text().replace("ED: 1", "ED: 9"))
+    elif kind == "no-es-file":
+        next(folder.glob("patient002_frame0[2-9].nii.gz")).unlink()
+    elif kind == "shape":
+        _write_like(gt_path, lab[:, :-2], gt, Spacing=gt.GetSpacing(), Origin=gt.GetOrigin())
+    elif kind == "spacing":
+        _write_like(gt_path, lab, gt, Spacing=tuple(s * 1.1 for s in gt.GetSpacing()))
+    elif kind == "origin":
+        _write_like(gt_path, lab, gt, Origin=tuple(o + 2.0 for o in gt.GetOrigin()))
+    elif kind == "direction":
+        _write_like(gt_path, lab, gt, Direction=(0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0))
+    elif kind == "label-values":
+        bad = lab.copy()
+        bad[0, 0, :3] = 7
+        _write_like(gt_path, bad, gt)
+    elif kind == "non-3d":
+        sitk.WriteImage(sitk.GetImageFromArray(sitk.GetArrayFromImage(img)[0]), str(img_path))
+    elif kind == "constant":
+        _write_like(img_path, np.zeros_like(sitk.GetArrayFromImage(img)), img)
+    elif kind == "garbled-nifti":
+        img_path.write_bytes(b"not a nifti file at all" * 10)
+    elif kind == "4d-size":
+        cine = folder / "patient002_4d.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 2, 5, 5), np.int16), isVector=False), str(cine))
+
+
+ERRORS = [
+    ("no-info", FileNotFoundError, "patient002: Info.cfg missing"),
+    ("garbled-info", ValueError, "patient002: Info.cfg line 2 is not 'Key: value'"),
+    ("non-int-info", ValueError, "patient002: Info.cfg 'ED' is not an integer"),
+    ("ed-beyond-frames", ValueError, "patient002: Info.cfg ED = 9 outside 1..NbFrame=3"),
+    ("no-es-file", FileNotFoundError, "patient002: ES image file missing"),
+    ("shape", ValueError, r"patient002: image patient002_frame01.nii.gz and label .* differ in size"),
+    ("spacing", ValueError, "patient002: .* differ in spacing"),
+    ("origin", ValueError, "patient002: .* differ in origin"),
+    ("direction", ValueError, "patient002: .* differ in direction"),
+    ("label-values", ValueError, r"patient002: patient002_frame01_gt.nii.gz has label values outside \{0, 1, 2, 3\}: 7"),
+    ("non-3d", ValueError, "patient002: patient002_frame01.nii.gz is 2D"),
+    ("constant", ValueError, "patient002: patient002_frame01.nii.gz is constant"),
+    ("garbled-nifti", ValueError, "patient002: cannot read ED image"),
+    ("4d-size", ValueError, "patient002: patient002_4d.nii.gz frames have size"),
+]
+
+
+@pytest.mark.parametrize("kind,error,message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_bad_input_is_a_clear_error_and_leaves_nothing(acdc_copy, tmp_path, kind, error, message):
+    _corrupt(acdc_copy, kind)
+    raw = tmp_path / "raw"
+    # 1:0:0 keeps patient002 in train so that its 4D file is read too
+    with pytest.raises(error, match=message):
+        convert_acdc(acdc_copy, 953, split="1:0:0", raw_root=raw)
+    assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_cli_convert_and_error(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "954", "--split", "2:1:1", "--name", "Cli"]) == 0
+    assert "flipped to base-first: patient001" in capsys.readouterr().out
+    assert (tmp_path / "raw/Dataset954_Cli/dataset.json").is_file()
+    assert main(["convert-acdc", str(tmp_path / "nowhere"), "-d", "955"]) == 2
+    assert "ACDC root folder not found" in capsys.readouterr().err
+    assert main(["make-phantom", str(tmp_path / "ph"), "--patients", "1", "--frames", "3"]) == 0
+    assert (tmp_path / "ph/training/patient001/Info.cfg").is_file()
+
+
+def test_nnunet_accepts_the_dataset(phantom_raw_dataset):
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(phantom_raw_dataset), num_processes=1)  # raises on any inconsistency
+
+
+def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_path):
+    raw = tmp_path / "raw"
+    stale = raw / ".Dataset956_ACDC.tmp-killed"
+    (stale / "imagesTr").mkdir(parents=True)
+    out = convert_acdc(small_phantom[0], 956, split="2:1:1", raw_root=raw)
+    assert sorted(p.name for p in raw.iterdir()) == [out.name]
