@@ -1,0 +1,188 @@
+"""Plans overlays in nnU-Net's plans file, nnUNetv2_preprocess on them, and prepare_dataset end to end.
+
+A tiny raw dataset (``write_tiny_raw_dataset``, also used by test_unlabeled_preprocessing.py) keeps
+the overlay tests independent of the converter; prepare_dataset runs on the shared phantom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_glrp.environment import nnunet_command
+from nnunetv2_glrp.plans import PLANS_FOLDER, apply_plans_overlay, plan_dataset, prepare_dataset, resolve_overlay_path
+
+TINY_PLANS_ID = 951
+
+
+def write_tiny_raw_dataset(dataset_id: int, n_patients: int = 3, seed: int = 0) -> Path:
+    """Raw dataset in the converter's layout: ED/ES labeled, 3 cine frames unlabeled (t00 is the ED image)."""
+    rng = np.random.default_rng(seed)
+    folder = Path(os.environ["nnUNet_raw"]) / f"Dataset{dataset_id}_TINY"
+    for sub in ("imagesTr", "labelsTr", "unlabeledTr"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def save(array, path):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((1.5, 1.5, 10.0))
+        sitk.WriteImage(image, os.fspath(path))
+
+    for p in range(1, n_patients + 1):
+        z, y, x = 4 + p % 2, 38 + 2 * p, 42
+        yy, xx = np.mgrid[:y, :x]
+        for t in range(3):
+            radius = 7 + 2 * t
+            distance = np.hypot(yy - y / 2, xx - x / 2)
+            image = 100 + 300 * (distance < radius) + rng.normal(0, 20, (z, y, x))
+            image = image.astype(np.float32)
+            save(image, folder / "unlabeledTr" / f"patient{p:03d}_t{t:02d}_0000.nii.gz")
+            if t in (0, 2):
+                name = "ED" if t == 0 else "ES"
+                label = np.broadcast_to((distance < radius) * 3 + ((distance >= radius) & (distance < radius + 3)) * 2,
+                                        (z, y, x)).astype(np.uint8)
+                save(image, folder / "imagesTr" / f"patient{p:03d}_{name}_0000.nii.gz")
+                save(label, folder / "labelsTr" / f"patient{p:03d}_{name}.nii.gz")
+    dataset_json = {"channel_names": {"0": "cineMRI"}, "labels": {"background": 0, "RV": 1, "MYO": 2, "LV": 3},
+                    "numTraining": 2 * n_patients, "file_ending": ".nii.gz"}
+    (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    return folder
+
+
+def plan_tiny_dataset(dataset_id: int) -> Path:
+    """Tiny raw dataset + nnU-Net fingerprint and default plans (no preprocessing); the plans file."""
+    folder = write_tiny_raw_dataset(dataset_id)
+    plan_dataset(dataset_id, verify=False)
+    return Path(os.environ["nnUNet_preprocessed"]) / folder.name / "nnUNetPlans.json"
+
+
+@pytest.fixture(scope="module")
+def tiny_plans() -> Path:
+    return plan_tiny_dataset(TINY_PLANS_ID)
+
+
+def test_overlay_names_resolve_to_the_plans_folder(tmp_path):
+    assert resolve_overlay_path("small_cpu") == PLANS_FOLDER / "small_cpu.json"
+    assert resolve_overlay_path("paper.json") == PLANS_FOLDER / "paper.json"
+    own = tmp_path / "mine.json"
+    own.write_text("{}")
+    assert resolve_overlay_path(own) == own
+    with pytest.raises(FileNotFoundError, match="no_such_plan"):
+        resolve_overlay_path("no_such_plan")
+
+
+def test_overlay_before_planning_is_a_clear_error():
+    write_tiny_raw_dataset(952, n_patients=1)
+    with pytest.raises(FileNotFoundError, match="plan_and_preprocess"):
+        apply_plans_overlay(952, "small_cpu")
+
+
+def test_overlays_add_configurations_and_leave_nnunet_ones_alone(tiny_plans):
+    before = json.loads(tiny_plans.read_text())
+    assert apply_plans_overlay(TINY_PLANS_ID, "small_cpu") == ["small_cpu"]
+    assert apply_plans_overlay(TINY_PLANS_ID, "paper") == ["glrp_paper"]
+    plans = json.loads(tiny_plans.read_text())
+    for name, config in before["configurations"].items():
+        assert plans["configurations"][name] == config, f"nnU-Net configuration {name} was modified"
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    manager = PlansManager(os.fspath(tiny_plans))
+    small = manager.get_configuration("small_cpu")
+    assert small.data_identifier == "nnUNetPlans_small_cpu"
+    assert small.spacing == [2.5, 2.5] and small.patch_size == [128, 128] and small.batch_size == 16
+    assert small.network_arch_init_kwargs["features_per_stage"] == [16, 32, 64, 128, 256]
+    assert small.normalization_schemes == manager.get_configuration("2d").normalization_schemes
+    paper = manager.get_configuration("glrp_paper")
+    kwargs = paper.network_arch_init_kwargs
+    assert paper.data_identifier == "nnUNetPlans_glrp_paper"
+    assert paper.spacing == [1.25, 1.25] and paper.patch_size == [288, 288] and paper.batch_size == 12
+    assert kwargs["n_stages"] == 5 and kwargs["features_per_stage"] == [48, 96, 192, 384, 768]
+    assert kwargs["strides"] == [[1, 1]] + [[2, 2]] * 4 and kwargs["kernel_sizes"] == [[3, 3]] * 5
+    assert kwargs["n_conv_per_stage"] == [2] * 5 and kwargs["n_conv_per_stage_decoder"] == [2] * 4
+    assert kwargs["norm_op"].endswith("BatchNorm2d") and kwargs["nonlin"].endswith("ReLU")
+    # median size of the new configuration: nnU-Net's median shape in mm over the new spacing
+    shape_mm = np.array(plans["original_median_shape_after_transp"][1:]) * plans["original_median_spacing_after_transp"][1:]
+    np.testing.assert_allclose(small.median_image_size_in_voxels, shape_mm / 2.5, atol=0.05)
+
+    # idempotent: a second application leaves the file byte-identical and untouched
+    content, mtime = tiny_plans.read_bytes(), tiny_plans.stat().st_mtime_ns
+    assert apply_plans_overlay(TINY_PLANS_ID, "small_cpu") == ["small_cpu"]
+    assert tiny_plans.read_bytes() == content and tiny_plans.stat().st_mtime_ns == mtime
+
+
+def test_overlay_errors_name_the_file(tiny_plans, tmp_path):
+    overlay = json.loads((PLANS_FOLDER / "small_cpu.json").read_text())
+    bad_patch = json.loads(json.dumps(overlay))
+    bad_patch["configurations"]["odd_patch"] = bad_patch["configurations"].pop("small_cpu")
+    bad_patch["configurations"]["odd_patch"]["patch_size"] = [100, 128]
+    bad_patch["configurations"]["odd_patch"]["data_identifier"] = "odd"
+    (tmp_path / "odd.json").write_text(json.dumps(bad_patch))
+    with pytest.raises(ValueError, match=r"odd\.json.*not divisible"):
+        apply_plans_overlay(TINY_PLANS_ID, tmp_path / "odd.json")
+
+    hijack = json.loads(json.dumps(overlay))
+    hijack["configurations"] = {"3d_fullres": {**overlay["configurations"]["small_cpu"], "data_identifier": "x"}}
+    (tmp_path / "hijack.json").write_text(json.dumps(hijack))
+    before = tiny_plans.read_bytes()
+    with pytest.raises(ValueError, match="refusing to modify"):
+        apply_plans_overlay(TINY_PLANS_ID, tmp_path / "hijack.json")
+    assert tiny_plans.read_bytes() == before
+
+
+def test_nnunet_preprocess_command_runs_the_small_cpu_configuration(tiny_plans):
+    apply_plans_overlay(TINY_PLANS_ID, "small_cpu")
+    result = subprocess.run([nnunet_command("nnUNetv2_preprocess"), "-d", str(TINY_PLANS_ID), "-c", "small_cpu",
+                             "-np", "1"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    folder = tiny_plans.parent / "nnUNetPlans_small_cpu"
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    dataset = nnUNetDatasetBlosc2(os.fspath(folder))
+    assert sorted(dataset.identifiers) == [f"patient{p:03d}_{f}" for p in (1, 2, 3) for f in ("ED", "ES")]
+    data, seg, _, properties = dataset.load_case("patient002_ED")
+    # 2d configuration: slices keep their 10 mm, in-plane 42 px at 1.5 mm -> 25 px at 2.5 mm
+    assert data.shape == (1, 4, 25, 25) and seg.shape == data.shape
+    assert set(np.unique(seg[:])) <= {0, 2, 3}
+
+
+def test_prepare_dataset_rejects_a_dataset_failing_the_integrity_check():
+    folder = write_tiny_raw_dataset(953, n_patients=1)
+    label = folder / "labelsTr" / "patient001_ED.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 10, 10), np.uint8)), os.fspath(label))
+    with pytest.raises(ValueError, match="Dataset953_TINY.*integrity check failed"):
+        prepare_dataset(953, overlay="small_cpu", num_processes=1)
+    assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()
+
+
+@pytest.mark.slow
+def test_prepare_dataset_on_the_phantom(phantom_preprocessed, phantom_raw_dataset):
+    assert phantom_preprocessed == "small_cpu"
+    preprocessed = Path(os.environ["nnUNet_preprocessed"]) / phantom_raw_dataset.name
+    raw_json = json.loads((phantom_raw_dataset / "dataset.json").read_text())
+    labeled = sorted(p.stem for p in (preprocessed / "nnUNetPlans_small_cpu").glob("*.pkl"))
+    assert len(labeled) == raw_json["numTraining"]
+    n_unlabeled = len(list((phantom_raw_dataset / "unlabeledTr").glob("*_0000.nii.gz")))
+    assert n_unlabeled > 0
+    assert len(list((preprocessed / "nnUNetPlans_small_cpu_unlabeled").glob("*.pkl"))) == n_unlabeled
+    assert (preprocessed / "splits_final.json").is_file()
+    assert not (preprocessed / "nnUNetPlans_2d").exists(), "nnU-Net's own configurations must not be preprocessed"
+
+    # a second call redoes nothing
+    stamps = {p: p.stat().st_mtime_ns for p in preprocessed.rglob("*.b2nd")}
+    assert prepare_dataset(phantom_raw_dataset.name, overlay="small_cpu") == "small_cpu"
+    assert {p: p.stat().st_mtime_ns for p in preprocessed.rglob("*.b2nd")} == stamps
+
+
+def test_apply_plans_command(tiny_plans, capsys):
+    from nnunetv2_glrp.cli import main
+
+    assert main(["apply-plans", str(TINY_PLANS_ID), "paper"]) == 0
+    assert "glrp_paper" in capsys.readouterr().out
+    assert main(["apply-plans", str(TINY_PLANS_ID), "no_such_overlay"]) == 2
+    assert "no_such_overlay" in capsys.readouterr().err
