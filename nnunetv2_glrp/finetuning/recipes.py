@@ -1,0 +1,111 @@
+"""Fine-tuning recipes (loss, optimizer, schedule) and budgets (epochs x iterations, pretraining preset).
+
+A trainer is one recipe x one budget (x one pretraining method x one k). Names:
+``<Method>Trainer[_k<K>][_paper][_cpu|_tiny]``; no suffix = nnU-Net recipe, full budget.
+
+Choices where the paper is silent:
+* nnU-Net recipe: nnU-Net's Dice+CE loss with deep supervision, SGD (Nesterov, momentum 0.99, lr 1e-2,
+  weight decay 3e-5), poly schedule, nnU-Net augmentation, plus a linear warm-up over the first 5 %
+  of all training iterations (applied to every trainer, Random included, so that rows differ in
+  their initialisation only).
+* paper recipe: cross-entropy on the full-resolution output (no deep supervision: the paper's plain
+  U-Net has one output), Adam lr 5e-4 without weight decay, cosine schedule to 0, batch 12, 200
+  epochs of one pass each over the labeled slices (``iterations_per_epoch=None``), nnU-Net
+  augmentation.
+* Budgets: ``full`` keeps the recipe's length and pretrains with the "paper" preset; ``cpu`` is
+  sized for the demo on a 2-core CPU with the small_cpu plan (~1 s per iteration: 10 epochs x 12
+  iterations + 3 validation iterations per epoch, ~2-3 min per run) and pretrains with the "cpu"
+  preset; ``tiny`` (tests only) is 1 epoch x 2 iterations with a "cpu" pretraining shrunk by overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class FineTuningRecipe:
+    name: str
+    loss: Literal["dice_ce", "ce"] = "dice_ce"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    initial_lr: float = 1e-2
+    weight_decay: float = 3e-5
+    momentum: float = 0.99
+    schedule: Literal["poly", "cosine"] = "poly"
+    warmup_fraction: float = 0.05
+    batch_size: int | None = None  # None: the plan's batch size
+    deep_supervision: bool = True
+    num_epochs: int = 1000
+    iterations_per_epoch: int | None = 250  # None: one pass over the training slices
+    val_iterations_per_epoch: int = 50
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("dice_ce", "ce"):
+            raise ValueError(f"recipe {self.name}: unknown loss {self.loss!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"recipe {self.name}: unknown optimizer {self.optimizer!r}")
+        if self.schedule not in ("poly", "cosine"):
+            raise ValueError(f"recipe {self.name}: unknown schedule {self.schedule!r}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"recipe {self.name}: warmup_fraction must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class FineTuningBudget:
+    name: str  # "full", "cpu", "tiny"; the trainer-name suffix unless "full"
+    num_epochs: int | None = None  # None: the recipe's
+    iterations_per_epoch: int | None = None
+    val_iterations_per_epoch: int | None = None
+    pretraining_preset: Literal["paper", "cpu"] = "paper"
+    pretraining_overrides: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.name == "full" else f"_{self.name}"
+
+
+NNUNET_RECIPE = FineTuningRecipe(name="nnunet")
+PAPER_RECIPE = FineTuningRecipe(
+    name="paper", loss="ce", optimizer="adam", initial_lr=5e-4, weight_decay=0.0, momentum=0.0,
+    schedule="cosine", warmup_fraction=0.0, batch_size=12, deep_supervision=False,
+    num_epochs=200, iterations_per_epoch=None, val_iterations_per_epoch=50,
+)
+RECIPES: dict[str, FineTuningRecipe] = {"nnunet": NNUNET_RECIPE, "paper": PAPER_RECIPE}
+
+FULL_BUDGET = FineTuningBudget(name="full", pretraining_preset="paper")
+CPU_BUDGET = FineTuningBudget(
+    name="cpu", num_epochs=10, iterations_per_epoch=12, val_iterations_per_epoch=3, pretraining_preset="cpu"
+)
+#: Pretraining overrides of the tiny budget; keys are fields of the pretraining config.
+TINY_PRETRAINING_OVERRIDES: tuple[tuple[str, object], ...] = (("epochs", 1), ("iterations_per_epoch", 2), ("batch_size", 4))
+TINY_BUDGET = FineTuningBudget(
+    name="tiny", num_epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1,
+    pretraining_preset="cpu", pretraining_overrides=TINY_PRETRAINING_OVERRIDES,
+)
+BUDGETS: dict[str, FineTuningBudget] = {"full": FULL_BUDGET, "cpu": CPU_BUDGET, "tiny": TINY_BUDGET}
+
+
+@dataclass(frozen=True)
+class ResolvedSchedule:
+    """Epochs and iterations a run actually uses (budget over recipe)."""
+
+    num_epochs: int
+    iterations_per_epoch: int | None
+    val_iterations_per_epoch: int
+
+    @classmethod
+    def of(cls, recipe: FineTuningRecipe, budget: FineTuningBudget) -> "ResolvedSchedule":
+        pick = lambda b, r: r if b is None else b  # noqa: E731
+        return cls(
+            num_epochs=pick(budget.num_epochs, recipe.num_epochs),
+            iterations_per_epoch=pick(budget.iterations_per_epoch, recipe.iterations_per_epoch),
+            val_iterations_per_epoch=pick(budget.val_iterations_per_epoch, recipe.val_iterations_per_epoch),
+        )
+
+
+def warmup_iterations(recipe: FineTuningRecipe, num_epochs: int, iterations_per_epoch: int) -> int:
+    """Number of linear warm-up iterations: ``warmup_fraction`` of all, at least 1 when enabled."""
+    if recipe.warmup_fraction <= 0:
+        return 0
+    return max(1, int(round(recipe.warmup_fraction * num_epochs * iterations_per_epoch)))

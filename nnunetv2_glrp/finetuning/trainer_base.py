@@ -1,0 +1,186 @@
+"""The fine-tuning trainer every class in ``trainers/`` derives from.
+
+One nnU-Net trainer, configured by four class attributes: ``pretraining_method`` (``"GLRP"``,
+``"GRP"``, ``"LRP"``, ``"GLRPLinear"`` or None for random initialisation), ``k_labeled`` (None =
+all training patients of the fold), ``recipe`` and ``budget``. Hooks into nnU-Net 2.8.1's loop:
+
+* ``initialize``: seeds torch/numpy/random with ``GLRP_SEED`` (so the fresh decoder is the same for
+  every method at one seed), ensures the pretraining cache (every rank; see pretrained_source).
+* ``configure_optimizers``: nnU-Net calls it right after building (and compiling) the network and
+  before wrapping it in DDP, so the pretrained encoder is loaded there, into the unwrapped module,
+  on every rank; then the recipe's optimizer/schedule are built.
+* ``do_split``: keeps the k drawn patients (ED and ES) of the fold's training cases; validation
+  stays the fold's whole validation set; the draw is written to ``k_patients.json``.
+* ``train_step``: linear lr warm-up over the recipe's first iterations.
+Inference (``nnUNetv2_predict -tr``) only calls the inherited ``build_network_architecture``: it
+never needs the pretraining cache or the projection heads.
+Environment: ``GLRP_SEED`` (k-patient draw and fine-tuning init, default 0), ``GLRP_PRETRAIN_SEED``
+(pretraining, default 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state
+from nnunetv2_glrp.finetuning.optimization import build_cross_entropy_loss, build_optimizer
+from nnunetv2_glrp.finetuning.patient_draw import count_patients, load_cases_table, select_cases, write_selection
+from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder, read_encoder_state
+from nnunetv2_glrp.finetuning.recipes import (
+    FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, warmup_iterations,
+)
+from nnunetv2_glrp.finetuning.schedules import warmup_factor
+
+SELECTION_FILE = "k_patients.json"
+SETUP_FILE = "glrp_finetuning.json"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value.strip() else default
+    except ValueError as err:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from err
+
+
+class GLRPFineTuningTrainer(nnUNetTrainer):
+    pretraining_method: ClassVar[str | None] = "GLRP"
+    k_labeled: ClassVar[int | None] = None
+    recipe: ClassVar[FineTuningRecipe] = NNUNET_RECIPE
+    budget: ClassVar[FineTuningBudget] = FULL_BUDGET
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        schedule = ResolvedSchedule.of(self.recipe, self.budget)
+        self.num_epochs = schedule.num_epochs
+        self.one_pass_per_epoch = schedule.iterations_per_epoch is None
+        self.num_iterations_per_epoch = schedule.iterations_per_epoch or 250  # counted in initialize
+        self.num_val_iterations_per_epoch = schedule.val_iterations_per_epoch
+        self.initial_lr = self.recipe.initial_lr
+        self.weight_decay = self.recipe.weight_decay
+        self.enable_deep_supervision = self.recipe.deep_supervision
+        if self.recipe.batch_size is not None:  # private deep copy of the plan's configuration
+            self.configuration_manager.configuration["batch_size"] = self.recipe.batch_size
+        self.seed = _env_int("GLRP_SEED", 0)
+        self.pretraining_seed = _env_int("GLRP_PRETRAIN_SEED", 0)
+        self.pretrained_encoder_path: Path | None = None
+        self.loaded_encoder_tensors = 0
+        self.selected_patients: list[str] | None = None
+        self._global_iteration = 0
+        self._epoch_lrs: list[float] = []
+        self._warmup_iterations = 0
+
+    # ---- pretrained encoder -------------------------------------------------------------------
+    def initialize(self):
+        if not self.was_initialized:
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+            torch.manual_seed(self.seed)
+            if self.pretraining_method is not None:
+                self.pretrained_encoder_path = obtain_pretrained_encoder(
+                    self.plans_manager.dataset_name, self.configuration_name, self.pretraining_method,
+                    self.plans_manager.plans_name, self.budget.pretraining_preset, self.device,
+                    self.pretraining_seed, dict(self.budget.pretraining_overrides),
+                )
+        super().initialize()
+        if self.one_pass_per_epoch:
+            self.num_iterations_per_epoch = self._one_pass_iterations()
+            self.print_to_log_file(f"GLRP: one epoch = one pass = {self.num_iterations_per_epoch} iterations")
+
+    def configure_optimizers(self):
+        if self.pretrained_encoder_path is not None:
+            state = read_encoder_state(self.pretrained_encoder_path)
+            self.loaded_encoder_tensors = load_encoder_state(self.network, state, os.fspath(self.pretrained_encoder_path))
+            self.print_to_log_file(
+                f"GLRP: loaded {self.loaded_encoder_tensors} pretrained encoder tensors ({self.pretraining_method}) "
+                f"from {self.pretrained_encoder_path}; decoder and segmentation layers freshly initialised"
+            )
+        else:
+            self.print_to_log_file("GLRP: random initialisation (no pretrained encoder)")
+        return build_optimizer(self.network, self.recipe, self.num_epochs)
+
+    # ---- loss ---------------------------------------------------------------------------------
+    def _build_loss(self):
+        if self.recipe.loss == "dice_ce":
+            return super()._build_loss()
+        if self.label_manager.has_regions:
+            raise ValueError(f"{type(self).__name__}: the cross-entropy recipe does not support region-based labels")
+        return build_cross_entropy_loss(
+            self.label_manager.ignore_label, self._get_deep_supervision_scales(),
+            ddp_without_compile=self.is_ddp and not self._do_i_compile(),
+        )
+
+    # ---- k labeled patients -------------------------------------------------------------------
+    def do_split(self):
+        tr_keys, val_keys = super().do_split()
+        if self.k_labeled is None:
+            return tr_keys, val_keys
+        cases_table = load_cases_table(self.preprocessed_dataset_folder_base)
+        patients, kept = select_cases(tr_keys, self.k_labeled, self.fold, self.seed, cases_table)
+        self.selected_patients = patients
+        if self.local_rank == 0:
+            write_selection(Path(self.output_folder) / SELECTION_FILE, {
+                "trainer": type(self).__name__, "fold": self.fold, "seed": self.seed, "k": self.k_labeled,
+                "patients": patients, "cases": kept, "validation_cases": list(val_keys),
+                "available_patients": count_patients(tr_keys, cases_table),
+                "draw": "numpy default_rng([seed, fold]).permutation(sorted training patients)[:k]",
+            })
+        self.print_to_log_file(f"GLRP: k={self.k_labeled} labeled patients (seed {self.seed}): {patients} "
+                               f"-> {len(kept)} training cases, {len(val_keys)} validation cases")
+        return kept, val_keys
+
+    # ---- epochs, warm-up ----------------------------------------------------------------------
+    def _one_pass_iterations(self) -> int:
+        """Iterations for one pass over the training slices (2D) or cases (3D) at the global batch size."""
+        tr_keys, _ = self.do_split()
+        if len(self.configuration_manager.patch_size) == 3:
+            return max(1, math.ceil(len(tr_keys) / self.configuration_manager.batch_size))
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, tr_keys)
+        n_slices = sum(int(dataset.load_case(key)[0].shape[1]) for key in tr_keys)
+        return max(1, math.ceil(n_slices / self.configuration_manager.batch_size))
+
+    def on_train_start(self):
+        super().on_train_start()
+        self._warmup_iterations = warmup_iterations(self.recipe, self.num_epochs, self.num_iterations_per_epoch)
+        if self.local_rank == 0:
+            self._write_setup()
+
+    def _write_setup(self) -> None:
+        record = {
+            "trainer": type(self).__name__, "pretraining_method": self.pretraining_method,
+            "pretrained_encoder": os.fspath(self.pretrained_encoder_path) if self.pretrained_encoder_path else None,
+            "loaded_encoder_tensors": self.loaded_encoder_tensors, "k_labeled": self.k_labeled,
+            "selected_patients": self.selected_patients, "fold": self.fold, "seed": self.seed,
+            "pretraining_seed": self.pretraining_seed, "recipe": asdict(self.recipe), "budget": asdict(self.budget),
+            "num_epochs": self.num_epochs, "num_iterations_per_epoch": self.num_iterations_per_epoch,
+            "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
+            "warmup_iterations": self._warmup_iterations,
+        }
+        path = Path(self.output_folder) / SETUP_FILE
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(record, indent=2, default=str))
+        os.replace(tmp, path)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()  # the recipe's schedule sets this epoch's lr
+        self._epoch_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        self._global_iteration = self.current_epoch * self.num_iterations_per_epoch
+
+    def train_step(self, batch: dict) -> dict:
+        if self._warmup_iterations and self._global_iteration <= self._warmup_iterations:
+            factor = warmup_factor(self._global_iteration, self._warmup_iterations)
+            for group, lr in zip(self.optimizer.param_groups, self._epoch_lrs):
+                group["lr"] = lr * factor
+        self._global_iteration += 1
+        return super().train_step(batch)

@@ -1,0 +1,266 @@
+"""Fine-tuning trainers on the phantom: pretraining cache, encoder loading, k patients, predict.
+
+The end-to-end part runs nnU-Net's own commands in subprocesses (``nnUNetv2_train ... -tr
+GLRPTrainer_k2_tiny -device cpu``: 1 epoch x 2 iterations after a 1 epoch x 2 iterations "cpu"
+pretraining), then inspects trainers in-process with ``initialize()`` (no training).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nnunetv2_glrp
+from nnunetv2_glrp.environment import nnunet_command
+from nnunetv2_glrp.finetuning.encoder_loading import decoder_keys, load_encoder_state, unwrap_network
+from nnunetv2_glrp.finetuning.recipes import (
+    CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, TINY_BUDGET, ResolvedSchedule, warmup_iterations,
+)
+from nnunetv2_glrp.finetuning.schedules import CosineLRScheduler, warmup_factor
+
+DATASET = "Dataset901_ACDC"
+
+
+# ---- unit level: encoder loading, schedules, recipes -------------------------------------------
+def _tiny_unet(features=(4, 8, 16)) -> torch.nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    return PlainConvUNet(1, len(features), list(features), torch.nn.Conv2d, 3, [1, 2, 2], 1, 4, 1,
+                         conv_bias=True, norm_op=torch.nn.BatchNorm2d, nonlin=torch.nn.ReLU)
+
+
+def test_encoder_loading_is_strict_and_leaves_the_decoder_alone():
+    torch.manual_seed(0)
+    source, target = _tiny_unet(), _tiny_unet()
+    state = source.encoder.state_dict()
+    decoder_before = {k: v.clone() for k, v in target.state_dict().items() if k in decoder_keys(target)}
+    n = load_encoder_state(torch.compile(target), state, "src.pth")  # unwraps OptimizedModule
+    assert n == len(state) > 0
+    for key, value in target.encoder.state_dict().items():
+        assert torch.equal(value, state[key])
+    for key, value in decoder_before.items():
+        assert torch.equal(target.state_dict()[key], value)
+    assert decoder_before and all(not k.startswith("decoder.encoder.") for k in decoder_before)
+
+    missing = dict(state)
+    missing.pop(next(iter(missing)))
+    with pytest.raises(ValueError, match=r"src\.pth.*missing encoder tensors"):
+        load_encoder_state(target, missing, "src.pth")
+    with pytest.raises(ValueError, match=r"unexpected tensors.*projection\.weight"):
+        load_encoder_state(target, {**state, "projection.weight": torch.zeros(3)}, "src.pth")
+    other = _tiny_unet((4, 8, 32)).encoder.state_dict()
+    with pytest.raises(ValueError, match="shape mismatches"):
+        load_encoder_state(target, other, "src.pth")
+    assert unwrap_network(torch.compile(target)) is target
+
+
+def test_schedules_and_warmup():
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4)
+    sched = CosineLRScheduler(opt, 5e-4, 200)
+    sched.step(0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(5e-4)
+    sched.step(100)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.5e-4)
+    sched.step(200)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert [warmup_factor(i, 4) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_factor(0, 0) == 1.0
+    assert warmup_iterations(NNUNET_RECIPE, 1000, 250) == 12500  # 5 % of all iterations
+    assert warmup_iterations(PAPER_RECIPE, 200, 10) == 0
+
+
+def test_budgets_override_recipes():
+    assert ResolvedSchedule.of(NNUNET_RECIPE, CPU_BUDGET) == ResolvedSchedule(10, 12, 3)
+    assert ResolvedSchedule.of(PAPER_RECIPE, TINY_BUDGET) == ResolvedSchedule(1, 2, 1)
+    full = ResolvedSchedule.of(PAPER_RECIPE, FULL_BUDGET)
+    assert (full.num_epochs, full.iterations_per_epoch) == (200, None)  # one pass per epoch
+    with pytest.raises(ValueError, match="unknown loss"):
+        type(NNUNET_RECIPE)(name="bad", loss="focal")
+
+
+# ---- end to end on the phantom --------------------------------------------------------------
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    # the package may not be installed in the venv (make install does it editable): make it importable
+    repo = os.fspath(Path(nnunetv2_glrp.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
+    env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
+    return env
+
+
+def _run(args: list[str]) -> str:
+    out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out.stdout + out.stderr
+
+
+def _results() -> Path:
+    return Path(os.environ["nnUNet_results"]) / DATASET
+
+
+def _pretraining_folders() -> list[Path]:
+    root = _results() / "glrp_pretraining"
+    return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+
+
+def _train(trainer: str, config: str) -> str:
+    return _run([nnunet_command("nnUNetv2_train"), "901", config, "0", "-tr", trainer, "-device", "cpu"])
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_preprocessed):
+    """GLRPTrainer_k2_tiny trained by nnUNetv2_train (once per module); other trainers run in-process."""
+    config = phantom_preprocessed
+    assert _pretraining_folders() == []
+    glrp_log = _train("GLRPTrainer_k2_tiny", config)
+    folders = _pretraining_folders()
+    encoder = folders[0] / "pretrained_encoder.pth" if folders else None
+    stamp = encoder.stat().st_mtime_ns if encoder else None
+    return {"config": config, "glrp_log": glrp_log, "folders": folders, "encoder": encoder, "stamp": stamp}
+
+
+def _fold0(trainer: str, config: str) -> Path:
+    return _results() / f"{trainer}__nnUNetPlans__{config}" / "fold_0"
+
+
+def _in_process_trainer(name: str, config: str):
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    return get_trainer_from_args("901", config, 0, name, "nnUNetPlans", device=torch.device("cpu"))
+
+
+@pytest.mark.slow
+def test_train_pretrains_once_and_writes_the_draw(trained):
+    config = trained["config"]
+    assert len(trained["folders"]) == 1 and trained["folders"][0].name.startswith("GLRP__nnUNetPlans__")
+    from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
+
+    n = len(load_pretrained_encoder_state(trained["encoder"]))
+    assert f"GLRP: loaded {n} pretrained encoder tensors (GLRP)" in trained["glrp_log"]
+    fold = _fold0("GLRPTrainer_k2_tiny", config)
+    assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
+    setup = json.loads((fold / "glrp_finetuning.json").read_text())
+    assert (setup["num_epochs"], setup["num_iterations_per_epoch"], setup["loaded_encoder_tensors"]) == (1, 2, n)
+    random_ = _in_process_trainer("RandomInitTrainer_k2_tiny", config)
+    random_.initialize()  # no pretraining for the Random row
+    assert random_.pretrained_encoder_path is None and _pretraining_folders() == trained["folders"]
+    random_.do_split()  # writes its draw
+    draws = [json.loads((_fold0(t, config) / "k_patients.json").read_text())
+             for t in ("GLRPTrainer_k2_tiny", "RandomInitTrainer_k2_tiny")]
+    assert draws[0]["patients"] == draws[1]["patients"] and len(draws[0]["patients"]) == 2
+    assert draws[0]["available_patients"] == 7 and draws[0]["seed"] == 0
+    assert sorted(draws[0]["cases"]) == sorted(f"{p}_{f}" for p in draws[0]["patients"] for f in ("ED", "ES"))
+    splits = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
+    assert draws[0]["validation_cases"] == splits[0]["val"]  # validation stays the whole fold
+
+
+@pytest.mark.slow
+def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
+    from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
+
+    config = trained["config"]
+    glrp = _in_process_trainer("GLRPTrainer_k6_tiny", config)
+    glrp.initialize()
+    assert _pretraining_folders() == trained["folders"]
+    assert trained["encoder"].stat().st_mtime_ns == trained["stamp"]
+    assert glrp.pretrained_encoder_path == trained["encoder"]
+    pretrained = load_pretrained_encoder_state(trained["encoder"])
+    assert glrp.loaded_encoder_tensors == len(pretrained)
+    random_ = _in_process_trainer("RandomInitTrainer_k6_tiny", config)
+    random_.initialize()
+    net_g, net_r = unwrap_network(glrp.network).state_dict(), unwrap_network(random_.network).state_dict()
+    for key, value in pretrained.items():
+        assert torch.equal(net_g[f"encoder.{key}"], value)
+    weights = [k for k in pretrained if k.endswith("weight")]
+    assert not all(torch.equal(net_r[f"encoder.{k}"], pretrained[k]) for k in weights)
+    dec = decoder_keys(glrp.network)
+    assert dec and not any(k.startswith("decoder.encoder.") for k in dec)
+    # decoder: fresh init, identical to the Random trainer's at the same seed, not pretrained
+    assert all(torch.equal(net_g[k], net_r[k]) for k in dec)
+    # k patients: identical across methods, nested in k
+    tr_g, val_g = glrp.do_split()
+    tr_r, val_r = random_.do_split()
+    assert tr_g == tr_r and val_g == val_r and glrp.selected_patients == random_.selected_patients
+    k2 = json.loads((_fold0("GLRPTrainer_k2_tiny", config) / "k_patients.json").read_text())["patients"]
+    assert glrp.selected_patients[:2] == k2 and len(set(glrp.selected_patients)) == 6
+
+
+@pytest.mark.slow
+def test_paper_recipe_and_too_large_k(trained):
+    from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
+
+    trainer = _in_process_trainer("GLRPTrainer_k2_paper_tiny", trained["config"])
+    trainer.initialize()
+    assert _pretraining_folders() == trained["folders"]  # same pretraining config: reused
+    assert isinstance(trainer.optimizer, torch.optim.Adam) and trainer.optimizer.param_groups[0]["lr"] == 5e-4
+    assert isinstance(trainer.loss, RobustCrossEntropyLoss) and not trainer.enable_deep_supervision
+    assert trainer.batch_size == 12 and trainer.num_epochs == 1
+    # the paper's epoch = one pass over the k patients' labeled slices (counted from nnU-Net's gt copies)
+    import SimpleITK as sitk
+
+    gt = Path(os.environ["nnUNet_preprocessed"]) / DATASET / "gt_segmentations"
+    cases, _ = trainer.do_split()
+    n_slices = sum(sitk.ReadImage(os.fspath(gt / f"{c}.nii.gz")).GetSize()[2] for c in cases)
+    assert trainer._one_pass_iterations() == -(-n_slices // 12)
+    too_many = _in_process_trainer("RandomInitTrainer_k10_tiny", trained["config"])
+    with pytest.raises(ValueError, match=r"k=10 .*only 7 training patients"):
+        too_many.do_split()
+
+
+@pytest.mark.slow
+def test_predict_writes_labels_and_probabilities(trained, phantom_raw_dataset, tmp_path):
+    images = Path(phantom_raw_dataset) / "imagesTs"
+    cases = sorted({p.name[: -len("_0000.nii.gz")] for p in images.glob("*_0000.nii.gz")})
+    assert cases
+    _run([nnunet_command("nnUNetv2_predict"), "-i", os.fspath(images), "-o", os.fspath(tmp_path), "-d", "901",
+          "-c", trained["config"], "-f", "0", "-tr", "GLRPTrainer_k2_tiny", "-chk", "checkpoint_final.pth",
+          "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1"])
+    for case in cases:
+        assert (tmp_path / f"{case}.nii.gz").is_file()
+        probs = np.load(tmp_path / f"{case}.npz")["probabilities"]
+        assert probs.shape[0] == 4 and np.allclose(probs.sum(0), 1.0, atol=1e-3)
+
+
+_DDP_RANK = """
+import os, sys
+import torch.distributed as dist
+dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
+from nnunetv2_glrp.finetuning.recipes import TINY_PRETRAINING_OVERRIDES
+path = obtain_pretrained_encoder("Dataset901_ACDC", sys.argv[1], "GRP", "nnUNetPlans", "cpu", "cpu", 1,
+                                 dict(TINY_PRETRAINING_OVERRIDES))
+print("PATH", path, flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_ranks_of_a_process_group_pretrain_once(trained):
+    """Two gloo ranks ask for the same (not yet cached) encoder at once: one pretrains, both get it."""
+    import socket
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    before = set(_pretraining_folders())
+    procs = []
+    for rank in range(2):
+        env = dict(_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
+        procs.append(subprocess.Popen([sys.executable, "-c", _DDP_RANK, trained["config"]], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
+    paths = {line.split(" ", 1)[1] for o in outputs for line in o.splitlines() if line.startswith("PATH ")}
+    new = set(_pretraining_folders()) - before
+    assert len(paths) == 1 and len(new) == 1 and next(iter(new)).name.startswith("GRP__")
+    assert Path(next(iter(paths))) == next(iter(new)) / "pretrained_encoder.pth"
+    log = (next(iter(new)) / "log.txt").read_text()
+    assert log.count("finished:") == 1  # pretrained by one rank only

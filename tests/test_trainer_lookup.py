@@ -1,0 +1,73 @@
+"""nnU-Net's own trainer lookup (built-ins first, then ``nnUNet_extTrainer``) finds every GLRP trainer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nnunetv2_glrp.environment import trainers_folder
+from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES
+from nnunetv2_glrp.finetuning.recipes import BUDGETS, RECIPES
+
+BASES = {"GLRPTrainer": "GLRP", "GRPTrainer": "GRP", "LRPTrainer": "LRP",
+         "GLRPLinearTrainer": "GLRPLinear", "RandomInitTrainer": None}
+
+
+def all_names() -> list[str]:
+    names = []
+    for base in BASES:
+        for k in (None, *PAPER_K_VALUES):
+            for recipe in RECIPES:
+                for budget in BUDGETS:
+                    name = base + (f"_k{k}" if k else "") + ("_paper" if recipe == "paper" else "")
+                    names.append(name + ("" if budget == "full" else f"_{budget}"))
+    return names
+
+
+def test_ext_trainer_points_at_our_folder():
+    assert os.fspath(trainers_folder()) in os.environ["nnUNet_extTrainer"].split(os.pathsep)
+
+
+def test_nnunet_lookup_finds_every_trainer_and_variant():
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    names = all_names()
+    assert len(names) == 5 * 8 * 2 * 3 == 240
+    assert "GLRPTrainer_k6" in names and "RandomInitTrainer_k2_cpu" in names
+    for name in names:
+        cls = recursive_find_trainer_class_by_name(name)
+        assert cls.__name__ == name
+        assert cls.__module__ == "glrp_trainers"  # ours, not a built-in of the same name
+        assert issubclass(cls, nnUNetTrainer)
+        assert cls.pretraining_method == BASES[name.split("_")[0]]
+        k_part = [p for p in name.split("_") if p.startswith("k") and p[1:].isdigit()]
+        assert cls.k_labeled == (int(k_part[0][1:]) if k_part else None)
+        assert cls.recipe.name == ("paper" if "_paper" in name else "nnunet")
+        suffix = name.rsplit("_", 1)[-1]
+        assert cls.budget.name == (suffix if suffix in ("cpu", "tiny") else "full")
+
+
+def test_unknown_trainer_is_a_clear_error():
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with pytest.raises(RuntimeError, match="GLRPTrainer_k7"):
+        recursive_find_trainer_class_by_name("GLRPTrainer_k7")
+
+
+def test_importing_the_trainers_has_no_side_effects(tmp_path):
+    """A fresh interpreter imports trainers/ with empty nnU-Net folders: nothing gets written."""
+    env = dict(os.environ)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (tmp_path / name).mkdir()
+        env[name] = os.fspath(tmp_path / name)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import glrp_trainers as t; "
+            "print(sum(isinstance(v, type) and k.endswith(('_cpu','_tiny')) for k, v in vars(t).items()))")
+    out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip()) == 5 * 8 * 2 * 2
+    assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
