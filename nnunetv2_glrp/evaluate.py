@@ -1,8 +1,8 @@
 """Evaluate a folder of predicted label maps against reference label maps (Dice, HD, HD95, ASSD).
 
 Writes ``metrics_per_case.csv`` and ``summary.json`` (per class: mean, std and the number of cases
-that entered the mean; infinite distances, from an empty prediction, are counted separately and left
-out of the distance means).
+that entered the mean; infinite distances, from an empty prediction, are counted separately as
+``n_inf`` and left out of the distance means; ``mean_<metric>`` averages the classes' finite means).
 """
 
 from __future__ import annotations
@@ -76,8 +76,10 @@ def summarise(rows: list[dict], labels: dict[str, int]) -> dict:
             }
         summary["classes"][name] = entry
     for metric in METRICS:
-        means = [summary["classes"][n][metric]["mean"] for n in labels]
-        summary[f"mean_{metric}"] = float(np.mean(means))
+        # mean over the classes that have a finite mean; n_inf says how many distances were undefined
+        means = [m for n in labels if np.isfinite(m := summary["classes"][n][metric]["mean"])]
+        summary[f"mean_{metric}"] = float(np.mean(means)) if means else math.nan
+        summary[f"n_inf_{metric}"] = sum(summary["classes"][n][metric]["n_inf"] for n in labels)
     return summary
 
 

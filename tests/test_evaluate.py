@@ -34,3 +34,20 @@ def test_missing_prediction_names_the_case(tmp_path):
     _write(tmp_path / "ref" / "patient101_ED.nii.gz", np.zeros((2, 4, 4)))
     with pytest.raises(FileNotFoundError, match="patient101_ED"):
         evaluate_folder(tmp_path / "pred", tmp_path / "ref")
+
+
+def test_empty_prediction_counts_as_infinite_distance(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir(), pred_dir.mkdir()
+    ref = np.zeros((2, 12, 12), np.uint8)
+    ref[:, 2:5, 2:5] = 1
+    ref[:, 6:10, 6:10] = 3
+    pred = ref.copy()
+    pred[pred == 3] = 0  # LV missed entirely
+    _write(ref_dir / "a.nii.gz", ref)
+    _write(pred_dir / "a.nii.gz", pred)
+    summary = evaluate_folder(pred_dir, ref_dir, labels={"RV": 1, "LV": 3})
+    assert summary["classes"]["LV"]["hd"]["n_inf"] == 1
+    assert summary["n_inf_hd"] == 1
+    assert summary["mean_hd"] == pytest.approx(0.0)  # RV only: the finite class mean
+    assert summary["mean_dice"] == pytest.approx(0.5)
