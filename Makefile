@@ -27,7 +27,9 @@ demo: $(STAMP)
 	$(VENV)/bin/nnUNetv2_glrp demo --out $(DEMO_OUT)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_conversion.py
+	$(PY) benchmarks/bench_conversion.py --patients 20 --n4
+	$(PY) benchmarks/bench_pretraining.py
+	$(PY) benchmarks/bench_finetuning.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache
