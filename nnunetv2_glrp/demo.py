@@ -59,6 +59,24 @@ def _step(name: str, timings: dict):
     return _Timer()
 
 
+def _record_config(cfg: DemoConfig, path: Path) -> None:
+    """Write the demo's settings; a resumed demo must have the same ones (its outputs are reused)."""
+    wanted = {k: v for k, v in asdict(cfg).items() if k != "out"}
+    wanted["trainers"] = list(wanted["trainers"])
+    if path.exists():
+        previous = {k: v for k, v in json.loads(path.read_text()).items() if k != "out"}
+        if previous != wanted:
+            changed = sorted(k for k in wanted if previous.get(k) != wanted[k])
+            raise ValueError(
+                f"{path} was written by a demo with other settings ({', '.join(changed)} differ) whose outputs "
+                "would be reused: pass another --out, or delete that folder"
+            )
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"out": cfg.out, **wanted}, indent=2))
+    os.replace(tmp, path)
+
+
 def _run(cmd: list[str]) -> None:
     log.info("$ %s", " ".join(cmd))
     subprocess.run(cmd, check=True, env=os.environ.copy())
@@ -68,7 +86,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     out = Path(cfg.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     _use_demo_folders(out)
-    (out / "demo_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    _record_config(cfg, out / "demo_config.json")
     timings: dict[str, float] = {}
 
     from nnunetv2_glrp.conversion import convert_acdc
