@@ -116,11 +116,14 @@ def _train(trainer: str, config: str) -> str:
 
 @pytest.fixture(scope="module")
 def trained(phantom_preprocessed):
-    """GLRPTrainer_k2_tiny trained by nnUNetv2_train (once per module); other trainers run in-process."""
+    """GLRPTrainer_k2_tiny trained by nnUNetv2_train (once per module); other trainers run in-process.
+
+    ``folders``: the pretraining folders this run created (other test files may have cached other
+    pretrainings in the same session's results folder before)."""
     config = phantom_preprocessed
-    assert _pretraining_folders() == []
+    before = set(_pretraining_folders())
     glrp_log = _train("GLRPTrainer_k2_tiny", config)
-    folders = _pretraining_folders()
+    folders = sorted(set(_pretraining_folders()) - before)
     encoder = folders[0] / "pretrained_encoder.pth" if folders else None
     stamp = encoder.stat().st_mtime_ns if encoder else None
     return {"config": config, "glrp_log": glrp_log, "folders": folders, "encoder": encoder, "stamp": stamp}
@@ -149,8 +152,9 @@ def test_train_pretrains_once_and_writes_the_draw(trained):
     setup = json.loads((fold / "glrp_finetuning.json").read_text())
     assert (setup["num_epochs"], setup["num_iterations_per_epoch"], setup["loaded_encoder_tensors"]) == (1, 2, n)
     random_ = _in_process_trainer("RandomInitTrainer_k2_tiny", config)
+    before = _pretraining_folders()
     random_.initialize()  # no pretraining for the Random row
-    assert random_.pretrained_encoder_path is None and _pretraining_folders() == trained["folders"]
+    assert random_.pretrained_encoder_path is None and _pretraining_folders() == before
     random_.do_split()  # writes its draw
     draws = [json.loads((_fold0(t, config) / "k_patients.json").read_text())
              for t in ("GLRPTrainer_k2_tiny", "RandomInitTrainer_k2_tiny")]
@@ -167,8 +171,9 @@ def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
 
     config = trained["config"]
     glrp = _in_process_trainer("GLRPTrainer_k6_tiny", config)
+    before = _pretraining_folders()
     glrp.initialize()
-    assert _pretraining_folders() == trained["folders"]
+    assert _pretraining_folders() == before
     assert trained["encoder"].stat().st_mtime_ns == trained["stamp"]
     assert glrp.pretrained_encoder_path == trained["encoder"]
     pretrained = load_pretrained_encoder_state(trained["encoder"])
@@ -197,8 +202,10 @@ def test_paper_recipe_and_too_large_k(trained):
     from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
     trainer = _in_process_trainer("GLRPTrainer_k2_paper_tiny", trained["config"])
+    before = _pretraining_folders()
     trainer.initialize()
-    assert _pretraining_folders() == trained["folders"]  # same pretraining config: reused
+    assert _pretraining_folders() == before  # same pretraining config: reused
+    assert trainer.pretrained_encoder_path == trained["encoder"]
     assert isinstance(trainer.optimizer, torch.optim.Adam) and trainer.optimizer.param_groups[0]["lr"] == 5e-4
     assert isinstance(trainer.loss, RobustCrossEntropyLoss) and not trainer.enable_deep_supervision
     assert trainer.batch_size == 12 and trainer.num_epochs == 1
@@ -212,6 +219,65 @@ def test_paper_recipe_and_too_large_k(trained):
     too_many = _in_process_trainer("RandomInitTrainer_k10_tiny", trained["config"])
     with pytest.raises(ValueError, match=r"k=10 .*only 7 training patients"):
         too_many.do_split()
+
+
+def _decoder_state(trainer) -> dict[str, torch.Tensor]:
+    state = unwrap_network(trainer.network).state_dict()
+    return {k: state[k] for k in decoder_keys(trainer.network)}
+
+
+@pytest.mark.slow
+def test_fresh_decoder_does_not_depend_on_pretraining_in_this_process(phantom_preprocessed, monkeypatch):
+    """A trainer whose pretraining runs inside initialize() gets the decoder init of the Random trainer."""
+    monkeypatch.setenv("GLRP_PRETRAIN_SEED", "4242")  # a pretraining no other test caches
+    before = set(_pretraining_folders())
+    glrp = _in_process_trainer("GLRPTrainer_k2_tiny", phantom_preprocessed)
+    glrp.initialize()
+    new = set(_pretraining_folders()) - before
+    assert len(new) == 1 and glrp.pretrained_encoder_path == next(iter(new)) / "pretrained_encoder.pth"
+    assert glrp.pretraining_seed == 4242 and glrp.seed == 0
+    random_ = _in_process_trainer("RandomInitTrainer_k2_tiny", phantom_preprocessed)
+    random_.initialize()
+    dec_g, dec_r = _decoder_state(glrp), _decoder_state(random_)
+    assert dec_g.keys() == dec_r.keys() and any(k.endswith("weight") for k in dec_g)
+    assert all(torch.equal(dec_g[k], dec_r[k]) for k in dec_g)
+
+
+def _split_trainer(config: str, tmp_path: Path, monkeypatch):
+    """RandomInitTrainer_k2_tiny whose preprocessed base (splits) and output folder live under tmp_path."""
+    trainer = _in_process_trainer("RandomInitTrainer_k2_tiny", config)
+    monkeypatch.setenv("nnUNet_preprocessed", os.fspath(tmp_path / "preprocessed"))  # where write_splits_final writes
+    trainer.preprocessed_dataset_folder_base = os.fspath(tmp_path / "preprocessed" / DATASET)
+    trainer.output_folder = os.fspath(tmp_path / "fold_0")
+    return trainer, tmp_path / "preprocessed" / DATASET / "splits_final.json"
+
+
+@pytest.mark.slow
+def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_path, monkeypatch):
+    real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
+    trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
+    assert not splits_file.exists()
+    tr, val = trainer.do_split()  # nnU-Net alone would write a per-case 5-fold split here
+    folds = json.loads(splits_file.read_text())
+    assert folds == real  # the converter's patient-level folds, fold 0 = the GLRP train/val split
+    patients = lambda cases: {c.rsplit("_", 1)[0] for c in cases}  # noqa: E731
+    assert all(not patients(f["train"]) & patients(f["val"]) for f in folds)
+    assert val == folds[0]["val"] and set(tr) <= set(folds[0]["train"]) and len(patients(tr)) == 2
+
+
+@pytest.mark.slow
+def test_do_split_refuses_a_patient_on_both_sides(phantom_preprocessed, tmp_path, monkeypatch):
+    real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
+    trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
+    moved = next(c for c in real[0]["train"] if c.endswith("_ES"))  # ES of a training patient to validation
+    splits_file.parent.mkdir(parents=True)
+    splits_file.write_text(json.dumps([{"train": [c for c in real[0]["train"] if c != moved],
+                                        "val": real[0]["val"] + [moved]}]))
+    patient = moved[: -len("_ES")]
+    with pytest.raises(ValueError, match=rf"fold 0 of .*splits_final\.json is not patient-level.*{patient}: "
+                                         rf"train \['{patient}_ED'\], val \['{moved}'\]"):
+        trainer.do_split()
+    assert not (tmp_path / "fold_0" / "k_patients.json").exists()
 
 
 @pytest.mark.slow

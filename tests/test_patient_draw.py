@@ -1,4 +1,5 @@
-"""k-patient draws: nested across k, independent of the method, seeded, loud when k is too large."""
+"""k-patient draws (nested across k, method-independent, seeded, loud when k is too large) and
+patient-level folds (a leaking fold is refused; a missing splits_final.json is written per patient)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import pytest
 
 from nnunetv2_glrp.finetuning.patient_draw import (
-    PAPER_K_VALUES, count_patients, draw_patients, patient_of_case, select_cases, write_selection,
+    PAPER_K_VALUES, check_patient_level_split, count_patients, draw_patients, ensure_patient_level_splits,
+    patient_of_case, patients_on_both_sides, select_cases, write_selection,
 )
 
 POOL = [f"patient{i:03d}" for i in range(1, 106)]  # ACDC's 105 training patients
@@ -72,3 +74,81 @@ def test_write_selection_is_atomic_and_refuses_another_draw(tmp_path):
     other = dict(record, seed=1, patients=draw_patients(POOL, 2, 0, 1))
     with pytest.raises(ValueError, match="another k-patient draw"):
         write_selection(path, other)
+
+
+def test_a_fold_with_a_patient_on_both_sides_is_refused():
+    train, val = ["patient001_ED", "patient002_ED", "patient002_ES"], ["patient001_ES", "patient003_ED"]
+    assert patients_on_both_sides(train, val) == {"patient001": (["patient001_ED"], ["patient001_ES"])}
+    with pytest.raises(ValueError, match=r"fold 3 of splits_final\.json is not patient-level.*patient001"):
+        check_patient_level_split(train, val, 3, "splits_final.json")
+    check_patient_level_split(train[1:], val, 3, "splits_final.json")  # patient-level: no error
+    # the split table decides over the names: caseA and caseB are one patient
+    table = {"caseA": {"patient": "p1"}, "caseB": {"patient": "p1"}, "caseC": {"patient": "p2"}}
+    with pytest.raises(ValueError, match=r"p1: train \['caseA'\], val \['caseB'\]"):
+        check_patient_level_split(["caseA", "caseC"], ["caseB"], 0, "splits_final.json", table)
+
+
+DATASET = "Dataset977_Folds"
+PATIENTS = [f"patient{i:03d}" for i in range(1, 8)]
+
+
+def _glrp_split() -> dict:
+    cases = {f"{p}_{f}": {"patient": p, "set": "train", "kind": "labeled"} for p in PATIENTS for f in ("ED", "ES")}
+    return {"train": PATIENTS[:5], "val": PATIENTS[5:6], "test": PATIENTS[6:], "cases": cases}
+
+
+@pytest.fixture()
+def folders(tmp_path, monkeypatch):
+    raw, pre = tmp_path / "raw", tmp_path / "preprocessed"
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    monkeypatch.setenv("nnUNet_preprocessed", str(pre))
+    return raw / DATASET, pre / DATASET
+
+
+def _assert_patient_level(splits_file, split: dict) -> None:
+    folds = json.loads(splits_file.read_text())
+    assert len(folds) == 5
+    assert sorted(folds[0]["train"]) == sorted(f"{p}_{f}" for p in split["train"] for f in ("ED", "ES"))
+    for fold in folds:
+        assert patients_on_both_sides(fold["train"], fold["val"]) == {}
+        assert sorted(fold["train"] + fold["val"]) == sorted(c for c in split["cases"] if c[:10] not in split["test"])
+
+
+def test_missing_splits_are_written_patient_level_from_the_raw_split(folders):
+    raw, pre = folders
+    assert ensure_patient_level_splits(DATASET, pre) is None  # no glrp_split.json anywhere: nnU-Net decides
+    assert not pre.exists()
+    raw.mkdir(parents=True)
+    (raw / "glrp_split.json").write_text(json.dumps(_glrp_split()))
+    out = ensure_patient_level_splits(DATASET, pre)
+    assert out == pre / "splits_final.json"
+    _assert_patient_level(out, _glrp_split())
+    assert json.loads((pre / "glrp_split.json").read_text()) == _glrp_split()  # copied for the patient table
+    assert json.loads((pre / "glrp_folds.json").read_text())["seed"] == 0
+    # an existing file is never rewritten (it is checked per fold instead)
+    out.write_text(json.dumps([{"train": ["patient001_ED"], "val": ["patient001_ES"]}]))
+    assert ensure_patient_level_splits(DATASET, pre) == out and "patient001_ES" in out.read_text()
+
+
+def test_missing_splits_are_written_from_the_preprocessed_copy_with_its_seed(folders):
+    _, pre = folders  # no raw dataset (e.g. only nnUNet_preprocessed was copied to this machine)
+    pre.mkdir(parents=True)
+    (pre / "glrp_split.json").write_text(json.dumps(_glrp_split()))
+    (pre / "glrp_folds.json").write_text(json.dumps({"seed": 3}))
+    out = ensure_patient_level_splits(DATASET, pre)
+    _assert_patient_level(out, _glrp_split())
+    from nnunetv2_glrp.conversion.splits import nnunet_folds
+
+    assert json.loads(out.read_text()) == nnunet_folds(_glrp_split(), seed=3)
+    assert sorted(p.name for p in pre.iterdir()) == ["glrp_folds.json", "glrp_split.json", "splits_final.json"]
+
+
+def test_other_ranks_wait_for_the_writer(folders):
+    raw, pre = folders
+    raw.mkdir(parents=True)
+    (raw / "glrp_split.json").write_text(json.dumps(_glrp_split()))
+    with pytest.raises(TimeoutError, match="splits_final.json was not written by rank 0"):
+        ensure_patient_level_splits(DATASET, pre, writer=False, timeout_s=0.2)
+    assert not (pre / "splits_final.json").exists()  # a non-writer never writes
+    ensure_patient_level_splits(DATASET, pre)
+    assert ensure_patient_level_splits(DATASET, pre, writer=False, timeout_s=0.2) == pre / "splits_final.json"

@@ -1,4 +1,6 @@
-"""Seeded, nested, method-independent draws of the k labeled patients a fine-tuning run sees.
+"""Patients of cases: seeded k-patient draws and patient-level fold checks for fine-tuning.
+
+Draws: seeded, nested, method-independent draws of the k labeled patients a fine-tuning run sees.
 
 The draw depends on the fold, the seed and the sorted list of the fold's training patients only
 (never on the method or on k): one permutation of the sorted patients from
@@ -8,6 +10,10 @@ fold and seed see identical patients. Both labeled frames (ED and ES) of a chose
 
 Patient of a case: the ``cases`` table of ``glrp_split.json`` when given, else the case id without
 its ``_ED``/``_ES`` suffix (``patient001_ED`` -> ``patient001``).
+
+Folds: ``ensure_patient_level_splits`` writes a patient-level ``splits_final.json`` before nnU-Net
+would write its own per-case split; ``check_patient_level_split`` refuses a fold in which a patient
+has cases on both the training and the validation side.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -118,3 +125,102 @@ def write_selection(path: str | os.PathLike, record: dict) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, path)
+
+
+def patients_on_both_sides(
+    train_cases: Iterable[str], val_cases: Iterable[str], cases_table: Mapping[str, Mapping] | None = None,
+) -> dict[str, tuple[list[str], list[str]]]:
+    """{patient: (its training cases, its validation cases)} for every patient found on both sides."""
+    train_by: dict[str, list[str]] = {}
+    val_by: dict[str, list[str]] = {}
+    for cases, by in ((train_cases, train_by), (val_cases, val_by)):
+        for case in cases:
+            by.setdefault(patient_of_case(case, cases_table), []).append(case)
+    return {p: (sorted(train_by[p]), sorted(val_by[p])) for p in sorted(set(train_by) & set(val_by))}
+
+
+def check_patient_level_split(
+    train_cases: Iterable[str], val_cases: Iterable[str], fold: int | str, splits_file: str | os.PathLike,
+    cases_table: Mapping[str, Mapping] | None = None,
+) -> None:
+    """ValueError naming the patients (and their cases) that fold ``fold`` puts on both sides."""
+    leaked = patients_on_both_sides(train_cases, val_cases, cases_table)
+    if leaked:
+        detail = "; ".join(f"{p}: train {tr}, val {val}" for p, (tr, val) in leaked.items())
+        raise ValueError(
+            f"fold {fold} of {splits_file} is not patient-level: {len(leaked)} patient(s) have cases on both the "
+            f"training and the validation side ({detail}). Write a patient-level split with "
+            "'nnUNetv2_glrp write-splits' (or delete the file so the trainer writes one from glrp_split.json)"
+        )
+
+
+def _splits_source(dataset_name: str, preprocessed_base: Path) -> Path | None:
+    raw_root = os.environ.get("nnUNet_raw")
+    for candidate in ((Path(raw_root) / dataset_name / "glrp_split.json") if raw_root else None,
+                      preprocessed_base / "glrp_split.json"):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def ensure_patient_level_splits(
+    dataset_name: str, preprocessed_base: str | os.PathLike, writer: bool = True, timeout_s: float = 600.0,
+) -> Path | None:
+    """Make sure ``<preprocessed_base>/splits_final.json`` exists and is patient-level, before nnU-Net's do_split.
+
+    Nothing is done when the file exists (it is checked per fold afterwards) or when the dataset has
+    no ``glrp_split.json`` (neither in ``$nnUNet_raw/<dataset>`` nor in ``preprocessed_base``): then
+    nnU-Net writes its own split and the per-fold check decides. Otherwise the writer (rank 0 under
+    DDP) writes it: from the raw dataset with ``conversion.splits.write_splits_final`` (which also
+    copies ``glrp_split.json`` and records the fold seed in ``glrp_folds.json``) when
+    ``$nnUNet_preprocessed/<dataset>`` is ``preprocessed_base``, else from the ``glrp_split.json``
+    copy in ``preprocessed_base`` with the seed of its ``glrp_folds.json`` (0 when absent). The other
+    ranks poll for the file (written atomically; no collective, so no process-group deadlock) and
+    raise TimeoutError after ``timeout_s``. Returns the path of splits_final.json, or None.
+    """
+    from nnunetv2_glrp.conversion.splits import nnunet_folds, write_splits_final
+
+    base = Path(preprocessed_base)
+    splits = base / "splits_final.json"
+    if splits.is_file():
+        return splits
+    source = _splits_source(dataset_name, base)
+    if source is None:
+        return None
+    if not writer:
+        deadline = time.monotonic() + timeout_s
+        while not splits.is_file():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{splits} was not written by rank 0 within {timeout_s:.0f} s")
+            time.sleep(0.5)
+        return splits
+    env_base = os.environ.get("nnUNet_preprocessed")
+    same_base = bool(env_base) and (Path(env_base) / dataset_name).resolve() == base.resolve()
+    if source.parent != base and same_base:
+        write_splits_final(dataset_name)
+    else:
+        try:
+            glrp_split = json.loads(source.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{dataset_name}: {source} is not valid JSON: {err}") from err
+        missing = [key for key in ("train", "val", "cases") if key not in glrp_split]
+        if missing:
+            raise ValueError(f"{dataset_name}: {source} has no {', '.join(map(repr, missing))} entry")
+        folds_file = base / "glrp_folds.json"
+        seed = int(json.loads(folds_file.read_text()).get("seed", 0)) if folds_file.is_file() else 0
+        folds = nnunet_folds(glrp_split, seed=seed)
+        base.mkdir(parents=True, exist_ok=True)
+        if source.parent != base:
+            _write_json_atomic(base / "glrp_split.json", glrp_split)
+        _write_json_atomic(folds_file, {"seed": seed, "n_folds": len(folds), "method":
+                                        "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"})
+        _write_json_atomic(splits, folds)
+    if not splits.is_file():
+        raise FileNotFoundError(f"{dataset_name}: writing the patient-level split did not produce {splits}")
+    return splits

@@ -4,13 +4,17 @@ One nnU-Net trainer, configured by four class attributes: ``pretraining_method``
 ``"GRP"``, ``"LRP"``, ``"GLRPLinear"`` or None for random initialisation), ``k_labeled`` (None =
 all training patients of the fold), ``recipe`` and ``budget``. Hooks into nnU-Net 2.8.1's loop:
 
-* ``initialize``: seeds torch/numpy/random with ``GLRP_SEED`` (so the fresh decoder is the same for
-  every method at one seed), ensures the pretraining cache (every rank; see pretrained_source).
+* ``initialize``: ensures the pretraining cache (every rank; see pretrained_source), THEN seeds
+  torch/numpy/random with ``GLRP_SEED`` right before nnU-Net builds the network, so the fresh decoder
+  is the same for every method at one seed whether or not pretraining ran in this process.
 * ``configure_optimizers``: nnU-Net calls it right after building (and compiling) the network and
   before wrapping it in DDP, so the pretrained encoder is loaded there, into the unwrapped module,
   on every rank; then the recipe's optimizer/schedule are built.
-* ``do_split``: keeps the k drawn patients (ED and ES) of the fold's training cases; validation
-  stays the fold's whole validation set; the draw is written to ``k_patients.json``.
+* ``do_split``: writes a patient-level ``splits_final.json`` from ``glrp_split.json`` when it is
+  missing (rank 0; nnU-Net would write a per-case one), refuses a fold with a patient on both sides
+  (e.g. a hand-made file, or a fold beyond the file: nnU-Net's random per-case 80:20), then keeps
+  the k drawn patients (ED and ES) of the fold's training cases; validation stays the fold's whole
+  validation set; the draw is written to ``k_patients.json``.
 * ``train_step``: linear lr warm-up over the recipe's first iterations.
 Inference (``nnUNetv2_predict -tr``) only calls the inherited ``build_network_architecture``: it
 never needs the pretraining cache or the projection heads.
@@ -34,7 +38,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state
 from nnunetv2_glrp.finetuning.optimization import build_cross_entropy_loss, build_optimizer
-from nnunetv2_glrp.finetuning.patient_draw import count_patients, load_cases_table, select_cases, write_selection
+from nnunetv2_glrp.finetuning.patient_draw import (
+    check_patient_level_split, count_patients, ensure_patient_level_splits, load_cases_table, select_cases,
+    write_selection,
+)
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder, read_encoder_state
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, warmup_iterations,
@@ -84,15 +91,16 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
     # ---- pretrained encoder -------------------------------------------------------------------
     def initialize(self):
         if not self.was_initialized:
-            random.seed(self.seed)
-            np.random.seed(self.seed)
-            torch.manual_seed(self.seed)
             if self.pretraining_method is not None:
                 self.pretrained_encoder_path = obtain_pretrained_encoder(
                     self.plans_manager.dataset_name, self.configuration_name, self.pretraining_method,
                     self.plans_manager.plans_name, self.budget.pretraining_preset, self.device,
                     self.pretraining_seed, dict(self.budget.pretraining_overrides),
                 )
+            # seeded after (maybe) pretraining in this process, right before the network is built
+            random.seed(self.seed)
+            np.random.seed(self.seed)
+            torch.manual_seed(self.seed)
         super().initialize()
         if self.one_pass_per_epoch:
             self.num_iterations_per_epoch = self._one_pass_iterations()
@@ -123,10 +131,15 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
 
     # ---- k labeled patients -------------------------------------------------------------------
     def do_split(self):
+        base = Path(self.preprocessed_dataset_folder_base)
+        if self.fold != "all":
+            ensure_patient_level_splits(self.plans_manager.dataset_name, base, writer=self.local_rank == 0)
         tr_keys, val_keys = super().do_split()
+        cases_table = load_cases_table(base)
+        if self.fold != "all":  # fold "all" validates on its training cases by design
+            self._check_patient_level(tr_keys, val_keys, base / "splits_final.json", cases_table)
         if self.k_labeled is None:
             return tr_keys, val_keys
-        cases_table = load_cases_table(self.preprocessed_dataset_folder_base)
         patients, kept = select_cases(tr_keys, self.k_labeled, self.fold, self.seed, cases_table)
         self.selected_patients = patients
         if self.local_rank == 0:
@@ -139,6 +152,15 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.print_to_log_file(f"GLRP: k={self.k_labeled} labeled patients (seed {self.seed}): {patients} "
                                f"-> {len(kept)} training cases, {len(val_keys)} validation cases")
         return kept, val_keys
+
+    def _check_patient_level(self, tr_keys, val_keys, splits_file: Path, cases_table: dict | None) -> None:
+        try:
+            check_patient_level_split(tr_keys, val_keys, self.fold, splits_file, cases_table)
+        except ValueError as err:
+            # not a GLRP dataset (no glrp_split.json, no _ED/_ES names): patients are unknown, nothing to check
+            if cases_table is not None or self.k_labeled is not None or "cannot tell the patient" not in str(err):
+                raise
+            self.print_to_log_file(f"GLRP: WARNING: cannot verify that fold {self.fold} is patient-level: {err}")
 
     # ---- epochs, warm-up ----------------------------------------------------------------------
     def _one_pass_iterations(self) -> int:
