@@ -33,8 +33,12 @@ import logging
 import os
 from pathlib import Path
 
+from nnunetv2_glrp.preprocessing_records import (delete_stale_ground_truth, preprocessing_fingerprint,
+                                                 raw_dataset_state, read_record, write_record)
+
 logger = logging.getLogger(__name__)
 
+FINGERPRINT_RECORD = "glrp_fingerprint.json"
 PLANS_FOLDER = Path(__file__).resolve().parent.parent / "plans"
 OVERLAY_MARKER = "glrp_overlay"
 
@@ -171,20 +175,26 @@ def _dataset_id(dataset_name: str) -> int:
     return int(dataset_name[len("Dataset"):len("Dataset") + 3])
 
 
-def _labeled_done(dataset_name: str, plans_identifier: str, configuration: str) -> tuple[bool, Path, str]:
-    """Whether nnU-Net's preprocessed folder of ``configuration`` is complete for the current plans."""
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+def _labeled_done(dataset_name: str, plans_identifier: str, configuration: str,
+                  raw_state: dict) -> tuple[bool, Path, str]:
+    """Whether nnU-Net's preprocessed folder of ``configuration`` is complete for the current plans and cases.
 
-    from nnunetv2_glrp.unlabeled_preprocessing import preprocessing_fingerprint
+    Complete means: the record's plans hash is the current one, it lists exactly the raw dataset's
+    labeled cases, and the folder holds exactly those cases (one ``.pkl`` each)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     manager = PlansManager(os.fspath(_plans_file(dataset_name, plans_identifier)))
     folder = _plans_file(dataset_name, plans_identifier).parent / manager.get_configuration(configuration).data_identifier
-    record = folder.parent / f"glrp_preprocessing_{folder.name}.json"
+    record_file = folder.parent / f"glrp_preprocessing_{folder.name}.json"
     fingerprint = preprocessing_fingerprint(manager, configuration)
-    raw = json.loads((Path(os.environ["nnUNet_raw"]) / dataset_name / "dataset.json").read_text())
-    done = (record.is_file() and json.loads(record.read_text()).get("fingerprint") == fingerprint
-            and len(list(folder.glob("*.pkl"))) == raw["numTraining"])
-    return done, record, fingerprint
+    record = read_record(record_file)
+    present = sorted(p.stem for p in folder.glob("*.pkl"))
+    done = (record.get("fingerprint") == fingerprint and record.get("cases") == raw_state["labeled_cases"]
+            and present == raw_state["labeled_cases"])
+    if not done and record:
+        logger.warning("%s: %s is stale (plans changed: %s; cases changed: %s): preprocessing it again", dataset_name,
+                       folder, record.get("fingerprint") != fingerprint, present != raw_state["labeled_cases"])
+    return done, record_file, fingerprint
 
 
 def _verify_integrity(dataset_name: str, num_processes: int) -> None:
@@ -204,8 +214,11 @@ def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetP
                  verify: bool = True) -> str:
     """nnU-Net integrity check + fingerprint + experiment planning (no preprocessing); the dataset name.
 
-    Skips the fingerprint (and with it the check) when ``dataset_fingerprint.json`` exists and the
-    planning when the plans file exists. nnU-Net's planner calls ``torch.set_num_threads`` with
+    Skips the fingerprint (and with it the check) when ``dataset_fingerprint.json`` exists and its
+    record (``glrp_fingerprint.json``) holds the present raw-dataset state (labeled case identifiers,
+    hashes of dataset.json and glrp_split.json, see :mod:`nnunetv2_glrp.preprocessing_records`);
+    otherwise the fingerprint and every plans file planned from it are redone. Planning is skipped
+    when the plans file exists. nnU-Net's planner calls ``torch.set_num_threads`` with
     ``nnUNet_n_proc_DA``, which fails for 0 (our "no augmentation workers" setting), so the variable
     is raised to 1 while planning and restored afterwards."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
@@ -215,13 +228,27 @@ def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetP
     dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     dataset_id = _dataset_id(dataset_name)
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / dataset_name
-    if not (preprocessed / "dataset_fingerprint.json").is_file():
+    fingerprint_file = preprocessed / "dataset_fingerprint.json"
+    record_file = preprocessed / FINGERPRINT_RECORD
+    state, record = raw_dataset_state(dataset_name), read_record(record_file)
+    if fingerprint_file.is_file() and record.get("raw") != state:
+        logger.warning("%s: the raw dataset differs from the one the fingerprint was made from (%s): redoing the "
+                       "fingerprint and the plans", dataset_name, "no record" if not record.get("raw") else
+                       ", ".join(k for k in state if record["raw"].get(k) != state[k]))
+        fingerprint_file.unlink()
+    replan = not _plans_file(dataset_name, plans_identifier).is_file()
+    if not fingerprint_file.is_file():
+        for identifier in set(record.get("plans_identifiers", [])) - {plans_identifier}:
+            logger.warning("%s: deleting %s.json, planned from the previous fingerprint", dataset_name, identifier)
+            _plans_file(dataset_name, identifier).unlink(missing_ok=True)
         if verify:
             _verify_integrity(dataset_name, num_processes)
         logger.info("%s: extracting the fingerprint", dataset_name)
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
                                     clean=True, verbose=False)
-    if not _plans_file(dataset_name, plans_identifier).is_file():
+        record, replan = {"raw": state, "plans_identifiers": []}, True
+        write_record(record_file, record)
+    if replan:
         logger.info("%s: planning (nnU-Net's configurations are planned, not preprocessed)", dataset_name)
         overwrite = None if plans_identifier == "nnUNetPlans" else plans_identifier
         previous = os.environ.get("nnUNet_n_proc_DA")
@@ -232,6 +259,8 @@ def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetP
         finally:
             if previous is not None:
                 os.environ["nnUNet_n_proc_DA"] = previous
+    if plans_identifier not in record["plans_identifiers"]:
+        write_record(record_file, {**record, "plans_identifiers": record["plans_identifiers"] + [plans_identifier]})
     return dataset_name
 
 
@@ -239,8 +268,10 @@ def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = 
                     plans_identifier: str = "nnUNetPlans", verify: bool = True) -> str:
     """Fingerprint (+ integrity check) -> plan -> overlay -> preprocess labeled + unlabeled -> splits.
 
-    Each step is skipped when its output already exists (the fingerprint and plans files, a
-    preprocessing record whose plans hash matches). nnU-Net's own configurations are planned but not
+    Each step is skipped when its output already exists and its record matches the present raw
+    dataset (the fingerprint: labeled cases and dataset.json/glrp_split.json hashes; a preprocessed
+    folder: plans hash and exactly the present case identifiers; unlabeled outputs of cases no
+    longer in ``unlabeledTr/`` are deleted). nnU-Net's own configurations are planned but not
     preprocessed. Returns the overlay's (first) configuration name. An overlay with several
     configurations gets all of them preprocessed."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
@@ -251,16 +282,18 @@ def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = 
     dataset_name = plan_dataset(dataset_name_or_id, plans_identifier, num_processes, verify)
     dataset_id = _dataset_id(dataset_name)
     configurations = apply_plans_overlay(dataset_name, overlay, plans_identifier)
+    raw_state = raw_dataset_state(dataset_name)
+    delete_stale_ground_truth(dataset_name, raw_state["labeled_cases"])
     for configuration in configurations:
-        done, record, fingerprint = _labeled_done(dataset_name, plans_identifier, configuration)
+        done, record, fingerprint = _labeled_done(dataset_name, plans_identifier, configuration, raw_state)
         if done:
             logger.info("%s: %s already preprocessed", dataset_name, configuration)
         else:
             record.unlink(missing_ok=True)
             preprocess_dataset(dataset_id, plans_identifier, [configuration], [num_processes])
-            tmp = record.with_name(record.name + ".tmp")
-            tmp.write_text(json.dumps({"configuration": configuration, "fingerprint": fingerprint}, indent=2))
-            os.replace(tmp, record)
+            write_record(record, {"configuration": configuration, "fingerprint": fingerprint,
+                                  "cases": raw_state["labeled_cases"],
+                                  "glrp_split_sha256": raw_state["glrp_split_sha256"]})
         preprocess_unlabeled(dataset_name, configuration, plans_identifier, num_processes)
     write_splits_final(dataset_name)
     return configurations[0]

@@ -15,19 +15,26 @@ silent:
 - Staleness: a record ``glrp_preprocessing_<folder name>.json`` beside the folder (never inside it:
   nnU-Net's ``infer_dataset_class`` refuses folders with foreign file types) holds a hash of
   everything that determines the output (resolved configuration, intensity properties, transpose,
-  reader). When the hash differs the folder is rebuilt from scratch.
+  reader), the sorted case identifiers of ``unlabeledTr/`` and a hash of ``glrp_split.json``
+  (provenance). When the plans hash differs the folder is rebuilt from scratch; outputs of cases
+  that are no longer in ``unlabeledTr/`` are deleted, so the folder holds exactly the present cases.
 - No random choices are made (nnU-Net samples foreground locations only for labeled cases).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import shutil
 from pathlib import Path
+
+from nnunetv2_glrp.preprocessing_records import (SPLIT_FILE, file_sha256, preprocessing_fingerprint, read_record,
+                                                 write_record)
+
+__all__ = ["UNLABELED_SUBFOLDER", "INCOMPLETE", "preprocessing_fingerprint", "unlabeled_folder",
+           "list_unlabeled_cases", "preprocess_unlabeled"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +56,6 @@ def _load_plans(dataset_name: str, plans_identifier: str):
             f"plans file {plans_file} not found: plan the dataset first "
             "(nnUNetv2_glrp prepare, or nnUNetv2_extract_fingerprint + nnUNetv2_plan_experiment)")
     return PlansManager(os.fspath(plans_file))
-
-
-def preprocessing_fingerprint(plans_manager, configuration: str) -> str:
-    """sha256 of everything in the plans that changes the preprocessed arrays of ``configuration``."""
-    resolved = plans_manager.get_configuration(configuration).configuration
-    relevant = {
-        "configuration": resolved,
-        "foreground_intensity_properties_per_channel": plans_manager.foreground_intensity_properties_per_channel,
-        "transpose_forward": plans_manager.transpose_forward,
-        "image_reader_writer": plans_manager.plans["image_reader_writer"],
-    }
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def unlabeled_folder(dataset_name_or_id: int | str, configuration: str,
@@ -103,6 +98,21 @@ def list_unlabeled_cases(raw_dataset_folder: Path, file_ending: str, n_channels:
 
 def _case_done(output: Path, case: str) -> bool:
     return all((output / f"{case}{suffix}").is_file() for suffix in _CASE_SUFFIXES)
+
+
+def _candidate_cases(file_name: str) -> set[str]:
+    """The cases an output file can belong to (``<case>.b2nd``, ``<case>_seg.b2nd``, ``<case>.pkl``)."""
+    return {file_name[: -len(suffix)] for suffix in _CASE_SUFFIXES if file_name.endswith(suffix)}
+
+
+def _delete_cases_not_in(output: Path, cases: set[str]) -> None:
+    """Delete the output files of cases that left ``unlabeledTr/`` (.pkl files first: a case stops counting as done)."""
+    stale = [p for p in output.iterdir()
+             if p.is_file() and _candidate_cases(p.name) and not _candidate_cases(p.name) & cases]
+    for path in sorted(stale, key=lambda p: (not p.name.endswith(".pkl"), p.name)):
+        path.unlink()
+    if stale:
+        logger.warning("%s: deleted %d files of cases no longer in %s/", output, len(stale), UNLABELED_SUBFOLDER)
 
 
 def _preprocess_one(case: str, image_files: list[str], output: str, plans: dict, configuration: str,
@@ -153,18 +163,17 @@ def preprocess_unlabeled(dataset_name_or_id: int | str, configuration: str, plan
     record_file = output.parent / f"glrp_preprocessing_{output.name}.json"
     fingerprint = preprocessing_fingerprint(plans_manager, configuration)
     if output.exists():
-        previous = json.loads(record_file.read_text()) if record_file.is_file() else {}
-        if previous.get("fingerprint") != fingerprint:
+        if read_record(record_file).get("fingerprint") != fingerprint:
             logger.warning("%s was preprocessed with other plans (or has no record): rebuilding it", output)
             shutil.rmtree(output)
+        else:
+            _delete_cases_not_in(output, set(cases))
     shutil.rmtree(output / INCOMPLETE, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
-    record = {"dataset": dataset_name, "plans_identifier": plans_identifier, "configuration": configuration,
-              "source": os.fspath(raw_folder / UNLABELED_SUBFOLDER), "n_cases": len(cases),
-              "fingerprint": fingerprint}
-    tmp_record = record_file.with_name(record_file.name + ".tmp")
-    tmp_record.write_text(json.dumps(record, indent=2))
-    os.replace(tmp_record, record_file)
+    write_record(record_file, {
+        "dataset": dataset_name, "plans_identifier": plans_identifier, "configuration": configuration,
+        "source": os.fspath(raw_folder / UNLABELED_SUBFOLDER), "n_cases": len(cases), "cases": sorted(cases),
+        "glrp_split_sha256": file_sha256(raw_folder / SPLIT_FILE), "fingerprint": fingerprint})
 
     todo = [case for case in cases if not _case_done(output, case)]
     logger.info("%s: %d unlabeled cases, %d already done, %d to preprocess", dataset_name, len(cases),

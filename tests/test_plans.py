@@ -6,8 +6,10 @@ the overlay tests independent of the converter; prepare_dataset runs on the shar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -21,10 +23,16 @@ from nnunetv2_glrp.plans import PLANS_FOLDER, apply_plans_overlay, plan_dataset,
 TINY_PLANS_ID = 951
 
 
-def write_tiny_raw_dataset(dataset_id: int, n_patients: int = 3, seed: int = 0) -> Path:
-    """Raw dataset in the converter's layout: ED/ES labeled, 3 cine frames unlabeled (t00 is the ED image)."""
+def write_tiny_raw_dataset(dataset_id: int, n_patients: int = 3, seed: int = 0,
+                           patients: list[int] | None = None, with_split: bool = False) -> Path:
+    """Raw dataset in the converter's layout: ED/ES labeled, 3 cine frames unlabeled (t00 is the ED image).
+
+    ``patients`` (default 1..n_patients) are the patient numbers; an existing folder is replaced, like
+    a re-conversion. ``with_split`` also writes a glrp_split.json (last patient = val, no test)."""
     rng = np.random.default_rng(seed)
+    patients = list(range(1, n_patients + 1)) if patients is None else patients
     folder = Path(os.environ["nnUNet_raw"]) / f"Dataset{dataset_id}_TINY"
+    shutil.rmtree(folder, ignore_errors=True)
     for sub in ("imagesTr", "labelsTr", "unlabeledTr"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
 
@@ -33,7 +41,7 @@ def write_tiny_raw_dataset(dataset_id: int, n_patients: int = 3, seed: int = 0) 
         image.SetSpacing((1.5, 1.5, 10.0))
         sitk.WriteImage(image, os.fspath(path))
 
-    for p in range(1, n_patients + 1):
+    for p in patients:
         z, y, x = 4 + p % 2, 38 + 2 * p, 42
         yy, xx = np.mgrid[:y, :x]
         for t in range(3):
@@ -49,8 +57,14 @@ def write_tiny_raw_dataset(dataset_id: int, n_patients: int = 3, seed: int = 0) 
                 save(image, folder / "imagesTr" / f"patient{p:03d}_{name}_0000.nii.gz")
                 save(label, folder / "labelsTr" / f"patient{p:03d}_{name}.nii.gz")
     dataset_json = {"channel_names": {"0": "cineMRI"}, "labels": {"background": 0, "RV": 1, "MYO": 2, "LV": 3},
-                    "numTraining": 2 * n_patients, "file_ending": ".nii.gz"}
+                    "numTraining": 2 * len(patients), "file_ending": ".nii.gz"}
     (folder / "dataset.json").write_text(json.dumps(dataset_json, indent=2))
+    if with_split:
+        names = [f"patient{p:03d}" for p in patients]
+        cases = {f"{n}_{f}": {"kind": "labeled", "patient": n, "set": "train" if n != names[-1] else "val"}
+                 for n in names for f in ("ED", "ES")}
+        split = {"split": "tiny", "seed": seed, "train": names[:-1], "val": names[-1:], "test": [], "cases": cases}
+        (folder / "glrp_split.json").write_text(json.dumps(split, indent=2))
     return folder
 
 
@@ -186,3 +200,55 @@ def test_apply_plans_command(tiny_plans, capsys):
     assert "glrp_paper" in capsys.readouterr().out
     assert main(["apply-plans", str(TINY_PLANS_ID), "no_such_overlay"]) == 2
     assert "no_such_overlay" in capsys.readouterr().err
+
+
+def _case_stems(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.pkl"))
+
+
+def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
+    """Re-converting with another patient set (same case COUNT) must not reuse fingerprint, plans or arrays."""
+    dataset_id = 955
+    folder = write_tiny_raw_dataset(dataset_id, patients=[1, 2, 3], with_split=True)
+    preprocessed = Path(os.environ["nnUNet_preprocessed"]) / folder.name
+    labeled, unlabeled = preprocessed / "nnUNetPlans_small_cpu", preprocessed / "nnUNetPlans_small_cpu_unlabeled"
+    fingerprint = preprocessed / "dataset_fingerprint.json"
+    assert prepare_dataset(dataset_id, overlay="small_cpu", verify=False) == "small_cpu"
+    assert _case_stems(labeled) == [f"patient{p:03d}_{f}" for p in (1, 2, 3) for f in ("ED", "ES")]
+    assert _case_stems(unlabeled) == [f"patient{p:03d}_t{t:02d}" for p in (1, 2, 3) for t in range(3)]
+
+    def stamps() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in preprocessed.rglob("*") if p.suffix in (".b2nd", ".pkl")}
+
+    # unchanged raw dataset: nothing is redone
+    before, fingerprint_stamp = stamps(), fingerprint.stat().st_mtime_ns
+    prepare_dataset(dataset_id, overlay="small_cpu", verify=False)
+    assert stamps() == before and fingerprint.stat().st_mtime_ns == fingerprint_stamp
+
+    # another split of the same cases: fingerprint and plans redone; the plans come out identical, so the arrays stay
+    split = json.loads((folder / "glrp_split.json").read_text())
+    split["train"], split["val"] = split["train"][1:] + split["val"], split["train"][:1]
+    (folder / "glrp_split.json").write_text(json.dumps(split))
+    caplog.set_level("WARNING", logger="nnunetv2_glrp.plans")
+    prepare_dataset(dataset_id, overlay="small_cpu", verify=False)
+    assert "glrp_split_sha256" in caplog.text and fingerprint.stat().st_mtime_ns != fingerprint_stamp
+    assert stamps() == before
+
+    # re-conversion with patient 3 replaced by patient 4: as many cases as before, other identifiers
+    write_tiny_raw_dataset(dataset_id, patients=[1, 2, 4], with_split=True)
+    old_fingerprint = fingerprint.read_text()
+    prepare_dataset(dataset_id, overlay="small_cpu", verify=False)
+    expected_labeled = [f"patient{p:03d}_{f}" for p in (1, 2, 4) for f in ("ED", "ES")]
+    expected_unlabeled = [f"patient{p:03d}_t{t:02d}" for p in (1, 2, 4) for t in range(3)]
+    assert fingerprint.read_text() != old_fingerprint  # patient 4's images have another shape
+    assert _case_stems(labeled) == expected_labeled
+    assert _case_stems(unlabeled) == expected_unlabeled
+    assert not [p for p in preprocessed.rglob("patient003*")], "outputs of a case that left the dataset remain"
+    assert json.loads((preprocessed / "glrp_fingerprint.json").read_text())["raw"]["labeled_cases"] == expected_labeled
+    labeled_record = json.loads((preprocessed / "glrp_preprocessing_nnUNetPlans_small_cpu.json").read_text())
+    unlabeled_record = json.loads((preprocessed / "glrp_preprocessing_nnUNetPlans_small_cpu_unlabeled.json").read_text())
+    assert labeled_record["cases"] == expected_labeled and unlabeled_record["cases"] == expected_unlabeled
+    split_hash = hashlib.sha256((folder / "glrp_split.json").read_bytes()).hexdigest()
+    assert labeled_record["glrp_split_sha256"] == unlabeled_record["glrp_split_sha256"] == split_hash
+    assert "patient004_ED" in (preprocessed / "splits_final.json").read_text()
+    assert "patient003" not in (preprocessed / "splits_final.json").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,49 @@ def test_bad_unlabeled_folders_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="frame.nii.gz"):
         list_unlabeled_cases(tmp_path, ".nii.gz", 1)
 
+
+
+def test_cases_that_left_unlabeled_tr_are_deleted(preprocessed_tiny, tmp_path, caplog):
+    out = tmp_path / "unlabeled"
+    preprocess_unlabeled(DATASET_ID, "small_cpu", output_folder=out)
+    source = Path(os.environ["nnUNet_raw"]) / "Dataset954_TINY" / "unlabeledTr" / "patient003_t01_0000.nii.gz"
+    parked = tmp_path / source.name
+    shutil.move(source, parked)
+    try:
+        caplog.set_level("INFO", logger="nnunetv2_glrp.unlabeled_preprocessing")
+        preprocess_unlabeled(DATASET_ID, "small_cpu", output_folder=out)
+    finally:
+        shutil.move(parked, source)
+    assert "8 unlabeled cases, 8 already done, 0 to preprocess" in caplog.text
+    assert not [p for p in out.iterdir() if p.name.startswith("patient003_t01")]
+    record = json.loads((tmp_path / "glrp_preprocessing_unlabeled.json").read_text())
+    expected = sorted(f"patient{p:03d}_t{t:02d}" for p in (1, 2, 3) for t in range(3) if (p, t) != (3, 1))
+    assert record["cases"] == expected and record["n_cases"] == 8
+    assert record["glrp_split_sha256"] is None  # the tiny dataset has no glrp_split.json
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    assert sorted(nnUNetDatasetBlosc2(os.fspath(out)).identifiers) == expected
+    # back in unlabeledTr: preprocessed again, the others are kept
+    preprocess_unlabeled(DATASET_ID, "small_cpu", output_folder=out)
+    assert len(list(out.glob("*.pkl"))) == 9 and "8 already done, 1 to preprocess" in caplog.text
+
+
+def test_preprocess_unlabeled_command(preprocessed_tiny, capsys):
+    from nnunetv2_glrp.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["preprocess-unlabeled", "-h"])
+    assert exit_info.value.code == 0
+    assert "--configuration" in capsys.readouterr().out
+
+    _, folder = preprocessed_tiny
+    for path in folder.glob("patient002_t02*"):
+        path.unlink()
+    stamp = (folder / "patient001_t00.b2nd").stat().st_mtime_ns
+    assert main(["preprocess-unlabeled", "-d", str(DATASET_ID), "-c", "small_cpu", "-np", "1"]) == 0
+    assert f"9 unlabeled cases preprocessed with nnUNetPlans/small_cpu in {folder}" in capsys.readouterr().out
+    assert (folder / "patient002_t02.pkl").is_file()
+    assert (folder / "patient001_t00.b2nd").stat().st_mtime_ns == stamp  # done cases are not redone
+
+    assert main(["preprocess-unlabeled", "-d", str(DATASET_ID), "-c", "no_such_configuration"]) == 2
+    assert "no_such_configuration" in capsys.readouterr().err

@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "convert-acdc": "convert_acdc",
     "apply-plans": "apply_plans",
     "prepare": "prepare",
+    "preprocess-unlabeled": "preprocess_unlabeled",
     "pretrain": "pretrain",
     "write-splits": "write_splits",
     "evaluate": "evaluate",
