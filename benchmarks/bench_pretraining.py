@@ -1,8 +1,10 @@
 """Pretraining throughput on the phantom with the small CPU plan.
 
 Prints slices/s (end to end, data loading included, single-threaded loader so its cost is visible),
-the model step time, the share of the step spent in the losses, the PSM time per batch (computed in
-the data loader) and peak memory (max RSS; torch.cuda.max_memory_allocated on CUDA).
+the model step time, the share of the step spent in the loss functions (their forward AND backward,
+timed by cutting the graph at the projected embeddings, see ``pretraining.step``), the PSM time per
+batch (computed in the data loader, outside the step) and peak memory (max RSS;
+torch.cuda.max_memory_allocated on CUDA).
 
     .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10]
 
@@ -13,7 +15,6 @@ a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 sma
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import resource
 import sys
@@ -60,23 +61,22 @@ def main() -> None:
     configure_nnunet_environment(root)
     _prepare(root)
 
-    from nnunetv2_glrp.data import PretrainingSliceLoader, build_slice_index, load_split
+    from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.models import load_plans_context
     from nnunetv2_glrp.pretraining import make_config
-    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, compute_psm, local_stage_boxes,
-                                                training_step, unlabeled_data_folder)
+    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, pretraining_records, psm_function,
+                                                training_step)
 
     dev = torch.device(args.device)
     ctx = load_plans_context(901, "small_cpu")
     config = make_config(args.method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
-    records = build_slice_index([ctx.data_folder, unlabeled_data_folder(ctx)], load_split(ctx.preprocessed_dataset_folder))
+    records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
     np.random.seed(0)
     network, heads, stage = build_models(ctx, config)
     network.to(dev).train()
     heads.to(dev).train()
-    psm_fn = functools.partial(compute_psm, grid=3, boxes=local_stage_boxes(ctx, stage, 3), mapping=config.psm_mapping,
-                               patch_size=config.psm_patch_size) if config.lambda_local > 0 else None
+    psm_fn = psm_function(ctx, config, stage)
     loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
                                     augmentation=config.augmentation, psm_fn=psm_fn)
     params = list(network.encoder.parameters()) + list(heads.parameters())
@@ -100,7 +100,9 @@ def main() -> None:
     print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")
     print(f"model step: {timer.step / n * 1000:.0f} ms/iteration -> {n * config.batch_size / timer.step:.2f} slices/s "
           "with data loading in workers")
-    print(f"loss forward share of the step: {100 * timer.loss / timer.step:.2f}% ({timer.loss / n * 1000:.1f} ms)")
+    print(f"loss functions (forward + backward, embeddings -> loss -> embedding gradients) share of the model step: "
+          f"{100 * timer.loss_share:.2f}% ({timer.loss / n * 1000:.1f} ms = forward {timer.loss_forward / n * 1000:.1f} "
+          f"+ backward {timer.loss_backward / n * 1000:.1f} ms per iteration)")
     print(f"data loading: {data_s / n * 1000:.0f} ms/batch, of which PSM {timer.psm / n * 1000:.0f} ms "
           f"({100 * timer.psm / total:.1f}% of the single-process wall time)")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

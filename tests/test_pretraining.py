@@ -1,7 +1,10 @@
-"""GLRP pretraining on the phantom (small CPU plan): loss goes down, checkpoints, exact resume, cache, lock."""
+"""GLRP pretraining on the phantom (small CPU plan): loss goes down, checkpoints, exact resume, cache keyed
+on config and data, lock, paper-literal formulation, honest loss timing."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 import time
 
@@ -38,24 +41,31 @@ def test_config_presets_and_methods():
         make_config(learning_rate=1)
     with pytest.raises(ValueError, match="unknown pretraining method"):
         make_config("SimCLR")
+    assert make_config("GLRP").psm_cross_class == "zero"
+    assert make_config("GLRP", formulation="paper-literal").psm_cross_class == "ssim"
+    with pytest.raises(ValueError, match="paper-literal.*needs psm_mapping='affine'"):
+        make_config("GLRP", formulation="paper-literal", psm_mapping="clamp")
+    make_config("GRP", formulation="paper-literal", psm_mapping="clamp")  # no local term: no PSM weights
+
+
+def _fixed_batch(ctx, config, batch_size=6):
+    from nnunetv2_glrp.data import PretrainingSliceLoader
+    from nnunetv2_glrp.pretraining.loop import build_models, pretraining_records, psm_function
+
+    records, _ = pretraining_records(ctx)
+    torch.manual_seed(0)
+    np.random.seed(0)
+    network, heads, stage = build_models(ctx, config)
+    loader = PretrainingSliceLoader(records, batch_size, ctx.patch_size, seed=0, psm_fn=psm_function(ctx, config, stage))
+    return network, heads, loader.generate_train_batch()
 
 
 def test_loss_decreases_on_a_fixed_batch(ctx):
     """20 SGD steps of the real training step on one fixed phantom batch lower the GLRP loss."""
-    import functools
-
-    from nnunetv2_glrp.data import PretrainingSliceLoader, build_slice_index, load_split
-    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, compute_psm, local_stage_boxes,
-                                                training_step, unlabeled_data_folder)
+    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
 
     config = make_config("GLRP", lr=0.05, **FAST)
-    records = build_slice_index([ctx.data_folder, unlabeled_data_folder(ctx)], load_split(ctx.preprocessed_dataset_folder))
-    torch.manual_seed(0)
-    np.random.seed(0)
-    network, heads, stage = build_models(ctx, config)
-    psm_fn = functools.partial(compute_psm, grid=3, boxes=local_stage_boxes(ctx, stage, 3), mapping="affine",
-                               patch_size=16)
-    batch = PretrainingSliceLoader(records, 6, ctx.patch_size, seed=0, psm_fn=psm_fn).generate_train_batch()
+    network, heads, batch = _fixed_batch(ctx, config)
     params = list(network.encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
     timer = StepTimer(torch.device("cpu"))
@@ -63,7 +73,60 @@ def test_loss_decreases_on_a_fixed_batch(ctx):
     first, last = np.mean([l["loss"] for l in losses[:3]]), np.mean([l["loss"] for l in losses[-3:]])
     assert last < first - 0.05, [round(l["loss"], 4) for l in losses]
     assert all(np.isfinite(l["grp"]) and np.isfinite(l["lrp"]) for l in losses)
-    assert 0 < timer.loss < timer.step
+    assert timer.loss_forward > 0 and timer.loss_backward > 0 and timer.loss < timer.step
+    assert timer.loss_share == pytest.approx(timer.loss / timer.step)
+
+
+def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
+    """The timed step (losses on detached embeddings, then backward through the network) computes the same
+    parameter gradients as one loss.backward() through the whole graph."""
+    from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
+        local_relative_position_loss, slice_similarity
+    from nnunetv2_glrp.models import encoder_features
+    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
+    from nnunetv2_glrp.similarity.patches import patch_view_index
+
+    config = make_config("GLRP", lr=0.0, momentum=0.0, weight_decay=0.0, grad_clip=1e9, **FAST)
+    network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
+    params = list(network.encoder.parameters()) + list(heads.parameters())
+    opt = torch.optim.SGD(params, lr=0.0)
+    training_step(network, heads, batch, config, opt, torch.device("cpu"), StepTimer(torch.device("cpu")))
+    cut = [None if p.grad is None else p.grad.clone() for p in params]
+    opt.zero_grad(set_to_none=True)
+    x, pos = batch["data"], batch["positions"]
+    feats = encoder_features(network, x)
+    l_grp = global_relative_position_loss(heads.global_head(feats[-1]), pos, a=config.a, tau=config.tau)
+    w = local_pair_weights(batch["psm"], patch_view_index(x.shape[0], 3), slice_similarity(pos, a=config.a))
+    l_lrp = local_relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)
+    glrp_loss(l_grp, l_lrp, (0.5, 0.5)).backward()
+    assert sum(g is not None for g in cut) > 10
+    for p, g in zip(params, cut):
+        assert (p.grad is None) == (g is None)
+        if g is not None:
+            torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_paper_literal_glrp_pretraining_runs(ctx, tmp_path):
+    """Eq. 2 read literally takes log of every pair weight: the PSM then weights cross-class patch pairs by
+    their SSIM instead of 0, so GLRP with formulation='paper-literal' trains instead of raising."""
+    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
+
+    config = make_config("GLRP", seed=1, formulation="paper-literal", epochs=1, iterations_per_epoch=2, batch_size=4,
+                         psm_patch_size=16)
+    _, _, batch = _fixed_batch(ctx, config, batch_size=4)
+    assert bool((batch["psm"] > 0).all())  # no zero weight for the log
+    soft = make_config("GLRP", **FAST)
+    network, heads, soft_batch = _fixed_batch(ctx, soft, batch_size=4)
+    assert bool((soft_batch["psm"] == 0).any())  # the default zeroes cross-class pairs...
+    opt = torch.optim.SGD(list(network.parameters()) + list(heads.parameters()), lr=0.0)
+    with pytest.raises(ValueError, match="strictly positive"):  # ...which the literal loss cannot take
+        training_step(network, heads, soft_batch, config, opt, torch.device("cpu"), StepTimer(torch.device("cpu")))
+    path = run_pretraining(ctx, config, tmp_path / "literal")
+    record = json.loads((tmp_path / "literal" / "config.json").read_text())
+    assert record["resolved"]["psm_cross_class"] == "ssim" and record["config"]["formulation"] == "paper-literal"
+    assert set(load_pretrained_encoder_state(path))
+    stats = torch.load(tmp_path / "literal" / "checkpoint_latest.pth", weights_only=False)["history"]["epoch"]
+    assert len(stats) == 1 and np.isfinite(stats[0]["lrp"]) and np.isfinite(stats[0]["grp"])
 
 
 def test_interrupted_run_resumes_to_the_same_state(ctx, tmp_path):
@@ -80,9 +143,18 @@ def test_interrupted_run_resumes_to_the_same_state(ctx, tmp_path):
     assert sa.keys() == sb.keys() and len(sa) > 0
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
-    ha = torch.load(tmp_path / "a" / "checkpoint_latest.pth", weights_only=False)["history"]
-    hb = torch.load(tmp_path / "b" / "checkpoint_latest.pth", weights_only=False)["history"]
-    assert [t["loss"] for t in ha["iteration"]] == [t["loss"] for t in hb["iteration"]]
+    ca = torch.load(tmp_path / "a" / "checkpoint_latest.pth", weights_only=False)
+    ha, hb = ca["history"], torch.load(tmp_path / "b" / "checkpoint_latest.pth", weights_only=False)["history"]
+    assert set(ha) == {"epoch"} and len(ha["epoch"]) == 2  # per-epoch statistics only: bounded size
+    keys = ("loss", "grp", "lrp", "loss_std", "loss_min", "loss_max", "loss_last", "iterations", "lr")
+    assert [[e[k] for k in keys] for e in ha["epoch"]] == [[e[k] for k in keys] for e in hb["epoch"]]
+    assert ha["epoch"][0]["iterations"] == 3 and ha["epoch"][0]["loss_min"] <= ha["epoch"][0]["loss"]
+    # a checkpoint trained on other data is never resumed
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    ca["data_digest"] = "0000000000"
+    torch.save(ca, tmp_path / "c" / "checkpoint_latest.pth")
+    with pytest.raises(ValueError, match=r"c: its checkpoint was trained on data with digest 0000000000"):
+        run_pretraining(ctx, config, tmp_path / "c")
     log = (tmp_path / "a" / "log.txt").read_text()
     assert "resumed from" in log and "epoch 2/2 loss" in log
     for name in ("config.json", "loss_curve.png"):
@@ -106,6 +178,30 @@ def test_ensure_pretrained_caches_and_loads_into_the_encoder(ctx, monkeypatch):
     assert blob["method"] == "GRP" and blob["configuration"] == ctx.configuration and blob["config"]["seed"] == 0
     network = build_network(ctx)
     network.encoder.load_state_dict(load_pretrained_encoder_state(path), strict=True)
+    from nnunetv2_glrp.data import data_digest
+
+    manifest = pretraining_api.data_manifest(ctx.dataset_name)
+    record = json.loads((path.parent / "config.json").read_text())["data"]
+    assert record["digest"] == data_digest(manifest) and record["patients"] == manifest["patients"]
+    assert record["n_unlabeled_cases"] > 0
+    # the folder name follows the data: another split (p1 moved to test) gives another folder
+    resplit = dict(manifest, patients=manifest["patients"][1:],
+                   cases=[c for c in manifest["cases"] if c[1] != manifest["patients"][0]])
+    monkeypatch.setattr(pretraining_api, "data_manifest", lambda name: resplit)
+    assert pretraining_folder(901, ctx.configuration, **kwargs) != path.parent
+    monkeypatch.undo()
+    # a reused folder whose data record disagrees with the dataset is an error naming it
+    config_json = path.parent / "config.json"
+    original = config_json.read_text()
+    try:
+        tampered = json.loads(original)
+        tampered["data"]["patients"] = tampered["data"]["patients"][1:]
+        config_json.write_text(json.dumps(tampered))
+        with pytest.raises(ValueError, match=f"{path.parent.name}: pretrained on data with patients"):
+            ensure_pretrained(901, ctx.configuration, **kwargs)
+    finally:
+        config_json.write_text(original)
+    assert ensure_pretrained(901, ctx.configuration, **kwargs) == path
 
 
 def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
@@ -119,6 +215,11 @@ def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
         t.start()
         time.sleep(0.5)
         assert t.is_alive() and not result  # blocked on the lock
+        from nnunetv2_glrp.data import data_digest
+
+        manifest = pretraining_api.data_manifest(ctx.dataset_name)
+        (folder / "config.json").write_text(json.dumps({"data": {"digest": data_digest(manifest),
+                                                                 "patients": manifest["patients"]}}))
         torch.save({"encoder_state_dict": {}}, folder / "pretrained_encoder.pth")  # the holder finishes
     t.join(timeout=30)
     assert result == [folder / "pretrained_encoder.pth"] and calls == []

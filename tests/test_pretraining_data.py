@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from nnunetv2_glrp.data import (PositionStratifiedSampler, PretrainingSliceLoader, build_slice_index,
-                                check_slice_axis, load_split, make_augmenter, slice_positions)
+                                check_slice_axis, data_digest, load_split, make_augmenter,
+                                pretraining_data_manifest, slice_positions)
+from nnunetv2_glrp.data import reading
 from nnunetv2_glrp.data.reading import read_slice
 
 # patient -> (set, number of original slices m, crop start, number of kept slices)
@@ -80,7 +82,7 @@ def test_slice_axis_check():
 def test_index_positions_unlabeled_and_no_test(fake_dataset):
     root, labeled, unlabeled = fake_dataset
     split = load_split(root)
-    records = build_slice_index([labeled, unlabeled, root / "missing"], split)
+    records = build_slice_index(labeled, unlabeled, split)
     patients = {r.patient for r in records}
     assert patients == {"p1", "p2", "p3", "p4"}
     assert {r.kind for r in records} == {"labeled", "unlabeled"}
@@ -98,12 +100,87 @@ def test_unlisted_case_is_an_error(fake_dataset, tmp_path):
     split = load_split(root)
     del split["cases"]["p1_frame01"]
     with pytest.raises(ValueError, match="p1_frame01 .* not listed in glrp_split.json"):
-        build_slice_index([labeled], split)
+        build_slice_index(labeled, None, split)
+
+
+def test_missing_unlabeled_folder_or_cases_is_an_error(fake_dataset, tmp_path):
+    root, labeled, unlabeled = fake_dataset
+    split = load_split(root)
+    with pytest.raises(FileNotFoundError, match=r"missing_unlabeled not found.*lists 12 unlabeled frames.*FIX IT"):
+        build_slice_index(labeled, root / "missing_unlabeled", split, fix="FIX IT")
+    with pytest.raises(FileNotFoundError, match=r"folder None not found"):
+        build_slice_index(labeled, None, split)
+    partial = dict(split, cases=dict(split["cases"], p2_unlab09={"patient": "p2", "set": "train", "kind": "unlabeled"}))
+    with pytest.raises(FileNotFoundError, match=r"plans_2d_unlabeled: 1 unlabeled case.*\(p2_unlab09\); FIX IT"):
+        build_slice_index(labeled, unlabeled, partial, fix="FIX IT")
+    missing_labeled = dict(split, cases=dict(split["cases"], p4_frame09={"patient": "p4", "set": "val", "kind": "labeled"}))
+    with pytest.raises(FileNotFoundError, match=r"plans_2d: 1 labeled case.*p4_frame09"):
+        build_slice_index(labeled, unlabeled, missing_labeled)
+    # a test patient's unlabeled frames are never required
+    extra_test = dict(split, cases=dict(split["cases"], p5_unlab09={"patient": "p5", "set": "test", "kind": "unlabeled"}))
+    assert len(build_slice_index(labeled, unlabeled, extra_test)) == len(build_slice_index(labeled, unlabeled, split))
+    with pytest.raises(ValueError, match="p1_unlab02 in the labeled folder .*plans_2d_unlabeled is listed as 'unlabeled'"):
+        build_slice_index(unlabeled, labeled, split)  # folders swapped
+
+
+def test_dataset_without_unlabeled_frames_indexes_the_labeled_cases(fake_dataset):
+    root, labeled, _ = fake_dataset
+    split = load_split(root)
+    split["cases"] = {c: v for c, v in split["cases"].items() if v["kind"] == "labeled"}
+    for unlabeled in (None, root / "does_not_exist"):
+        records = build_slice_index(labeled, unlabeled, split)
+        assert {r.kind for r in records} == {"labeled"}
+        assert len(records) == sum(2 * PATIENTS[p][3] for p in ("p1", "p2", "p3", "p4"))
+
+
+def test_data_digest_follows_the_pretraining_patients(fake_dataset):
+    root, _, _ = fake_dataset
+    split = load_split(root)
+    manifest = pretraining_data_manifest(split)
+    assert manifest["patients"] == ["p1", "p2", "p3", "p4"]
+    assert len(manifest["cases"]) == 4 * 5 and all(c[1] in manifest["patients"] for c in manifest["cases"])
+    assert data_digest(pretraining_data_manifest(json.loads(json.dumps(split)))) == data_digest(manifest)
+    resplit = json.loads(json.dumps(split))  # p1 becomes a test patient, p5 a training patient
+    resplit["train"] = ["p2", "p3", "p5"]
+    resplit["test"] = ["p1", "p6"]
+    for case, info in resplit["cases"].items():
+        info["set"] = {"p1": "test", "p5": "train"}.get(info["patient"], info["set"])
+    assert data_digest(pretraining_data_manifest(resplit)) != data_digest(manifest)
+    fewer_frames = json.loads(json.dumps(split))
+    del fewer_frames["cases"]["p2_unlab03"]
+    assert data_digest(pretraining_data_manifest(fewer_frames)) != data_digest(manifest)
+
+
+def test_open_case_cache_is_capped(fake_dataset, monkeypatch):
+    """At most MAX_OPEN_CASES blosc2 arrays (one descriptor each) stay open, however many cases are read."""
+    import os
+
+    _, labeled, unlabeled = fake_dataset
+
+    def open_b2nd() -> int:
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                continue
+        return sum(f.endswith(".b2nd") and str(root_dir) in f for f in fds)
+
+    root_dir = labeled.parent
+    assert reading.MAX_OPEN_CASES == 256
+    reading.clear_open_cases()
+    monkeypatch.setattr(reading, "MAX_OPEN_CASES", 3)
+    for folder in (labeled, unlabeled):
+        for case in reading.list_identifiers(folder):
+            read_slice(str(folder), case, 0)
+    assert 0 < open_b2nd() <= 3
+    reading.clear_open_cases()
+    assert open_b2nd() == 0
 
 
 def test_sampler_mixes_positions_and_patients(fake_dataset):
     root, labeled, unlabeled = fake_dataset
-    records = build_slice_index([labeled, unlabeled], load_split(root))
+    records = build_slice_index(labeled, unlabeled, load_split(root))
     sampler = PositionStratifiedSampler(records, 4)
     rng = np.random.default_rng(0)
     distinct = []
@@ -119,7 +196,7 @@ def test_sampler_mixes_positions_and_patients(fake_dataset):
 
 def test_loader_batches_two_views_seeded(fake_dataset):
     root, labeled, unlabeled = fake_dataset
-    records = build_slice_index([labeled, unlabeled], load_split(root))
+    records = build_slice_index(labeled, unlabeled, load_split(root))
 
     def fake_psm(views):
         return torch.full((views.shape[0] * 9, views.shape[0] * 9), 0.5)
@@ -145,29 +222,38 @@ def test_loader_batches_two_views_seeded(fake_dataset):
 
 
 def test_phantom_positions_match_raw_slices(phantom_preprocessed):
-    """Each preprocessed slice of a phantom case correlates best with raw slice n - 1 of its NIfTI."""
+    """Each preprocessed slice of a phantom case (labeled ED/ES and unlabeled cine frames) correlates best
+    with raw slice n - 1 of its NIfTI."""
     import os
 
     import SimpleITK as sitk
     from skimage.transform import resize
 
+    from nnunetv2_glrp.data.reading import read_properties
     from nnunetv2_glrp.models import load_plans_context
+    from nnunetv2_glrp.pretraining.loop import pretraining_records
 
     ctx = load_plans_context(901, phantom_preprocessed)
     split = load_split(ctx.preprocessed_dataset_folder)
-    records = build_slice_index([ctx.data_folder], split)
-    raw = Path(os.environ["nnUNet_raw"]) / ctx.dataset_name / "imagesTr"
-    cases = sorted({r.case for r in records})[:3]
-    for case in cases:
-        img = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / f"{case}_0000.nii.gz"))).astype(np.float32)
-        from nnunetv2_glrp.data.reading import read_properties
-        bbox = read_properties(ctx.data_folder, case)["bbox_used_for_cropping"]
-        for r in [r for r in records if r.case == case]:
-            pre = read_slice(r.folder, r.case, r.slice_index)[0]
-            scores = []
-            for z in range(img.shape[0]):
-                crop = img[z, bbox[1][0]:bbox[1][1], bbox[2][0]:bbox[2][1]]
-                scores.append(np.corrcoef(resize(crop, pre.shape, order=1).ravel(), pre.ravel())[0, 1])
-            assert int(np.argmax(scores)) == r.n - 1, (case, r.slice_index, scores)
-            assert r.m == img.shape[0]
+    records, manifest = pretraining_records(ctx)
+    assert {r.kind for r in records} == {"labeled", "unlabeled"}
+    assert {r.case for r in records} == {c[0] for c in manifest["cases"]}  # the manifest is the data used
+    raw = Path(os.environ["nnUNet_raw"]) / ctx.dataset_name
+    checked = {"labeled": 0, "unlabeled": 0}
+    for kind, subfolder in (("labeled", "imagesTr"), ("unlabeled", "unlabeledTr")):
+        for case in sorted({r.case for r in records if r.kind == kind})[:3]:
+            img = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / subfolder / f"{case}_0000.nii.gz")))
+            img = img.astype(np.float32)
+            case_records = [r for r in records if r.case == case]
+            bbox = read_properties(Path(case_records[0].folder), case)["bbox_used_for_cropping"]
+            for r in case_records:
+                pre = read_slice(r.folder, r.case, r.slice_index)[0]
+                scores = []
+                for z in range(img.shape[0]):
+                    crop = img[z, bbox[1][0]:bbox[1][1], bbox[2][0]:bbox[2][1]]
+                    scores.append(np.corrcoef(resize(crop, pre.shape, order=1).ravel(), pre.ravel())[0, 1])
+                assert int(np.argmax(scores)) == r.n - 1, (case, r.slice_index, scores)
+                assert r.m == img.shape[0]
+                checked[kind] += 1
+    assert checked["labeled"] > 0 and checked["unlabeled"] > 0, checked
     assert not {r.patient for r in records} & set(split["test"])

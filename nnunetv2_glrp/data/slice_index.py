@@ -8,11 +8,11 @@ only the image array's shape and the ``.pkl`` properties are opened here.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from nnunetv2_glrp.data.positions import slice_positions
 from nnunetv2_glrp.data.reading import image_shape, list_identifiers, read_properties
@@ -49,32 +49,89 @@ def load_split(preprocessed_dataset_folder: Path) -> dict:
     return split
 
 
-def build_slice_index(folders: Iterable[Path], split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> list[SliceRecord]:
-    """Every slice of every case in ``folders`` whose patient is in ``sets``; folders that do not exist are
-    skipped with a log line (a dataset without 4D cine files has no unlabeled frames)."""
+def pretraining_cases(split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> dict[str, dict]:
+    """Case id -> its split entry, for every case of a patient in ``sets`` (labeled and unlabeled)."""
+    return {case: info for case, info in split["cases"].items() if info.get("set") in sets}
+
+
+def pretraining_data_manifest(split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> dict:
+    """What a pretraining run is trained on, from ``glrp_split.json``: the sorted patients of ``sets``,
+    the sorted (case, patient, set, kind) of their cases and the converter's N4 setting (it changes the
+    images). :func:`build_slice_index` fails unless it indexes exactly these cases, so the manifest
+    describes the data actually used."""
+    cases = pretraining_cases(split, sets)
+    return {"sets": list(sets), "patients": sorted({p for s in sets for p in split[s]}),
+            "cases": sorted([case, info["patient"], info["set"], info.get("kind", "labeled")]
+                            for case, info in cases.items()),
+            "n4": split.get("n4")}
+
+
+def data_digest(manifest: dict) -> str:
+    """Short sha1 of a :func:`pretraining_data_manifest` (the data half of the pretraining cache key)."""
+    return hashlib.sha1(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _listed_by_kind(split: dict, sets: tuple[str, ...], kind: str) -> set[str]:
+    return {c for c, info in pretraining_cases(split, sets).items() if info.get("kind", "labeled") == kind}
+
+
+def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], fix: str) -> list[SliceRecord]:
     allowed_patients = {p for s in sets for p in split[s]}
     test_patients = set(split["test"])
+    present = list_identifiers(folder)
+    wrong = [c for c in present if c in split["cases"] and split["cases"][c].get("kind", "labeled") != kind]
+    if wrong:
+        raise ValueError(f"case {wrong[0]} in the {kind} folder {folder} is listed as "
+                         f"{split['cases'][wrong[0]].get('kind')!r} in glrp_split.json")
+    missing = sorted(_listed_by_kind(split, sets, kind) - set(present))
+    if missing:
+        raise FileNotFoundError(f"{folder}: {len(missing)} {kind} case(s) of train/val patients listed in "
+                                f"glrp_split.json are not preprocessed ({', '.join(missing[:5])}"
+                                f"{', ...' if len(missing) > 5 else ''}); {fix}")
     records: list[SliceRecord] = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            logger.info("no folder %s: skipped", folder)
+    for case in present:
+        info = split["cases"].get(case)
+        if info is None:
+            raise ValueError(f"case {case} in {folder} is not listed in glrp_split.json: cannot tell whether it "
+                             "belongs to a test patient")
+        patient = info["patient"]
+        if info.get("set") not in sets or patient not in allowed_patients:
             continue
-        for case in list_identifiers(folder):
-            info = split["cases"].get(case)
-            if info is None:
-                raise ValueError(f"case {case} in {folder} is not listed in glrp_split.json: cannot tell whether it "
-                                 "belongs to a test patient")
-            patient = info["patient"]
-            if info.get("set") not in sets or patient not in allowed_patients:
-                continue
-            if patient in test_patients:
-                raise ValueError(f"case {case}: patient {patient} is listed both as {info.get('set')} and test")
-            props = read_properties(folder, case)
-            for k, (n, m) in enumerate(slice_positions(props, image_shape(folder, case)[1], case)):
-                records.append(SliceRecord(str(folder), case, k, n, m, patient, info.get("kind", "labeled")))
+        if patient in test_patients:
+            raise ValueError(f"case {case}: patient {patient} is listed both as {info.get('set')} and test")
+        props = read_properties(folder, case)
+        for k, (n, m) in enumerate(slice_positions(props, image_shape(folder, case)[1], case)):
+            records.append(SliceRecord(str(folder), case, k, n, m, patient, kind))
+    return records
+
+
+def build_slice_index(labeled_folder: Path, unlabeled_folder: Path | None, split: dict,
+                      sets: tuple[str, ...] = PRETRAINING_SETS, fix: str = "run `nnUNetv2_glrp prepare`"
+                      ) -> list[SliceRecord]:
+    """Every slice of every case of a patient in ``sets``: labeled cases from ``labeled_folder``, unlabeled
+    frames from ``unlabeled_folder``.
+
+    Every case that ``glrp_split.json`` lists for those patients must be there: a missing folder or case
+    raises FileNotFoundError naming the folder and ``fix`` (the command that preprocesses it). When the
+    split lists no unlabeled case for them (a converter that wrote none), ``unlabeled_folder`` may be
+    None or absent. A case in a folder but not in the split is a ValueError (we cannot prove it is not
+    a test case); cases of other sets are skipped."""
+    labeled_folder = Path(labeled_folder)
+    if not labeled_folder.is_dir():
+        raise FileNotFoundError(f"preprocessed folder {labeled_folder} not found; {fix}")
+    records = _index_folder(labeled_folder, "labeled", split, sets, fix)
+    wanted_unlabeled = _listed_by_kind(split, sets, "unlabeled")
+    if wanted_unlabeled:
+        if unlabeled_folder is None or not Path(unlabeled_folder).is_dir():
+            raise FileNotFoundError(f"unlabeled preprocessed folder {unlabeled_folder} not found, but glrp_split.json "
+                                    f"lists {len(wanted_unlabeled)} unlabeled frames of train/val patients; {fix}")
+        records += _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)
+    elif unlabeled_folder is not None and Path(unlabeled_folder).is_dir():
+        records += _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)
+    else:
+        logger.info("glrp_split.json lists no unlabeled frames: pretraining on the labeled frames only")
     if not records:
-        raise ValueError(f"no pretraining slices of sets {sets} found in {[str(f) for f in folders]}")
-    bad = {r.patient for r in records} & test_patients
+        raise ValueError(f"no pretraining slices of sets {sets} found in {labeled_folder} and {unlabeled_folder}")
+    bad = {r.patient for r in records} & set(split["test"])
     assert not bad, f"test patients {sorted(bad)} in the pretraining index"
     return records

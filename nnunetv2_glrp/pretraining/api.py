@@ -1,13 +1,19 @@
 """Cached pretraining: the folder of a (dataset, plans, configuration, method, config) and its encoder.
 
-``$nnUNet_results/<DatasetName>/glrp_pretraining/<method>__<plans>__<configuration>__<config hash>/``.
-The hash covers every config field (seed included), so a changed hyperparameter never reuses a stale
-encoder. ``ensure_pretrained`` takes an exclusive lock file in that folder: a second process calling it
-meanwhile blocks, then finds ``pretrained_encoder.pth`` and returns it without training.
+``$nnUNet_results/<DatasetName>/glrp_pretraining/<method>__<plans>__<configuration>__<hash>/``.
+The hash covers every config field (seed included) and the digest of the pretraining data (the train/val
+patients and their cases in ``glrp_split.json``, see ``data.pretraining_data_manifest``), so neither a
+changed hyperparameter nor a re-converted dataset with another split reuses a stale encoder (one trained
+on patients that are now test patients). ``config.json`` of the folder records the data digest and the
+patients; a reused folder whose record disagrees is an error naming the folder. ``ensure_pretrained``
+takes an exclusive lock file in that folder: a second process calling it meanwhile blocks, then finds
+``pretrained_encoder.pth`` and returns it without training.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -27,38 +33,80 @@ def _dataset_name(dataset_name_or_id: str | int) -> str:
     return maybe_convert_to_dataset_name(dataset_name_or_id)
 
 
-def folder_for_config(dataset_name: str, configuration: str, plans_identifier: str, config: PretrainingConfig) -> Path:
-    name = f"{config.method}__{plans_identifier}__{configuration}__{config.digest()}"
+def data_manifest(dataset_name: str) -> dict:
+    """The pretraining data manifest of a preprocessed dataset (from its ``glrp_split.json``)."""
+    from nnunetv2_glrp.data import load_split, pretraining_data_manifest
+
+    return pretraining_data_manifest(load_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
+
+
+def folder_for_config(dataset_name: str, configuration: str, plans_identifier: str, config: PretrainingConfig,
+                      data_digest: str) -> Path:
+    """``<results>/<dataset>/glrp_pretraining/<method>__<plans>__<configuration>__<hash(config, data)>``."""
+    key = hashlib.sha1(f"{config.digest()}:{data_digest}".encode()).hexdigest()[:10]
+    name = f"{config.method}__{plans_identifier}__{configuration}__{key}"
     return Path(os.environ["nnUNet_results"]) / dataset_name / "glrp_pretraining" / name
+
+
+def _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed, overrides):
+    from nnunetv2_glrp.data import data_digest
+
+    config = make_config(method, preset, seed, **overrides)
+    dataset_name = _dataset_name(dataset_name_or_id)
+    manifest = data_manifest(dataset_name)
+    folder = folder_for_config(dataset_name, configuration, plans_identifier, config, data_digest(manifest))
+    return config, dataset_name, folder, manifest
+
+
+def verify_pretraining_data(folder: Path, manifest: dict) -> None:
+    """Raise ValueError naming ``folder`` unless its ``config.json`` records this data digest and patients."""
+    from nnunetv2_glrp.data import data_digest
+
+    record_path = Path(folder) / "config.json"
+    try:
+        recorded = json.loads(record_path.read_text())["data"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder}: no data record in {record_path.name} ({e!r}); cannot prove which patients its "
+                         f"encoder was trained on; delete {folder} to pretrain again") from e
+    expected = {"digest": data_digest(manifest), "patients": manifest["patients"]}
+    for key, value in expected.items():
+        if recorded.get(key) != value:
+            raise ValueError(f"{folder}: pretrained on data with {key} {recorded.get(key)!r}, but the dataset now gives "
+                             f"{value!r} (re-converted or re-split?); delete {folder} to pretrain again")
 
 
 def pretraining_folder(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
                        plans_identifier: str = "nnUNetPlans", preset: str = "cpu", seed: int = 0,
                        **overrides) -> Path:
-    """Output folder of the pretraining run these arguments define (not created)."""
-    config = make_config(method, preset, seed, **overrides)
-    return folder_for_config(_dataset_name(dataset_name_or_id), configuration, plans_identifier, config)
+    """Output folder of the pretraining run these arguments define (not created); the dataset's preprocessed
+    ``glrp_split.json`` must exist (the data digest is part of the name)."""
+    return _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed,
+                                overrides)[2]
 
 
 def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
                       plans_identifier: str = "nnUNetPlans", preset: str = "cpu", device: str = "cpu",
                       seed: int = 0, **overrides) -> Path:
-    """Path of ``pretrained_encoder.pth``; runs (or resumes) pretraining only when it is missing."""
+    """Path of ``pretrained_encoder.pth``; runs (or resumes) pretraining only when it is missing.
+
+    A reused encoder's folder must record the current data digest and patients (ValueError otherwise)."""
     from nnunetv2_glrp.models import load_plans_context
 
-    config = make_config(method, preset, seed, **overrides)
-    dataset_name = _dataset_name(dataset_name_or_id)
-    folder = folder_for_config(dataset_name, configuration, plans_identifier, config)
+    config, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
+                                                                  plans_identifier, preset, seed, overrides)
     final = folder / ENCODER
     if final.is_file():
+        verify_pretraining_data(folder, manifest)
         logger.info("reusing %s", final)
         return final
     with file_lock(folder / ".lock"):
         if final.is_file():  # another process finished it while we waited
+            verify_pretraining_data(folder, manifest)
             logger.info("reusing %s (finished by another process)", final)
             return final
         ctx = load_plans_context(dataset_name, configuration, plans_identifier)
         run_pretraining(ctx, config, folder, device=device)
+    verify_pretraining_data(folder, manifest)
     return final
 
 

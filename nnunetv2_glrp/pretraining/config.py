@@ -8,6 +8,12 @@ first steps of randomly initialised heads), cosine annealed per iteration to 0 w
 soft-target InfoNCE (see DESIGN.md), PSM weights (1 + SSIM) / 2 (``psm_mapping="affine"``) over the input
 boxes of the local stage's patches compared at ``psm_patch_size`` px (None = the box size), and the local
 stage chosen by feature-map size (None = deepest stage with a feature map of at least 9 x 9).
+
+PSM cross-class pairs (centre/edge/corner patches of different classes): weight 0 with the default
+soft-target loss (they stay negatives; see ``similarity.patch_similarity``). ``formulation="paper-literal"``
+takes the log of every pair weight and needs them all strictly positive, so with it the LRP term's PSM
+gives cross-class pairs their orientation-free SSIM (``cross_class="ssim"``) and the mapping must be
+``"affine"`` ((1 + SSIM) / 2 > 0; ``"clamp"`` gives zeros and is refused). ``psm_cross_class`` says which.
 """
 
 from __future__ import annotations
@@ -58,6 +64,14 @@ class PretrainingConfig:
             raise ValueError(f"iterations_per_epoch must be >= 1 or None, got {self.iterations_per_epoch}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 slices: the relative-position losses contrast slices")
+        if self.formulation == "paper-literal" and self.lambda_local > 0 and self.psm_mapping != "affine":
+            raise ValueError(f"formulation='paper-literal' with a local (LRP) term needs psm_mapping='affine' "
+                             f"(strictly positive PSM weights), got {self.psm_mapping!r}")
+
+    @property
+    def psm_cross_class(self) -> str:
+        """``cross_class`` of the PSM: "ssim" for the paper-literal loss (no zero weights), else "zero"."""
+        return "ssim" if self.formulation == "paper-literal" else "zero"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

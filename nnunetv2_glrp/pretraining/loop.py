@@ -1,9 +1,12 @@
 """The GLRP pretraining loop: encoder + projection heads, SGD + cosine, checkpoint every epoch, resume.
 
-Output folder contents: ``config.json`` (the config incl. seed, and the values resolved from the data:
-iterations per epoch, local stage, number of slices), ``log.txt`` (one line per epoch with the loss
-terms), ``loss_curve.png``, ``checkpoint_latest.pth`` (weights, optimizer, scheduler, RNG states, loss
-history; written atomically after every epoch) and, when finished, ``pretrained_encoder.pth``.
+Output folder contents: ``config.json`` (the config incl. seed, the values resolved from the data:
+iterations per epoch, local stage, number of slices, and ``data``: the digest and patients of the
+pretraining data, see ``data.pretraining_data_manifest``), ``log.txt`` (one line per epoch with the loss
+terms and the time split), ``loss_curve.png``, ``checkpoint_latest.pth`` (weights, optimizer, scheduler,
+RNG states, per-epoch statistics, data digest; written atomically after every epoch) and, when finished,
+``pretrained_encoder.pth``. The history keeps per-epoch statistics only (mean, std, min, max and last
+of the iteration losses), so the checkpoint does not grow with the number of iterations.
 A run killed at any point restarts from the last finished epoch and ends in the same state as an
 uninterrupted run (single-threaded data loading; every epoch is reseeded from (seed, epoch)).
 """
@@ -22,15 +25,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nnunetv2_glrp.data import PretrainingSliceLoader, build_slice_index, check_slice_axis, load_split, make_augmenter
-from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
-    local_relative_position_loss, slice_similarity
-from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage, encoder_features
+from nnunetv2_glrp.data import (PretrainingSliceLoader, SliceRecord, build_slice_index, check_slice_axis,
+                                data_digest, load_split, make_augmenter, pretraining_data_manifest)
+from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage
 from nnunetv2_glrp.pretraining.checkpoint import (atomic_torch_save, atomic_write_text, rng_state, seed_epoch,
                                                   set_rng_state)
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
 from nnunetv2_glrp.pretraining.plotting import plot_loss_curve
-from nnunetv2_glrp.similarity.patches import patch_view_index
+from nnunetv2_glrp.pretraining.step import StepTimer, training_step
+
+__all__ = ["CHECKPOINT", "ENCODER", "StepTimer", "training_step", "compute_psm", "local_stage_boxes",
+           "psm_function", "unlabeled_data_folder", "pretraining_records", "epoch_loss_statistics", "build_models",
+           "run_pretraining"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +44,23 @@ CHECKPOINT = "checkpoint_latest.pth"
 ENCODER = "pretrained_encoder.pth"
 
 
-def compute_psm(images: torch.Tensor, grid: int, boxes, mapping: str, patch_size: int | None) -> torch.Tensor:
+def compute_psm(images: torch.Tensor, grid: int, boxes, mapping: str, patch_size: int | None,
+                cross_class: str = "zero") -> torch.Tensor:
     """PSM of views [V, H, W] -> [grid^2 V, grid^2 V] over the input ``boxes`` of the local stage's patches
     (module-level so that data workers can pickle it)."""
     from nnunetv2_glrp.similarity import patch_ssim_matrix
 
-    return patch_ssim_matrix(images, grid=grid, boxes=boxes, mapping=mapping, patch_size=patch_size)
+    return patch_ssim_matrix(images, grid=grid, boxes=boxes, mapping=mapping, patch_size=patch_size,
+                             cross_class=cross_class)
+
+
+def psm_function(ctx: PlansContext, config: PretrainingConfig, local_stage: int):
+    """The data loader's PSM function for ``config`` (None when it has no local term)."""
+    if config.lambda_local <= 0:
+        return None
+    return functools.partial(compute_psm, grid=config.grid, boxes=local_stage_boxes(ctx, local_stage, config.grid),
+                             mapping=config.psm_mapping, patch_size=config.psm_patch_size,
+                             cross_class=config.psm_cross_class)
 
 
 def local_stage_boxes(ctx: PlansContext, local_stage: int, grid: int) -> list:
@@ -63,61 +80,19 @@ def unlabeled_data_folder(ctx: PlansContext) -> Path:
     return Path(unlabeled_folder(ctx.dataset_name, ctx.configuration, ctx.plans_identifier))
 
 
+def pretraining_records(ctx: PlansContext) -> tuple[list[SliceRecord], dict]:
+    """(slice records, data manifest) of the train/val patients of ``ctx``'s dataset, labeled + unlabeled."""
+    split = load_split(ctx.preprocessed_dataset_folder)
+    fix = (f"run `nnUNetv2_glrp preprocess-unlabeled -d {ctx.dataset_name} -c {ctx.configuration}` (plans "
+           f"{ctx.plans_identifier}) or `nnUNetv2_glrp prepare -d {ctx.dataset_name}`")
+    records = build_slice_index(ctx.data_folder, unlabeled_data_folder(ctx), split, fix=fix)
+    return records, pretraining_data_manifest(split)
+
+
 def num_augmentation_processes() -> int:
     from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 
     return int(get_allowed_n_proc_DA())
-
-
-class StepTimer:
-    """Wall time of the model step and of the loss computation inside it (cuda-synchronised)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.step = self.loss = self.psm = 0.0
-        self.steps = 0
-
-    def now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
-
-
-def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
-                  timer: StepTimer | None = None) -> dict[str, float]:
-    """One SGD step on one batch; returns the loss terms (floats)."""
-    x = batch["data"].to(device, non_blocking=True)
-    pos = batch["positions"].to(device, non_blocking=True)
-    t0 = timer.now() if timer else 0.0
-    optimizer.zero_grad(set_to_none=True)
-    feats = encoder_features(network, x)
-    z_g = heads.global_head(feats[-1]) if config.lambda_global > 0 else None
-    z_l = heads.local_head(feats[heads.local_stage]) if config.lambda_local > 0 else None
-    t1 = timer.now() if timer else 0.0
-    l_grp = l_lrp = None
-    if z_g is not None:
-        l_grp = global_relative_position_loss(z_g, pos, a=config.a, tau=config.tau, kind=config.similarity_kind,
-                                              formulation=config.formulation)
-    if z_l is not None:
-        d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
-        w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
-                               d)
-        l_lrp = local_relative_position_loss(z_l, w, tau=config.tau, formulation=config.formulation)
-    loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
-    t2 = timer.now() if timer else 0.0
-    loss.backward()
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-    optimizer.step()
-    if timer:
-        timer.step += timer.now() - t0
-        timer.loss += t2 - t1
-        timer.psm += float(batch.get("psm_seconds", 0.0))
-        timer.steps += 1
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
-    return {"loss": loss.item(), "grp": float("nan") if l_grp is None else l_grp.item(),
-            "lrp": float("nan") if l_lrp is None else l_lrp.item()}
 
 
 def build_models(ctx: PlansContext, config: PretrainingConfig):
@@ -130,6 +105,18 @@ def build_models(ctx: PlansContext, config: PretrainingConfig):
     heads = ProjectionHeads(kwargs["features_per_stage"], local_stage, config.hidden_dim, config.projection_dim,
                             config.grid)
     return network, heads, heads.local_stage
+
+
+def epoch_loss_statistics(terms: list[dict[str, float]]) -> dict[str, float]:
+    """Per-epoch summary of the iteration losses: mean of each term, and std/min/max/last of the total."""
+    out = {}
+    for key in ("loss", "grp", "lrp"):
+        values = np.array([t[key] for t in terms], dtype=float)
+        out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    total = np.array([t["loss"] for t in terms], dtype=float)
+    out.update(loss_std=float(total.std()), loss_min=float(total.min()), loss_max=float(total.max()),
+               loss_last=float(total[-1]), iterations=len(terms))
+    return out
 
 
 def _file_logging(folder: Path) -> logging.Handler:
@@ -152,8 +139,8 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
     folder.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     check_slice_axis(ctx.plans_manager.transpose_forward, ctx.configuration, ctx.patch_size)
-    split = load_split(ctx.preprocessed_dataset_folder)
-    records = build_slice_index([ctx.data_folder, unlabeled_data_folder(ctx)], split)
+    records, manifest = pretraining_records(ctx)
+    digest = data_digest(manifest)
     iterations = config.iterations_per_epoch or math.ceil(len(records) / config.batch_size)
     torch.manual_seed(config.seed)  # initial weights (overwritten by the checkpoint when resuming)
     network, heads, local_stage = build_models(ctx, config)
@@ -162,19 +149,25 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
     resolved = {"iterations_per_epoch": iterations, "local_stage": local_stage, "n_slices": len(records),
                 "n_labeled_slices": sum(r.kind == "labeled" for r in records),
                 "patients": sorted({r.patient for r in records}), "dataset": ctx.dataset_name,
-                "plans_identifier": ctx.plans_identifier, "configuration": ctx.configuration}
-    atomic_write_text(folder / "config.json", json.dumps({"config": config.to_dict(), "resolved": resolved},
-                                                         indent=2, default=list))
+                "plans_identifier": ctx.plans_identifier, "configuration": ctx.configuration,
+                "psm_cross_class": config.psm_cross_class if config.lambda_local > 0 else None}
+    data = {"digest": digest, "patients": manifest["patients"], "n_cases": len(manifest["cases"]),
+            "n_unlabeled_cases": sum(c[3] == "unlabeled" for c in manifest["cases"])}
+    ckpt_path = folder / CHECKPOINT
+    ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False) if ckpt_path.is_file() else None
+    if ckpt is not None and ckpt.get("data_digest") != digest:  # never resume weights trained on other data
+        raise ValueError(f"{folder}: its checkpoint was trained on data with digest {ckpt.get('data_digest')}, the "
+                         f"dataset now gives {digest} (re-converted or re-split?); delete {folder} to pretrain again")
+    atomic_write_text(folder / "config.json", json.dumps({"config": config.to_dict(), "resolved": resolved,
+                                                          "data": data}, indent=2, default=list))
     params = list(network.encoder.parameters()) + list(heads.parameters())
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * iterations)
-    history: dict[str, list] = {"iteration": [], "epoch": []}
+    history: dict[str, list] = {"epoch": []}
     start_epoch = 0
-    ckpt_path = folder / CHECKPOINT
     handler = _file_logging(folder)
     try:
-        if ckpt_path.is_file():
-            ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if ckpt is not None:
             network.encoder.load_state_dict(ckpt["encoder"])
             heads.load_state_dict(ckpt["heads"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -188,9 +181,7 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
                         ctx.configuration, len(records), len(resolved["patients"]), config.epochs, iterations,
                         config.batch_size, local_stage, dev)
         n_proc = num_augmentation_processes()
-        psm_fn = functools.partial(compute_psm, grid=config.grid, boxes=local_stage_boxes(ctx, local_stage, config.grid),
-                                   mapping=config.psm_mapping, patch_size=config.psm_patch_size) \
-            if config.lambda_local > 0 else None
+        psm_fn = psm_function(ctx, config, local_stage)
         for epoch in range(start_epoch, config.epochs):
             ss = seed_epoch(config.seed, epoch)
             data_seed = int(ss.generate_state(4)[3])
@@ -211,21 +202,22 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
             finally:
                 if hasattr(augmenter, "_finish"):
                     augmenter._finish()
-            history["iteration"].extend(terms)
             seconds = time.perf_counter() - t_epoch
             stats = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "seconds": seconds,
-                     "slices_per_s": iterations * config.batch_size / seconds,
-                     "loss_share": timer.loss / max(timer.step, 1e-12), "psm_seconds": timer.psm,
-                     **{k: float(np.nanmean([t[k] for t in terms])) if not all(math.isnan(t[k]) for t in terms)
-                        else float("nan") for k in ("loss", "grp", "lrp")}}
+                     "slices_per_s": iterations * config.batch_size / seconds, "step_seconds": timer.step,
+                     "loss_fn_share": timer.loss_share, "loss_fn_forward_seconds": timer.loss_forward,
+                     "loss_fn_backward_seconds": timer.loss_backward, "psm_seconds": timer.psm,
+                     **epoch_loss_statistics(terms)}
             history["epoch"].append(stats)
-            logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f lr %.5f | %.1f s, %.1f slices/s, losses %.1f%% of "
-                        "step time, PSM %.2f s in the data loader", epoch + 1, config.epochs, stats["loss"],
-                        stats["grp"], stats["lrp"], stats["lr"], seconds, stats["slices_per_s"],
-                        100 * stats["loss_share"], timer.psm)
+            logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f lr %.5f | %.1f s, %.1f slices/s; loss functions "
+                        "(forward %.2f s + backward %.2f s) %.1f%% of the %.1f s model steps; PSM %.2f s in the data "
+                        "loader", epoch + 1, config.epochs, stats["loss"], stats["grp"], stats["lrp"], stats["lr"],
+                        seconds, stats["slices_per_s"], timer.loss_forward, timer.loss_backward,
+                        100 * timer.loss_share, timer.step, timer.psm)
             atomic_torch_save({"epoch": epoch, "encoder": network.encoder.state_dict(), "heads": heads.state_dict(),
                                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                               "rng": rng_state(), "history": history, "config": config.to_dict()}, ckpt_path)
+                               "rng": rng_state(), "history": history, "config": config.to_dict(),
+                               "data_digest": digest}, ckpt_path)
             plot_loss_curve(history, folder / "loss_curve.png")
             if on_epoch_end is not None:
                 on_epoch_end(epoch, stats)

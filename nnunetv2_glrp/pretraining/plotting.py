@@ -9,21 +9,21 @@ import numpy as np
 
 
 def plot_loss_curve(history: dict, path: Path) -> None:
-    """Per-iteration total loss (thin) and per-epoch means of the total, GRP and LRP terms; atomic write."""
+    """Per-epoch means of the total, GRP and LRP terms, with the min-max range of the total loss over the
+    epoch's iterations as a band (the history keeps per-epoch statistics only); atomic write."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    it = history["iteration"]
     ep = history["epoch"]
-    if not it:
+    if not ep:
         return
-    iters_per_epoch = len(it) / max(len(ep), 1)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(np.arange(1, len(it) + 1) / iters_per_epoch, [t["loss"] for t in it], lw=0.6, alpha=0.4,
-            color="gray", label="total (per iteration)")
     x = np.arange(1, len(ep) + 1)
+    if all("loss_min" in e and "loss_max" in e for e in ep):
+        ax.fill_between(x, [e["loss_min"] for e in ep], [e["loss_max"] for e in ep], color="gray", alpha=0.25,
+                        lw=0, label="total, min-max over the epoch")
     for key, colour in (("loss", "black"), ("grp", "tab:blue"), ("lrp", "tab:orange")):
         y = np.array([e[key] for e in ep], dtype=float)
         if np.isfinite(y).any():

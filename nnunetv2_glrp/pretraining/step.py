@@ -1,0 +1,96 @@
+"""One pretraining SGD step, with an honest split of its time between the network and the loss functions.
+
+The autograd graph is cut at the projected embeddings: the losses are computed on detached leaf copies
+``z.detach().requires_grad_()``, their backward yields dL/dz, and ``torch.autograd.backward(z, dL/dz)``
+then runs the network's backward. By the chain rule the parameter gradients are the ones of a single
+``loss.backward()``; the cut only lets us time the loss functions' forward AND backward on their own.
+The PSM is not part of the step: the data loader computes it (its time is reported separately).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
+    local_relative_position_loss, slice_similarity
+from nnunetv2_glrp.models import encoder_features
+from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.similarity.patches import patch_view_index
+
+
+class StepTimer:
+    """Accumulated wall time (cuda-synchronised) of the model steps and of the parts inside them.
+
+    ``step``: whole step (forward, backward, clipping, optimizer); ``loss_forward`` / ``loss_backward``:
+    the loss functions alone, from the embeddings to the loss and from the loss back to the embeddings;
+    ``loss`` = their sum; ``psm``: PSM seconds reported by the data loader (outside the step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.step = self.loss_forward = self.loss_backward = self.psm = 0.0
+        self.steps = 0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_forward + self.loss_backward
+
+    @property
+    def loss_share(self) -> float:
+        """Fraction of the model step spent in the loss functions (forward + backward)."""
+        return self.loss / self.step if self.step > 0 else float("nan")
+
+    def now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+
+def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
+    return None if z is None else z.detach().requires_grad_()
+
+
+def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
+                  timer: StepTimer | None = None) -> dict[str, float]:
+    """One SGD step on one batch; returns the loss terms (floats).
+
+    batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [9 * 2N, 9 * 2N] (None without LRP)."""
+    x = batch["data"].to(device, non_blocking=True)
+    pos = batch["positions"].to(device, non_blocking=True)
+    clock = timer.now if timer else (lambda: 0.0)
+    t0 = clock()
+    optimizer.zero_grad(set_to_none=True)
+    feats = encoder_features(network, x)
+    z_g = heads.global_head(feats[-1]) if config.lambda_global > 0 else None
+    z_l = heads.local_head(feats[heads.local_stage]) if config.lambda_local > 0 else None
+    leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
+    t1 = clock()
+    l_grp = l_lrp = None
+    if leaf_g is not None:
+        l_grp = global_relative_position_loss(leaf_g, pos, a=config.a, tau=config.tau, kind=config.similarity_kind,
+                                              formulation=config.formulation)
+    if leaf_l is not None:
+        d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
+        w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
+                               d)
+        l_lrp = local_relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
+    loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
+    t2 = clock()
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
+    loss.backward()
+    t3 = clock()
+    pairs = [(z, leaf.grad) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
+    torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
+    if timer:
+        timer.step += clock() - t0
+        timer.loss_forward += t2 - t1
+        timer.loss_backward += t3 - t2
+        timer.psm += float(batch.get("psm_seconds", 0.0))
+        timer.steps += 1
+    return {"loss": loss.item(), "grp": float("nan") if l_grp is None else l_grp.item(),
+            "lrp": float("nan") if l_lrp is None else l_lrp.item()}
