@@ -20,7 +20,8 @@ import nnunetv2_glrp
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.finetuning.encoder_loading import decoder_keys, load_encoder_state, unwrap_network
 from nnunetv2_glrp.finetuning.recipes import (
-    CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, TINY_BUDGET, ResolvedSchedule, warmup_iterations,
+    CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, TINY_BUDGET, ResolvedSchedule, recipe_for_budget,
+    warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import CosineLRScheduler, warmup_factor
 
@@ -76,7 +77,7 @@ def test_schedules_and_warmup():
 
 
 def test_budgets_override_recipes():
-    assert ResolvedSchedule.of(NNUNET_RECIPE, CPU_BUDGET) == ResolvedSchedule(10, 12, 3)
+    assert ResolvedSchedule.of(NNUNET_RECIPE, CPU_BUDGET) == ResolvedSchedule(10, 20, 3)
     assert ResolvedSchedule.of(PAPER_RECIPE, TINY_BUDGET) == ResolvedSchedule(1, 2, 1)
     full = ResolvedSchedule.of(PAPER_RECIPE, FULL_BUDGET)
     assert (full.num_epochs, full.iterations_per_epoch) == (200, None)  # one pass per epoch
@@ -330,3 +331,11 @@ def test_ranks_of_a_process_group_pretrain_once(trained):
     assert Path(next(iter(paths))) == next(iter(new)) / "pretrained_encoder.pth"
     log = (next(iter(new)) / "log.txt").read_text()
     assert log.count("finished:") == 1  # pretrained by one rank only
+
+
+def test_cpu_budget_runs_nnunet_recipe_with_adam_and_leaves_the_paper_recipe_alone():
+    cpu_nnunet = recipe_for_budget(NNUNET_RECIPE, CPU_BUDGET)
+    assert (cpu_nnunet.optimizer, cpu_nnunet.initial_lr) == ("adam", 1e-3)
+    assert cpu_nnunet.loss == NNUNET_RECIPE.loss and cpu_nnunet.schedule == NNUNET_RECIPE.schedule
+    assert recipe_for_budget(PAPER_RECIPE, CPU_BUDGET) == PAPER_RECIPE
+    assert recipe_for_budget(NNUNET_RECIPE, FULL_BUDGET) == NNUNET_RECIPE

@@ -44,7 +44,8 @@ from nnunetv2_glrp.finetuning.patient_draw import (
 )
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder, read_encoder_state
 from nnunetv2_glrp.finetuning.recipes import (
-    FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, warmup_iterations,
+    FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, recipe_for_budget,
+    warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import warmup_factor
 
@@ -69,6 +70,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.recipe = recipe_for_budget(type(self).recipe, self.budget)  # what this run uses
         schedule = ResolvedSchedule.of(self.recipe, self.budget)
         self.num_epochs = schedule.num_epochs
         self.one_pass_per_epoch = schedule.iterations_per_epoch is None
