@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from nnunetv2_glrp.atomic_files import atomic_write_json, atomic_write_text
 from nnunetv2_glrp.environment import NNUNET_FOLDERS, configure_nnunet_environment, nnunet_command
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,7 @@ def _record_config(cfg: DemoConfig, path: Path) -> None:
                 "would be reused: pass another --out, or delete that folder"
             )
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"out": cfg.out, **wanted}, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, {"out": cfg.out, **wanted})
 
 
 def _run(cmd: list[str]) -> None:
@@ -125,7 +124,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         results[trainer] = evaluate_folder(pred_dir, raw_dataset / "labelsTs", out_dir=out / "evaluation" / trainer)
 
     report = _format_report(results, timings)
-    (out / "demo_report.md").write_text(report)
+    atomic_write_text(out / "demo_report.md", report)
     print(report)
     return {"results": results, "timings": timings}
 

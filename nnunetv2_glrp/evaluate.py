@@ -8,7 +8,6 @@ that entered the mean; infinite distances, from an empty prediction, are counted
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.metrics import evaluate_labels
 
 ACDC_LABELS = {"RV": 1, "MYO": 2, "LV": 3}
@@ -91,6 +91,4 @@ def write_results(rows: list[dict], summary: dict, out_dir: Path) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, out_dir / "metrics_per_case.csv")
-    tmp = out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "summary.json")
+    atomic_write_json(out_dir / "summary.json", summary)

@@ -33,6 +33,7 @@ import logging
 import os
 from pathlib import Path
 
+from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.preprocessing_records import (delete_stale_ground_truth, preprocessing_fingerprint,
                                                  raw_dataset_state, read_record, write_record)
 
@@ -164,9 +165,7 @@ def apply_plans_overlay(dataset_name_or_id: int | str, overlay: str | os.PathLik
         plans["configurations"][name] = entry
         changed = True
     if changed:
-        tmp = plans_file.with_name(f"{plans_file.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(plans, indent=4))
-        os.replace(tmp, plans_file)
+        atomic_write_json(plans_file, plans, indent=4)
         logger.info("%s: wrote configurations %s", plans_file, sorted(built))
     return list(built)
 

@@ -25,6 +25,8 @@ import logging
 import os
 from pathlib import Path
 
+from nnunetv2_glrp.atomic_files import atomic_write_json
+
 logger = logging.getLogger(__name__)
 
 SPLIT_FILE = "glrp_split.json"
@@ -80,9 +82,7 @@ def read_record(path: Path) -> dict:
 
 def write_record(path: Path, record: dict) -> None:
     """Write ``record`` as JSON atomically (temporary name, then rename)."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
 
 
 def delete_stale_ground_truth(dataset_name: str, labeled_cases: list[str]) -> list[str]:

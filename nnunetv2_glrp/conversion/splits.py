@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from nnunetv2_glrp.atomic_files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -116,17 +117,6 @@ def nnunet_folds(glrp_split: dict, seed: int = 0) -> list[dict]:
     return folds
 
 
-def _write_json_atomic(data, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     """Write ``$nnUNet_preprocessed/<dataset>/splits_final.json`` from the raw dataset's glrp_split.json.
 
@@ -151,11 +141,12 @@ def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     folds = nnunet_folds(glrp_split, seed=seed)
     target_dir = Path(os.environ["nnUNet_preprocessed"]) / name
     target_dir.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(glrp_split, target_dir / "glrp_split.json")
-    _write_json_atomic({"seed": seed, "n_folds": len(folds),
-                        "method": "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"},
-                       target_dir / "glrp_folds.json")
+    atomic_write_json(target_dir / "glrp_split.json", glrp_split)
+    atomic_write_json(target_dir / "glrp_folds.json", {
+        "seed": seed, "n_folds": len(folds),
+        "method": "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4",
+    })
     out = target_dir / "splits_final.json"
-    _write_json_atomic(folds, out)
+    atomic_write_json(out, folds)
     logger.info("%s: wrote %d patient-level folds to %s", name, len(folds), out)
     return out

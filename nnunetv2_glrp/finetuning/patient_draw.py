@@ -28,6 +28,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from nnunetv2_glrp.atomic_files import atomic_write_json
+
 #: k values of the paper's ACDC table (Table 1).
 PAPER_K_VALUES: tuple[int, ...] = (2, 6, 10, 15, 20, 30, 105)
 
@@ -122,9 +124,7 @@ def write_selection(path: str | os.PathLike, record: dict) -> None:
             )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, path)
+    atomic_write_json(path, record)
 
 
 def patients_on_both_sides(
@@ -161,12 +161,6 @@ def _splits_source(dataset_name: str, preprocessed_base: Path) -> Path | None:
         if candidate is not None and candidate.is_file():
             return candidate
     return None
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def ensure_patient_level_splits(
@@ -217,10 +211,10 @@ def ensure_patient_level_splits(
         folds = nnunet_folds(glrp_split, seed=seed)
         base.mkdir(parents=True, exist_ok=True)
         if source.parent != base:
-            _write_json_atomic(base / "glrp_split.json", glrp_split)
-        _write_json_atomic(folds_file, {"seed": seed, "n_folds": len(folds), "method":
+            atomic_write_json(base / "glrp_split.json", glrp_split)
+        atomic_write_json(folds_file, {"seed": seed, "n_folds": len(folds), "method":
                                         "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"})
-        _write_json_atomic(splits, folds)
+        atomic_write_json(splits, folds)
     if not splits.is_file():
         raise FileNotFoundError(f"{dataset_name}: writing the patient-level split did not produce {splits}")
     return splits

@@ -24,7 +24,6 @@ Environment: ``GLRP_SEED`` (k-patient draw and fine-tuning init, default 0), ``G
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state
 from nnunetv2_glrp.finetuning.optimization import build_cross_entropy_loss, build_optimizer
 from nnunetv2_glrp.finetuning.patient_draw import (
@@ -191,10 +191,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
             "warmup_iterations": self._warmup_iterations,
         }
-        path = Path(self.output_folder) / SETUP_FILE
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, path)
+        atomic_write_json(Path(self.output_folder) / SETUP_FILE, record, default=str)
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()  # the recipe's schedule sets this epoch's lr

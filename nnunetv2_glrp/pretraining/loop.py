@@ -28,7 +28,8 @@ from tqdm import tqdm
 from nnunetv2_glrp.data import (PretrainingSliceLoader, SliceRecord, build_slice_index, check_slice_axis,
                                 data_digest, load_split, make_augmenter, pretraining_data_manifest)
 from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage
-from nnunetv2_glrp.pretraining.checkpoint import (atomic_torch_save, atomic_write_text, rng_state, seed_epoch,
+from nnunetv2_glrp.atomic_files import atomic_write_text
+from nnunetv2_glrp.pretraining.checkpoint import (atomic_torch_save, rng_state, seed_epoch,
                                                   set_rng_state)
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
 from nnunetv2_glrp.pretraining.plotting import plot_loss_curve
