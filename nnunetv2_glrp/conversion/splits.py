@@ -117,6 +117,36 @@ def nnunet_folds(glrp_split: dict, seed: int = 0) -> list[dict]:
     return folds
 
 
+FOLDS_METHOD = "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"
+
+
+def read_glrp_split(source: Path, context: str, required: tuple[str, ...] = ("train", "val", "test", "cases")) -> dict:
+    """Load ``glrp_split.json`` and check it has the ``required`` entries; errors name ``context`` and the file."""
+    try:
+        glrp_split = json.loads(Path(source).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{context}: {source} is not valid JSON: {exc}") from exc
+    for key in required:
+        if key not in glrp_split:
+            raise ValueError(f"{context}: {source} has no {key!r} entry")
+    return glrp_split
+
+
+def write_patient_level_splits(glrp_split: dict, target_dir: Path, seed: int = 0, copy_split: bool = True) -> Path:
+    """Write ``splits_final.json`` (patient-level folds of ``glrp_split``) and ``glrp_folds.json`` (the seed)
+    into ``target_dir``, and a copy of ``glrp_split.json`` unless ``copy_split`` is False. Returns the
+    path of ``splits_final.json``."""
+    folds = nnunet_folds(glrp_split, seed=seed)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    if copy_split:
+        atomic_write_json(target_dir / "glrp_split.json", glrp_split)
+    atomic_write_json(target_dir / "glrp_folds.json", {"seed": seed, "n_folds": len(folds), "method": FOLDS_METHOD})
+    out = target_dir / "splits_final.json"
+    atomic_write_json(out, folds)
+    logger.info("%s: wrote %d patient-level folds to %s", target_dir.name, len(folds), out)
+    return out
+
+
 def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     """Write ``$nnUNet_preprocessed/<dataset>/splits_final.json`` from the raw dataset's glrp_split.json.
 
@@ -131,22 +161,5 @@ def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     source = Path(os.environ["nnUNet_raw"]) / name / "glrp_split.json"
     if not source.is_file():
         raise FileNotFoundError(f"{name}: {source} not found; convert the dataset with nnUNetv2_glrp convert-acdc")
-    try:
-        glrp_split = json.loads(source.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{name}: {source} is not valid JSON: {exc}") from exc
-    for key in ("train", "val", "test", "cases"):
-        if key not in glrp_split:
-            raise ValueError(f"{name}: {source} has no {key!r} entry")
-    folds = nnunet_folds(glrp_split, seed=seed)
-    target_dir = Path(os.environ["nnUNet_preprocessed"]) / name
-    target_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(target_dir / "glrp_split.json", glrp_split)
-    atomic_write_json(target_dir / "glrp_folds.json", {
-        "seed": seed, "n_folds": len(folds),
-        "method": "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4",
-    })
-    out = target_dir / "splits_final.json"
-    atomic_write_json(out, folds)
-    logger.info("%s: wrote %d patient-level folds to %s", name, len(folds), out)
-    return out
+    glrp_split = read_glrp_split(source, name)
+    return write_patient_level_splits(glrp_split, Path(os.environ["nnUNet_preprocessed"]) / name, seed)

@@ -42,11 +42,9 @@ def load_split(preprocessed_dataset_folder: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: the converter's split (glrp_split.json) must be copied into the "
                                 "preprocessed dataset folder (nnUNetv2_glrp prepare does it)")
-    split = json.loads(path.read_text())
-    for key in ("train", "val", "test", "cases"):
-        if key not in split:
-            raise ValueError(f"{path}: missing key {key!r}")
-    return split
+    from nnunetv2_glrp.conversion.splits import read_glrp_split
+
+    return read_glrp_split(path, Path(preprocessed_dataset_folder).name)
 
 
 def pretraining_cases(split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> dict[str, dict]:

@@ -178,7 +178,7 @@ def ensure_patient_level_splits(
     ranks poll for the file (written atomically; no collective, so no process-group deadlock) and
     raise TimeoutError after ``timeout_s``. Returns the path of splits_final.json, or None.
     """
-    from nnunetv2_glrp.conversion.splits import nnunet_folds, write_splits_final
+    from nnunetv2_glrp.conversion.splits import read_glrp_split, write_patient_level_splits, write_splits_final
 
     base = Path(preprocessed_base)
     splits = base / "splits_final.json"
@@ -199,22 +199,10 @@ def ensure_patient_level_splits(
     if source.parent != base and same_base:
         write_splits_final(dataset_name)
     else:
-        try:
-            glrp_split = json.loads(source.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{dataset_name}: {source} is not valid JSON: {err}") from err
-        missing = [key for key in ("train", "val", "cases") if key not in glrp_split]
-        if missing:
-            raise ValueError(f"{dataset_name}: {source} has no {', '.join(map(repr, missing))} entry")
+        glrp_split = read_glrp_split(source, dataset_name, required=("train", "val", "cases"))
         folds_file = base / "glrp_folds.json"
         seed = int(json.loads(folds_file.read_text()).get("seed", 0)) if folds_file.is_file() else 0
-        folds = nnunet_folds(glrp_split, seed=seed)
-        base.mkdir(parents=True, exist_ok=True)
-        if source.parent != base:
-            atomic_write_json(base / "glrp_split.json", glrp_split)
-        atomic_write_json(folds_file, {"seed": seed, "n_folds": len(folds), "method":
-                                        "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"})
-        atomic_write_json(splits, folds)
+        write_patient_level_splits(glrp_split, base, seed, copy_split=source.parent != base)
     if not splits.is_file():
         raise FileNotFoundError(f"{dataset_name}: writing the patient-level split did not produce {splits}")
     return splits
