@@ -8,6 +8,7 @@ pretraining), then inspects trainers in-process with ``initialize()`` (no traini
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import subprocess
 from pathlib import Path
@@ -72,7 +73,8 @@ def test_schedules_and_warmup():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
     assert [warmup_factor(i, 4) for i in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     assert warmup_factor(0, 0) == 1.0
-    assert warmup_iterations(NNUNET_RECIPE, 1000, 250) == 12500  # 5 % of all iterations
+    assert warmup_iterations(NNUNET_RECIPE, 1000, 250) == 0  # nnU-Net's recipe has none
+    assert warmup_iterations(replace(NNUNET_RECIPE, warmup_fraction=0.05), 1000, 250) == 12500  # 5 % of all
     assert warmup_iterations(PAPER_RECIPE, 200, 10) == 0
 
 

@@ -1,0 +1,76 @@
+"""The plugin's fine-tuning trainer costs nothing: without pretraining it IS nnU-Net's trainer.
+
+Both trainers run in this process on the session phantom with the same seeds and single-threaded
+augmentation (``nnUNet_n_proc_DA=0``, set by conftest), for two short epochs. nnU-Net's side is its
+unmodified ``nnUNetTrainer``, only shortened; the plugin's side is ``GLRPFineTuningTrainer`` with no
+pretraining, all training patients and its default (nnU-Net) recipe, equally shortened. Every training loss and
+every weight afterwards must be identical; anything the plugin changed in data, split, network
+initialisation, loss, optimizer or schedule would show here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_glrp.finetuning.recipes import NNUNET_RECIPE, FineTuningBudget
+from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
+
+EPOCHS, ITERATIONS = 2, 3
+
+
+class NnunetShort(nnUNetTrainer):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # nnU-Net records these names: no *args
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = EPOCHS, ITERATIONS, 1
+
+
+class PluginRandomShort(GLRPFineTuningTrainer):
+    pretraining_method = None
+    k_labeled = None
+    recipe = NNUNET_RECIPE  # the default recipe, unchanged
+    budget = FineTuningBudget(name="equivalence", num_epochs=EPOCHS, iterations_per_epoch=ITERATIONS,
+                              val_iterations_per_epoch=1)
+
+
+def _train(cls: type, config: str) -> tuple[list[float], dict[str, torch.Tensor], list[float]]:
+    folder = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
+    plans = json.loads((folder / "nnUNetPlans.json").read_text())
+    plans["continue_training"] = False  # what nnUNetv2_train adds before building a trainer
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    trainer = cls(plans, config, 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    trainer.on_train_start()
+    losses, lrs = [], []
+    for epoch in range(EPOCHS):
+        trainer.current_epoch = epoch
+        trainer.on_train_epoch_start()
+        for _ in range(ITERATIONS):
+            losses.append(float(trainer.train_step(next(trainer.dataloader_train))["loss"]))
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    return losses, {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}, lrs
+
+
+def test_random_init_follows_nnunet_trainer_exactly(phantom_preprocessed):
+    monkey_seed = os.environ.pop("GLRP_SEED", None)
+    try:
+        nnunet_losses, nnunet_state, nnunet_lrs = _train(NnunetShort, phantom_preprocessed)
+        plugin_losses, plugin_state, plugin_lrs = _train(PluginRandomShort, phantom_preprocessed)
+    finally:
+        if monkey_seed is not None:
+            os.environ["GLRP_SEED"] = monkey_seed
+    assert len(set(nnunet_losses)) == len(nnunet_losses)  # the batches differ: the comparison below means something
+    assert plugin_losses == nnunet_losses
+    assert plugin_lrs == nnunet_lrs and nnunet_lrs[0] == 1e-2 and nnunet_lrs[-1] < 1e-2
+    assert plugin_state.keys() == nnunet_state.keys()
+    assert all(torch.equal(plugin_state[k], nnunet_state[k]) for k in nnunet_state)
