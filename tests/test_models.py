@@ -59,11 +59,12 @@ def test_heads_shapes_and_outside_network(network):
     assert not any(p is q for p in heads.parameters() for q in network.parameters())
     # heads never enter the network's state dict, so nnU-Net's strict loading is unaffected
     network.load_state_dict(network.state_dict(), strict=True)
-    assert heads.local_head.mlp[0].in_features == 32 and heads.global_head.mlp[0].in_features == 32
+    # mean, std and max of each of the 32 channels (models/heads.py)
+    assert heads.local_head.mlp[1].in_features == 3 * 32 and heads.global_head.mlp[1].in_features == 3 * 32
 
 
 def test_local_head_patch_order_is_view_major():
-    heads = ProjectionHeads([4, 4], local_stage=0, hidden=8, out_dim=3)
+    heads = ProjectionHeads([4, 4], local_stage=0, hidden=8, out_dim=3).eval()  # BatchNorm per patch, not per batch
     feats = torch.zeros(2, 4, 9, 9)
     feats[1, :, 0:3, 6:9] = 5.0  # view 1, top-right cell (row 0, col 2) -> patch 1 * 9 + 2
     z = heads.local_head(feats)

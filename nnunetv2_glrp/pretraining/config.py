@@ -50,6 +50,7 @@ class PretrainingConfig:
     local_stage: int | None = None
     projection_dim: int = 512
     hidden_dim: int = 512
+    head_pooling: str = "mean-std-max"  # "mean": the paper's head (see models/heads.py)
     grid: int = 3
     seed: int = 0
     augmentation: ViewAugmentation = ViewAugmentation()
@@ -64,6 +65,8 @@ class PretrainingConfig:
             raise ValueError(f"iterations_per_epoch must be >= 1 or None, got {self.iterations_per_epoch}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 slices: the relative-position losses contrast slices")
+        if self.head_pooling not in ("mean-std-max", "mean"):
+            raise ValueError(f"head_pooling must be 'mean-std-max' or 'mean', got {self.head_pooling!r}")
         if self.formulation == "paper-literal" and self.lambda_local > 0 and self.psm_mapping != "affine":
             raise ValueError(f"formulation='paper-literal' with a local (LRP) term needs psm_mapping='affine' "
                              f"(strictly positive PSM weights), got {self.psm_mapping!r}")

@@ -104,7 +104,7 @@ def build_models(ctx: PlansContext, config: PretrainingConfig):
         local_stage = default_local_stage(ctx.patch_size, kwargs["strides"], config.grid)
     network = build_network(ctx)
     heads = ProjectionHeads(kwargs["features_per_stage"], local_stage, config.hidden_dim, config.projection_dim,
-                            config.grid)
+                            config.grid, pooling=config.head_pooling)
     return network, heads, heads.local_stage
 
 
