@@ -285,3 +285,19 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_pa
     (stale / "imagesTr").mkdir(parents=True)
     out = convert_acdc(small_phantom[0], 956, split="2:1:1", raw_root=raw)
     assert sorted(p.name for p in raw.iterdir()) == [out.name]
+
+
+@pytest.mark.parametrize("profile, stored", [
+    ([0, 0, 0, 100, 60, 30], "base-first"),  # two-three empty slices above the base of a short stack
+    ([30, 60, 100, 0, 0, 0], "apex-first"),
+    ([0, 120, 90, 60, 20, 0, 0, 0, 0], "base-first"),  # empty at both ends
+    ([0, 0, 0, 0, 20, 60, 90, 120, 0], "apex-first"),
+])
+def test_slice_order_is_decided_within_the_labelled_extent(profile, stored):
+    from nnunetv2_glrp.conversion.orientation import detect_slice_order
+
+    labels = np.zeros((len(profile), 20, 20), dtype=np.uint8)
+    for z, area in enumerate(profile):
+        labels[z].flat[:area] = 2
+    order = detect_slice_order([labels])
+    assert order.stored == stored and order.flipped == (stored == "apex-first"), order.evidence

@@ -106,3 +106,55 @@ def test_bad_arguments(tmp_path):
         make_phantom(tmp_path, n_patients=0)
     with pytest.raises(ValueError, match="n_frames"):
         make_phantom(tmp_path, n_patients=1, n_frames=2)
+    with pytest.raises(ValueError, match="difficulty"):
+        make_phantom(tmp_path, n_patients=1, difficulty="hard")
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("realistic")
+    return root, make_phantom(root, n_patients=3, seed=0, n_frames=3, difficulty="realistic")
+
+
+def _base_first(root: Path, p, frame: int, what: str = "") -> np.ndarray:
+    array = sitk.GetArrayFromImage(_read(root / p.folder / f"{p.patient_id}_frame{frame:02d}{what}.nii.gz"))
+    return array[::-1] if p.apex_first else array
+
+
+def test_realistic_phantom_is_deterministic_and_leaves_easy_patients_alone(realistic, phantom_acdc, tmp_path):
+    root, meta = realistic
+    again = make_phantom(tmp_path / "again", n_patients=3, seed=0, n_frames=3, difficulty="realistic")
+    assert again == meta and _all_files(tmp_path / "again").keys() == _all_files(root).keys()
+    assert all(_all_files(tmp_path / "again")[k] == v for k, v in _all_files(root).items())
+    easy_root, easy_meta = phantom_acdc  # the session's easy phantom (seed 0, 8 frames)
+    easy = make_phantom(tmp_path / "easy", n_patients=1, seed=0, first_patient=1)[0]
+    assert easy == easy_meta[0] and easy.difficulty == "easy" and easy.slices_above_base == 0
+    ref = _read(easy_root / easy.folder / "patient001_frame01.nii.gz")
+    assert np.array_equal(sitk.GetArrayFromImage(_read(tmp_path / "easy" / easy.folder / "patient001_frame01.nii.gz")),
+                          sitk.GetArrayFromImage(ref))
+
+
+def test_realistic_phantom_has_unlabelled_look_alikes_above_the_base(realistic):
+    root, meta = realistic
+    for p in meta:
+        assert p.difficulty == "realistic" and p.slices_above_base in (1, 2)
+        labels = _base_first(root, p, p.ed_frame, "_gt")
+        image = _base_first(root, p, p.ed_frame).astype(float)
+        above = p.slices_above_base
+        assert not labels[:above].any() and (labels[above] == 3).any()  # labels start at the base
+        blood = image[above + 1][labels[above + 1] == 3].mean()
+        # the slice above the base holds blood-bright structures (atrium, great vessels) nobody labels
+        assert (image[above - 1] > 0.8 * blood).sum() > 0.5 * (labels[above] == 3).sum(), p.patient_id
+
+
+def test_realistic_phantom_has_dark_muscle_inside_the_lv_label(realistic):
+    """Papillary muscles and trabeculae: myocardium-dark pixels labelled LV (as ACDC labels them)."""
+    root, meta = realistic
+    found = 0
+    for p in meta:
+        labels = _base_first(root, p, p.ed_frame, "_gt")
+        image = _base_first(root, p, p.ed_frame).astype(float)
+        mid = p.slices_above_base + (p.n_slices - p.slices_above_base) // 2
+        lv, myo = image[mid][labels[mid] == 3], image[mid][labels[mid] == 2]
+        found += int((lv < np.median(myo) * 1.2).sum() > 0.02 * lv.size)
+    assert found >= 2

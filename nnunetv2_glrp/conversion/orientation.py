@@ -3,7 +3,10 @@
 GLRP's position label x = n/m counts slices from the base, so every converted stack is stored
 base-first (array index 0 = base). The base is the end of the stack with more LV + MYO: we compare
 the LV+MYO area (labels 2 and 3, summed over the ED and ES label maps) of the first and second half
-of the stack. On a tie (or no LV/MYO at all) the stored order is kept and the evidence says so.
+of the LABELLED EXTENT (first to last slice with any LV/MYO). Slices outside it carry no heart label
+(above the base: atria and great vessels; below the apex) and would otherwise count as "small
+heart": two empty slices above the base of a short stack flipped real patients to apex-first. On a
+tie (or no LV/MYO at all) the stored order is kept and the evidence says so.
 """
 
 from __future__ import annotations
@@ -40,12 +43,16 @@ def lv_myo_area_per_slice(label_arrays: list[np.ndarray]) -> np.ndarray:
 def detect_slice_order(label_arrays: list[np.ndarray]) -> SliceOrder:
     """Decide base-first vs apex-first from label arrays [Z, Y, X] (index 0 = first stored slice).
 
-    The middle slice of an odd stack belongs to neither half."""
+    The halves are taken within the labelled extent; its middle slice, when odd, belongs to neither."""
     areas = lv_myo_area_per_slice(label_arrays)
-    m = len(areas)
-    first, second = int(areas[: m // 2].sum()), int(areas[(m + 1) // 2:].sum())
+    labelled = np.flatnonzero(areas)
+    lo, hi = (int(labelled[0]), int(labelled[-1]) + 1) if labelled.size else (0, len(areas))
+    extent = areas[lo:hi]
+    m = len(extent)
+    first, second = int(extent[: m // 2].sum()), int(extent[(m + 1) // 2:].sum())
     profile = ",".join(str(int(a)) for a in areas)
-    evidence = f"LV+MYO voxels (ED+ES) first half {first}, second half {second}; per slice [{profile}]"
+    evidence = (f"LV+MYO voxels (ED+ES) within the labelled slices {lo}-{hi - 1}: first half {first}, "
+                f"second half {second}; per slice [{profile}]")
     if second > first:
         return SliceOrder("apex-first", True, evidence)
     if first == second:

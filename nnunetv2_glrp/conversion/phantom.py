@@ -32,10 +32,14 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
+from nnunetv2_glrp.conversion.phantom_anatomy import (PARTIAL_VOLUME_OFFSETS, draw_realistic_anatomy, paint_above_base,
+                                                      paint_surroundings, papillary_mask)
+
 logger = logging.getLogger(__name__)
 
 GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
 TRAINING_FRACTION = 2 / 3  # ACDC: 100 training / 50 testing
+DIFFICULTIES = ("easy", "realistic")
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class PhantomPatient:
     rotation_deg: float
     scale: float
     translation_mm: tuple[float, float]
+    difficulty: str = "easy"
+    slices_above_base: int = 0  # realistic: unlabelled slices above the base (atria, great vessels)
 
     @property
     def folder(self) -> str:
@@ -70,12 +76,16 @@ def _cycle(frame: int, ed: int, es: int, n_frames: int) -> float:
     return 0.5 * (1.0 + np.cos(np.pi * (t - systole) / (n_frames - systole)))
 
 
+def _lv_radius(u: float, c: float, shape_params: dict) -> float:
+    return shape_params["r_lv"] * (1.0 - 0.72 * u ** 1.6) * (1.0 - 0.33 * c)
+
+
 def _labels_for_slice(u: float, c: float, xx: np.ndarray, yy: np.ndarray, shape_params: dict) -> np.ndarray:
     """Label map of one slice at stack position u (0 base, 1 apex) and contraction state c.
 
     xx, yy: heart-frame coordinates in mm (already rotated/translated/scaled)."""
     taper = 1.0 - 0.72 * u ** 1.6
-    r_lv = shape_params["r_lv"] * taper * (1.0 - 0.33 * c)
+    r_lv = _lv_radius(u, c, shape_params)
     wall = shape_params["wall"] * (0.8 + 0.2 * taper) * (1.0 + 0.45 * c)
     ecc = shape_params["ecc"]
     r_lv_ell = np.sqrt((xx / ecc) ** 2 + (yy * ecc) ** 2)
@@ -124,16 +134,20 @@ def _patient_volume_series(rng: np.random.Generator, meta: PhantomPatient) -> tu
     coeffs = rng.uniform(-0.25, 0.25, size=5)
     bias = np.exp(coeffs[0] * xx_ + coeffs[1] * yy_ + coeffs[2] * xx_ * yy_ + coeffs[3] * xx_ ** 2 + coeffs[4] * yy_ ** 2)
     blood, myo, noise_sigma = rng.uniform(0.8, 0.95), rng.uniform(0.18, 0.3), rng.uniform(0.02, 0.05)
+    render = _easy_renderer(tissue, blood, myo, Xr, Yr, shape_params)
+    if meta.difficulty == "realistic":
+        extra = np.random.default_rng(rng.integers(2 ** 63))
+        anatomy = draw_realistic_anatomy(extra)
+        noise_sigma = extra.uniform(0.03, 0.07)
+        bias = bias ** 1.6  # a stronger coil shading
+        render = _realistic_renderer(tissue, body, anatomy, Xr, Yr, shape_params, meta)
 
     images = np.empty((T, m, n, n), dtype=np.int16)
     labels = np.empty((T, m, n, n), dtype=np.uint8)
     for t in range(T):
         c = _cycle(t + 1, meta.ed_frame, meta.es_frame, T)
         for z in range(m):
-            lab = _labels_for_slice(z / (m - 1), c, Xr, Yr, shape_params)
-            img = tissue[z].copy()
-            img[lab == 2] = myo
-            img[(lab == 1) | (lab == 3)] = blood
+            img, lab = render(z, c)
             img = gaussian_filter(img, sigma=0.6) * bias
             img = np.hypot(img + noise_sigma * rng.standard_normal(img.shape), noise_sigma * rng.standard_normal(img.shape))
             images[t, z] = np.round(np.clip(img, 0, 2.5) * 800).astype(np.int16)
@@ -141,21 +155,65 @@ def _patient_volume_series(rng: np.random.Generator, meta: PhantomPatient) -> tu
     return images, labels
 
 
-def _draw_meta(rng: np.random.Generator, number: int, subset: str, n_frames: int, seed: int) -> PhantomPatient:
+def _easy_renderer(tissue, blood, myo, Xr, Yr, shape_params):
+    m = tissue.shape[0]
+
+    def render(z: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+        lab = _labels_for_slice(z / (m - 1), c, Xr, Yr, shape_params)
+        img = tissue[z].copy()
+        img[lab == 2] = myo
+        img[(lab == 1) | (lab == 3)] = blood
+        return img, lab
+    return render
+
+
+def _realistic_renderer(tissue, body, anatomy, Xr, Yr, shape_params, meta):
+    """Slice z -> (image averaged over PARTIAL_VOLUME_OFFSETS, labels at the slice centre)."""
+    above = meta.slices_above_base
+    span = max(1, meta.n_slices - above - 1)  # labelled slices from base (u = 0) to apex (u = 1)
+    heart_radius = shape_params["r_lv"] + shape_params["wall"]
+    surround = [paint_surroundings(tissue[z], body, Xr, Yr, anatomy, heart_radius) for z in range(tissue.shape[0])]
+
+    def at(z: int, u: float, c: float) -> tuple[np.ndarray, np.ndarray]:
+        if u < 0:  # above the base: atrium and great vessels, no label
+            depth = min(1.0, -u * span / above)
+            return paint_above_base(surround[z], Xr, Yr, anatomy, depth, heart_radius), np.zeros(Xr.shape, np.uint8)
+        if u > 1:  # beyond the apex
+            return surround[z].copy(), np.zeros(Xr.shape, np.uint8)
+        lab = _labels_for_slice(u, c, Xr, Yr, shape_params)
+        img = surround[z].copy()
+        img[lab == 2] = anatomy.myo
+        img[(lab == 1) | (lab == 3)] = anatomy.blood
+        img[papillary_mask(Xr, Yr, _lv_radius(u, c, shape_params), anatomy, u) & (lab == 3)] = anatomy.myo
+        return img, lab
+
+    def render(z: int, c: float) -> tuple[np.ndarray, np.ndarray]:
+        u = (z - above) / span
+        img = np.mean([at(z, u + o / span, c)[0] for o in PARTIAL_VOLUME_OFFSETS], axis=0)
+        return img, at(z, u, c)[1]
+    return render
+
+
+def _draw_meta(rng: np.random.Generator, number: int, subset: str, n_frames: int, seed: int,
+               difficulty: str = "easy") -> PhantomPatient:
     s = float(np.round(rng.uniform(0.7, 1.9), 4))
     n = int(np.clip(2 * round(rng.uniform(190.0, 250.0) / s / 2), 96, 160))
     sz = float(np.round(rng.uniform(5.0, 10.0), 2))
     m = int(rng.integers(6, 19))
     es = 1 + max(1, int(round(n_frames * rng.uniform(0.3, 0.45))))
     scale = float(rng.uniform(0.85, 1.1))
+    above = 0
+    if difficulty == "realistic":  # wider pose/size variation, unlabelled slices above the base
+        extra = np.random.default_rng([seed, number, 3])
+        scale, above = float(extra.uniform(0.75, 1.25)), int(extra.integers(1, 3))
     half_fov = n * s / 2
     max_shift = max(0.0, half_fov - 62.0 * scale)
     shift = rng.uniform(-1.0, 1.0, size=2) * min(max_shift, 15.0)
     return PhantomPatient(
-        patient_id=f"patient{number:03d}", subset=subset, n_slices=m, n_frames=n_frames, in_plane_size=n,
+        patient_id=f"patient{number:03d}", subset=subset, n_slices=m + above, n_frames=n_frames, in_plane_size=n,
         spacing=(s, s, sz), ed_frame=1, es_frame=int(min(es, n_frames)), apex_first=(number + seed) % 5 == 2,
         group=GROUPS[int(rng.integers(len(GROUPS)))], rotation_deg=float(rng.uniform(-180.0, 180.0)), scale=scale,
-        translation_mm=(float(shift[0]), float(shift[1])),
+        translation_mm=(float(shift[0]), float(shift[1])), difficulty=difficulty, slices_above_base=above,
     )
 
 
@@ -198,8 +256,12 @@ def write_phantom_patient(out_dir: Path, meta: PhantomPatient, seed: int) -> Non
 
 
 def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0, n_frames: int = 8,
-                 first_patient: int = 1) -> list[PhantomPatient]:
+                 first_patient: int = 1, difficulty: str = "easy") -> list[PhantomPatient]:
     """Write ``n_patients`` phantom patients in the ACDC layout under ``out_dir``; return their metadata.
+
+    ``difficulty``: "easy" (the heart in textured noise; the tests' phantom) or "realistic" (look-alike
+    structures around, inside and above the heart, partial volume, wider variation; see
+    ``phantom_anatomy``), which the demo and the few-label benchmark use.
 
     The first ``round(2/3 * n_patients)`` patients go to ``training/``, the rest to ``testing/``.
     ``phantom.json`` in ``out_dir`` records the seed and every patient's drawn parameters.
@@ -209,6 +271,8 @@ def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0
 
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     if n_frames < 3:
         raise ValueError(f"n_frames must be >= 3 (ED, ES and a diastolic frame), got {n_frames}")
     out = Path(out_dir)
@@ -218,10 +282,10 @@ def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0
     for i in tqdm(range(n_patients), desc="phantom patients", unit="patient", disable=n_patients < 2):
         number = first_patient + i
         subset = "training" if i < n_training else "testing"
-        meta = _draw_meta(np.random.default_rng([seed, number]), number, subset, n_frames, seed)
+        meta = _draw_meta(np.random.default_rng([seed, number]), number, subset, n_frames, seed, difficulty)
         write_phantom_patient(out, meta, seed)
         patients.append(meta)
-    record = {"seed": seed, "n_frames": n_frames, "first_patient": first_patient,
+    record = {"seed": seed, "n_frames": n_frames, "first_patient": first_patient, "difficulty": difficulty,
               "patients": [asdict(p) for p in patients]}
     (out / "phantom.json.partial").write_text(json.dumps(record, indent=1))
     os.replace(out / "phantom.json.partial", out / "phantom.json")
