@@ -275,7 +275,7 @@ def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = 
     configurations gets all of them preprocessed."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
-    from nnunetv2_glrp.conversion.splits import write_splits_final
+    from nnunetv2_glrp.dataset_split import write_splits_final
     from nnunetv2_glrp.unlabeled_preprocessing import preprocess_unlabeled
 
     dataset_name = plan_dataset(dataset_name_or_id, plans_identifier, num_processes, verify)
