@@ -34,7 +34,7 @@ sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
 def _prepare(root: Path, dataset: int, configuration: str, seed: int) -> None:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.conversion.phantom import make_phantom
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     make_phantom(root / "phantom", n_patients=10, seed=seed)
     convert_acdc(root / "phantom", dataset, split="7:1:2", seed=seed)

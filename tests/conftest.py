@@ -64,6 +64,6 @@ def phantom_preprocessed(phantom_raw_dataset) -> str:
     """Dataset901 planned, preprocessed with the small CPU plan (labeled + unlabeled), splits written.
 
     Returns the name of the configuration (``small_cpu``)."""
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     return prepare_dataset(PHANTOM_DATASET_ID, overlay="small_cpu", num_processes=1)

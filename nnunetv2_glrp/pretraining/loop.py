@@ -76,7 +76,7 @@ def local_stage_boxes(ctx: PlansContext, local_stage: int, grid: int) -> list:
 
 def unlabeled_data_folder(ctx: PlansContext) -> Path:
     try:
-        from nnunetv2_glrp.unlabeled_preprocessing import unlabeled_folder
+        from nnunetv2_glrp.preparation.unlabeled import unlabeled_folder
     except ImportError:  # same convention, module not importable
         return ctx.data_folder.with_name(ctx.data_folder.name + "_unlabeled")
     return Path(unlabeled_folder(ctx.dataset_name, ctx.configuration, ctx.plans_identifier))
