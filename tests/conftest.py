@@ -25,6 +25,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from nnunetv2_glrp.environment import configure_nnunet_environment  # noqa: E402
 
 configure_nnunet_environment(_SESSION_ROOT)
+# test-only trainers (the ``_tiny`` budget), found after the shipped ones
+TINY_TRAINERS = Path(__file__).resolve().parent / "tiny_trainers"
+os.environ["nnUNet_extTrainer"] += os.pathsep + os.fspath(TINY_TRAINERS)
 
 PHANTOM_DATASET_ID = 901
 PHANTOM_PATIENTS = 10
