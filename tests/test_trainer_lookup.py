@@ -78,3 +78,33 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
     assert out.stdout.split() == [str(5 * 8 * 2), "0"]  # the _tiny trainers are the tests' own
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
+
+def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
+    """``nnUNetv2_glrp trainers`` prints the classes of trainers/ that nnU-Net's lookup resolves, no others."""
+    import importlib
+    import sys
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunetv2_glrp.cli import main
+
+    assert main(["trainers"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert len(listed) == len(set(listed)) == 5 * 8 * 2 * 2
+    for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "RandomInitTrainer_k2_cpu",
+                 "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper"):
+        assert name in listed
+    for name in ("GLRPTrainer_k7", "GLRPTrainer_k2_tiny", "GLRPFineTuningTrainer", "nnUNetTrainer"):
+        assert name not in listed
+    sys.path.insert(0, os.fspath(trainers_folder()))
+    try:
+        module = importlib.import_module("glrp_trainers")
+    finally:
+        sys.path.remove(os.fspath(trainers_folder()))
+        sys.modules.pop("glrp_trainers", None)
+    defined = {k for k, v in vars(module).items()
+               if isinstance(v, type) and issubclass(v, nnUNetTrainer) and v.__module__ == "glrp_trainers"}
+    assert set(listed) == defined
+    for name in listed[::37]:  # a sample through nnU-Net's own lookup (the full one is tested above)
+        assert recursive_find_trainer_class_by_name(name).__name__ == name
