@@ -9,7 +9,7 @@ changes the initialisation, the k-patient subset and the lr warm-up, not the ste
     .venv/bin/python benchmarks/bench_finetuning.py [--root DIR] [--trainer GLRPTrainer_k6_tiny]
         [--iterations 8] [--rounds 3] [--out bench_output/finetuning.json]
 
-``GLRPTrainer_k6_tiny`` has the same recipe (loss, optimizer, augmentation, batch) as
+``GLRPTrainer_k6_tiny`` (a test-only trainer of ``tests/tiny_trainers``) has the same recipe (loss, optimizer, augmentation, batch) as
 ``GLRPTrainer_k6``; only the number of epochs and the pretraining budget differ, and neither enters
 the time of one iteration. Without --root a 10-patient phantom is made, converted and preprocessed
 (small_cpu) in a temporary folder (about a minute, plus a tiny pretraining); with --root an existing
@@ -34,7 +34,7 @@ sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
 def _prepare(root: Path, dataset: int, configuration: str, seed: int) -> None:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.conversion.phantom import make_phantom
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     make_phantom(root / "phantom", n_patients=10, seed=seed)
     convert_acdc(root / "phantom", dataset, split="7:1:2", seed=seed)
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         from nnunetv2_glrp.environment import configure_nnunet_environment
 
         configure_nnunet_environment(root)
+        # the default GLRPTrainer_k6_tiny is a test-only trainer: make tests/tiny_trainers findable too
+        tiny = Path(__file__).resolve().parent.parent / "tests" / "tiny_trainers"
+        os.environ["nnUNet_extTrainer"] += os.pathsep + os.fspath(tiny)
         import torch
 
         torch.set_num_threads(args.threads)

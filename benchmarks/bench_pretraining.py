@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 def _prepare(root: Path) -> None:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.conversion.phantom import make_phantom
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / "nnUNetPlans_small_cpu").is_dir():
         return

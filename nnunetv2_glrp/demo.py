@@ -91,7 +91,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.conversion.phantom import make_phantom
     from nnunetv2_glrp.evaluate import evaluate_folder
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     phantom_root = out / "phantom_acdc"
     with _step("phantom", timings):

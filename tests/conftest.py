@@ -25,6 +25,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from nnunetv2_glrp.environment import configure_nnunet_environment  # noqa: E402
 
 configure_nnunet_environment(_SESSION_ROOT)
+# test-only trainers (the ``_tiny`` budget), found after the shipped ones
+TINY_TRAINERS = Path(__file__).resolve().parent / "tiny_trainers"
+os.environ["nnUNet_extTrainer"] += os.pathsep + os.fspath(TINY_TRAINERS)
 
 PHANTOM_DATASET_ID = 901
 PHANTOM_PATIENTS = 10
@@ -64,6 +67,6 @@ def phantom_preprocessed(phantom_raw_dataset) -> str:
     """Dataset901 planned, preprocessed with the small CPU plan (labeled + unlabeled), splits written.
 
     Returns the name of the configuration (``small_cpu``)."""
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     return prepare_dataset(PHANTOM_DATASET_ID, overlay="small_cpu", num_processes=1)

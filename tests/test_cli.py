@@ -29,3 +29,14 @@ def test_evaluate_missing_folder_is_a_clear_error(tmp_path, capsys):
     code = main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "ref")])
     assert code == 2
     assert "no reference files" in capsys.readouterr().err
+
+
+def test_pretrain_preset_help_matches_the_presets():
+    from nnunetv2_glrp.commands.pretrain import PRESET_HELP
+    from nnunetv2_glrp.pretraining.config import PRESETS
+
+    cpu, paper = PRESETS["cpu"], PRESETS["paper"]
+    assert (f"cpu: {cpu.epochs} epochs x {cpu.iterations_per_epoch} iterations, batch {cpu.batch_size};"
+            in PRESET_HELP)
+    assert paper.iterations_per_epoch is None
+    assert f"paper: {paper.epochs} epochs of one pass over the slices, batch {paper.batch_size}" in PRESET_HELP

@@ -21,10 +21,11 @@ import nnunetv2_glrp
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.finetuning.encoder_loading import decoder_keys, load_encoder_state, unwrap_network
 from nnunetv2_glrp.finetuning.recipes import (
-    CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, TINY_BUDGET, ResolvedSchedule, recipe_for_budget,
+    CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, ResolvedSchedule, recipe_for_budget,
     warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import CosineLRScheduler, warmup_factor
+from tiny_trainers.glrp_tiny_trainers import TINY_BUDGET, TINY_PRETRAINING_OVERRIDES
 
 DATASET = "Dataset901_ACDC"
 
@@ -302,12 +303,11 @@ import os, sys
 import torch.distributed as dist
 dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
-from nnunetv2_glrp.finetuning.recipes import TINY_PRETRAINING_OVERRIDES
 path = obtain_pretrained_encoder("Dataset901_ACDC", sys.argv[1], "GRP", "nnUNetPlans", "cpu", "cpu", 1,
-                                 dict(TINY_PRETRAINING_OVERRIDES))
+                                 TINY_OVERRIDES)
 print("PATH", path, flush=True)
 dist.destroy_process_group()
-"""
+""".replace("TINY_OVERRIDES", repr(dict(TINY_PRETRAINING_OVERRIDES)))
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ import pytest
 
 from nnunetv2_glrp.finetuning.patient_draw import (
     PAPER_K_VALUES, check_patient_level_split, count_patients, draw_patients, ensure_patient_level_splits,
-    patient_of_case, patients_on_both_sides, select_cases, write_selection,
+    patients_on_both_sides, select_cases, write_selection,
 )
+from nnunetv2_glrp.dataset_split import patient_of_case
 
 POOL = [f"patient{i:03d}" for i in range(1, 106)]  # ACDC's 105 training patients
 CASES = [f"{p}_{frame}" for p in POOL for frame in ("ED", "ES")]
@@ -137,7 +138,7 @@ def test_missing_splits_are_written_from_the_preprocessed_copy_with_its_seed(fol
     (pre / "glrp_folds.json").write_text(json.dumps({"seed": 3}))
     out = ensure_patient_level_splits(DATASET, pre)
     _assert_patient_level(out, _glrp_split())
-    from nnunetv2_glrp.conversion.splits import nnunet_folds
+    from nnunetv2_glrp.dataset_split import nnunet_folds
 
     assert json.loads(out.read_text()) == nnunet_folds(_glrp_split(), seed=3)
     assert sorted(p.name for p in pre.iterdir()) == ["glrp_folds.json", "glrp_split.json", "splits_final.json"]

@@ -18,7 +18,9 @@ import pytest
 import SimpleITK as sitk
 
 from nnunetv2_glrp.environment import nnunet_command
-from nnunetv2_glrp.plans import PLANS_FOLDER, apply_plans_overlay, plan_dataset, prepare_dataset, resolve_overlay_path
+from nnunetv2_glrp.preparation.overlays import PLANS_FOLDER, apply_plans_overlay, resolve_overlay_path
+from nnunetv2_glrp.preparation.pipeline import prepare_dataset
+from nnunetv2_glrp.preparation.planning import plan_dataset
 
 TINY_PLANS_ID = 951
 
@@ -229,7 +231,7 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     split = json.loads((folder / "glrp_split.json").read_text())
     split["train"], split["val"] = split["train"][1:] + split["val"], split["train"][:1]
     (folder / "glrp_split.json").write_text(json.dumps(split))
-    caplog.set_level("WARNING", logger="nnunetv2_glrp.plans")
+    caplog.set_level("WARNING", logger="nnunetv2_glrp.preparation.planning")
     prepare_dataset(dataset_id, overlay="small_cpu", verify=False)
     assert "glrp_split_sha256" in caplog.text and fingerprint.stat().st_mtime_ns != fingerprint_stamp
     assert stamps() == before

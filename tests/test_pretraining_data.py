@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from nnunetv2_glrp.data import (PositionStratifiedSampler, PretrainingSliceLoader, build_slice_index,
-                                check_slice_axis, data_digest, load_split, make_augmenter,
+                                check_slice_axis, data_digest, make_augmenter,
                                 pretraining_data_manifest, slice_positions)
+from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.data import reading
 from nnunetv2_glrp.data.reading import read_slice
 
@@ -81,7 +82,7 @@ def test_slice_axis_check():
 
 def test_index_positions_unlabeled_and_no_test(fake_dataset):
     root, labeled, unlabeled = fake_dataset
-    split = load_split(root)
+    split = read_split(root)
     records = build_slice_index(labeled, unlabeled, split)
     patients = {r.patient for r in records}
     assert patients == {"p1", "p2", "p3", "p4"}
@@ -97,7 +98,7 @@ def test_index_positions_unlabeled_and_no_test(fake_dataset):
 
 def test_unlisted_case_is_an_error(fake_dataset, tmp_path):
     root, labeled, _ = fake_dataset
-    split = load_split(root)
+    split = read_split(root)
     del split["cases"]["p1_frame01"]
     with pytest.raises(ValueError, match="p1_frame01 .* not listed in glrp_split.json"):
         build_slice_index(labeled, None, split)
@@ -105,7 +106,7 @@ def test_unlisted_case_is_an_error(fake_dataset, tmp_path):
 
 def test_missing_unlabeled_folder_or_cases_is_an_error(fake_dataset, tmp_path):
     root, labeled, unlabeled = fake_dataset
-    split = load_split(root)
+    split = read_split(root)
     with pytest.raises(FileNotFoundError, match=r"missing_unlabeled not found.*lists 12 unlabeled frames.*FIX IT"):
         build_slice_index(labeled, root / "missing_unlabeled", split, fix="FIX IT")
     with pytest.raises(FileNotFoundError, match=r"folder None not found"):
@@ -125,7 +126,7 @@ def test_missing_unlabeled_folder_or_cases_is_an_error(fake_dataset, tmp_path):
 
 def test_dataset_without_unlabeled_frames_indexes_the_labeled_cases(fake_dataset):
     root, labeled, _ = fake_dataset
-    split = load_split(root)
+    split = read_split(root)
     split["cases"] = {c: v for c, v in split["cases"].items() if v["kind"] == "labeled"}
     for unlabeled in (None, root / "does_not_exist"):
         records = build_slice_index(labeled, unlabeled, split)
@@ -135,7 +136,7 @@ def test_dataset_without_unlabeled_frames_indexes_the_labeled_cases(fake_dataset
 
 def test_data_digest_follows_the_pretraining_patients(fake_dataset):
     root, _, _ = fake_dataset
-    split = load_split(root)
+    split = read_split(root)
     manifest = pretraining_data_manifest(split)
     assert manifest["patients"] == ["p1", "p2", "p3", "p4"]
     assert len(manifest["cases"]) == 4 * 5 and all(c[1] in manifest["patients"] for c in manifest["cases"])
@@ -180,7 +181,7 @@ def test_open_case_cache_is_capped(fake_dataset, monkeypatch):
 
 def test_sampler_mixes_positions_and_patients(fake_dataset):
     root, labeled, unlabeled = fake_dataset
-    records = build_slice_index(labeled, unlabeled, load_split(root))
+    records = build_slice_index(labeled, unlabeled, read_split(root))
     sampler = PositionStratifiedSampler(records, 4)
     rng = np.random.default_rng(0)
     distinct = []
@@ -196,7 +197,7 @@ def test_sampler_mixes_positions_and_patients(fake_dataset):
 
 def test_loader_batches_two_views_seeded(fake_dataset):
     root, labeled, unlabeled = fake_dataset
-    records = build_slice_index(labeled, unlabeled, load_split(root))
+    records = build_slice_index(labeled, unlabeled, read_split(root))
 
     def fake_psm(views):
         return torch.full((views.shape[0] * 9, views.shape[0] * 9), 0.5)
@@ -234,7 +235,7 @@ def test_phantom_positions_match_raw_slices(phantom_preprocessed):
     from nnunetv2_glrp.pretraining.loop import pretraining_records
 
     ctx = load_plans_context(901, phantom_preprocessed)
-    split = load_split(ctx.preprocessed_dataset_folder)
+    split = read_split(ctx.preprocessed_dataset_folder)
     records, manifest = pretraining_records(ctx)
     assert {r.kind for r in records} == {"labeled", "unlabeled"}
     assert {r.case for r in records} == {c[0] for c in manifest["cases"]}  # the manifest is the data used

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from nnunetv2_glrp.cli import main
-from nnunetv2_glrp.conversion.splits import nnunet_folds, parse_ratio, split_patients, write_splits_final
+from nnunetv2_glrp.conversion.splits import parse_ratio, split_patients
+from nnunetv2_glrp.dataset_split import nnunet_folds, write_splits_final
 
 PATIENTS = [f"patient{i:03d}" for i in range(1, 151)]
 

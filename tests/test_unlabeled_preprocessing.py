@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from test_plans import plan_tiny_dataset
 
-from nnunetv2_glrp.plans import apply_plans_overlay
-from nnunetv2_glrp.unlabeled_preprocessing import (INCOMPLETE, list_unlabeled_cases, preprocess_unlabeled,
-                                                   unlabeled_folder)
+from nnunetv2_glrp.preparation.overlays import apply_plans_overlay
+from nnunetv2_glrp.preparation.unlabeled import (INCOMPLETE, list_unlabeled_cases, preprocess_unlabeled,
+                                                 unlabeled_folder)
 
 DATASET_ID = 954
 
@@ -64,7 +64,7 @@ def test_a_killed_run_resumes_only_the_missing_case(preprocessed_tiny, tmp_path,
     (out / "patient002_t01.pkl").unlink()  # killed between moving the arrays and the .pkl
     (out / INCOMPLETE).mkdir()
     (out / INCOMPLETE / "patient003_t00.b2nd").write_bytes(b"half written")
-    caplog.set_level("INFO", logger="nnunetv2_glrp.unlabeled_preprocessing")
+    caplog.set_level("INFO", logger="nnunetv2_glrp.preparation.unlabeled")
     preprocess_unlabeled(DATASET_ID, "small_cpu", output_folder=out)
     assert "8 already done, 1 to preprocess" in caplog.text
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
@@ -110,7 +110,7 @@ def test_cases_that_left_unlabeled_tr_are_deleted(preprocessed_tiny, tmp_path, c
     parked = tmp_path / source.name
     shutil.move(source, parked)
     try:
-        caplog.set_level("INFO", logger="nnunetv2_glrp.unlabeled_preprocessing")
+        caplog.set_level("INFO", logger="nnunetv2_glrp.preparation.unlabeled")
         preprocess_unlabeled(DATASET_ID, "small_cpu", output_folder=out)
     finally:
         shutil.move(parked, source)

@@ -1,8 +1,23 @@
 """GLRP fine-tuning trainers for ``nnUNetv2_train/-predict -tr NAME`` (found via ``nnUNet_extTrainer``).
 
-Hand-written: the five methods. Generated below: ``<Method>_k<K>[_paper][_cpu|_tiny]`` for K in
-2, 6, 10, 15, 20, 30, 105 (and the k-less ``_paper``/``_cpu``/``_tiny`` forms). The logic lives in
-:mod:`nnunetv2_glrp.finetuning`.
+Hand-written below: the five methods. Generated at import by
+:func:`nnunetv2_glrp.finetuning.variants.generate_variants` (so searching the code for a generated
+name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 160 in all). Name grammar::
+
+    <Method>Trainer[_k<K>][_paper][_cpu]
+
+- ``<Method>``: ``GLRP`` (GLRP-cl), ``GRP`` (GRP-cl), ``LRP`` (LRP-cl), ``GLRPLinear`` (GLRP-cl*),
+  ``RandomInit`` (no pretraining, the paper's Random row);
+- ``_k<K>``: fine-tune on K labeled patients, K in 2, 6, 10, 15, 20, 30, 105 (the paper's Table 1);
+  without it, all training patients of the fold;
+- ``_paper``: the paper's recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it nnU-Net's
+  recipe (Dice+CE, SGD, poly, 1000 x 250 iterations) plus a short warm-up;
+- ``_cpu``: the demo budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one.
+
+Examples: ``GLRPTrainer`` (all patients, nnU-Net recipe, full budget), ``GLRPTrainer_k6``,
+``GRPTrainer_k2_paper``, ``RandomInitTrainer_k2_cpu``, ``GLRPLinearTrainer_k105_paper_cpu``.
+Not a trainer: ``GLRPTrainer_k7`` (K outside the list). Recipes and budgets:
+:mod:`nnunetv2_glrp.finetuning.recipes`; the trainer logic: :mod:`nnunetv2_glrp.finetuning`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "preprocess-unlabeled": "preprocess_unlabeled",
     "pretrain": "pretrain",
     "write-splits": "write_splits",
+    "trainers": "trainers",
     "evaluate": "evaluate",
     "demo": "demo",
 }

@@ -13,7 +13,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2_glrp.plans import apply_plans_overlay
+    from nnunetv2_glrp.preparation.overlays import apply_plans_overlay
 
     names = apply_plans_overlay(args.dataset, args.plans_json, args.plans_identifier)
     print(f"configurations in {args.plans_identifier}.json from {args.plans_json}: {', '.join(names)}")

@@ -17,13 +17,12 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    import json
-
     from nnunetv2_glrp.conversion import convert_acdc
+    from nnunetv2_glrp.dataset_split import read_split
 
     out = convert_acdc(args.acdc_root, args.dataset_id, split=args.split, seed=args.seed, n4=args.n4,
                        dataset_name=args.name, overwrite=args.overwrite)
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = read_split(out)
     flipped = [p for p, o in record["slice_order"].items() if o["flipped"]]
     print(f"written {out}: {len(record['train'])} train / {len(record['val'])} val / {len(record['test'])} test "
           f"patients; flipped to base-first: {', '.join(flipped) or 'none'}; "

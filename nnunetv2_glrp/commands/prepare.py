@@ -18,7 +18,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2_glrp.plans import prepare_dataset
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     configuration = prepare_dataset(args.dataset, overlay=args.plans, num_processes=args.num_processes,
                                     plans_identifier=args.plans_identifier, verify=not args.no_verify)

@@ -16,7 +16,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2_glrp.unlabeled_preprocessing import preprocess_unlabeled
+    from nnunetv2_glrp.preparation.unlabeled import preprocess_unlabeled
 
     if args.num_processes < 1:
         raise ValueError(f"-np must be at least 1, got {args.num_processes}")

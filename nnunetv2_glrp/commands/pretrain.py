@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear); cached and resumable"
+# Written out rather than read from pretraining.config.PRESETS: importing it imports torch (~1.3 s), and
+# `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
+PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
+               "(default cpu)")
 
 
 def configure(parser) -> None:
@@ -11,7 +15,7 @@ def configure(parser) -> None:
     parser.add_argument("-m", dest="method", default="GLRP", choices=["GLRP", "GRP", "LRP", "GLRPLinear"])
     parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
-                        help="cpu: 3 epochs x 10 iterations, batch 8; paper: 200 epochs, batch 12 (default cpu)")
+                        help=PRESET_HELP)
     parser.add_argument("-device", "--device", dest="device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--iterations", type=int, default=None, help="iterations per epoch")

@@ -11,7 +11,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2_glrp.conversion.splits import write_splits_final
+    from nnunetv2_glrp.dataset_split import write_splits_final
 
     out = write_splits_final(args.dataset, seed=args.seed)
     print(f"written {out}")

@@ -30,11 +30,11 @@ from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices
 from nnunetv2_glrp.conversion.splits import split_patients
 from nnunetv2_glrp.conversion.validation import geometry_mismatch
 from nnunetv2_glrp.conversion.writer import N4Config, RawDatasetBuilder, existing_datasets_with_id, fit_log_bias
+from nnunetv2_glrp.dataset_split import SPLIT_FILE, new_split_record
 
 logger = logging.getLogger(__name__)
 
 LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3}
-GLRP_SPLIT_FORMAT_VERSION = 1
 
 
 def _convert_patient(builder: RawDatasetBuilder, patient: AcdcPatient, subset: str, record: dict) -> None:
@@ -118,10 +118,9 @@ def convert_acdc(acdc_root: str | os.PathLike, dataset_id: int, split: str = "7:
 
     n4_config = N4Config() if n4 else None
     builder = RawDatasetBuilder(raw_root, name, overwrite=overwrite, n4=n4_config)
-    record = {"format_version": GLRP_SPLIT_FORMAT_VERSION, "split": split, "seed": seed, **sets,
-              "cases": {}, "slice_order": {}, "n_slices": {}, "missing_cine": [],
-              "n4": None if n4_config is None else {
-                  **builder.n4_record(), "bias_field": "one per patient, fitted on the ED image, applied to all frames"}, "source_root": os.fspath(Path(acdc_root).resolve())}
+    n4_record = None if n4_config is None else {
+        **builder.n4_record(), "bias_field": "one per patient, fitted on the ED image, applied to all frames"}
+    record = new_split_record(split, seed, sets, n4_record, os.fspath(Path(acdc_root).resolve()))
     try:
         for pid in tqdm(sorted(by_id), desc=f"converting {name}", unit="patient"):
             _convert_patient(builder, by_id[pid], subset_of[pid], record)
@@ -131,9 +130,9 @@ def convert_acdc(acdc_root: str | os.PathLike, dataset_id: int, split: str = "7:
             "channel_names": {"0": "cineMRI"}, "labels": LABELS, "numTraining": n_training,
             "numTest": sum(1 for c in record["cases"].values() if c["set"] == "test"),
             "numUnlabeled": sum(1 for c in record["cases"].values() if c["kind"] == "unlabeled"),
-            "file_ending": ".nii.gz", "glrp_split": "glrp_split.json",
+            "file_ending": ".nii.gz", "glrp_split": SPLIT_FILE,
         })
-        builder.write_json("glrp_split.json", record)
+        builder.write_json(SPLIT_FILE, record)
         flipped = [p for p, o in record["slice_order"].items() if o["flipped"]]
         logger.info("%s: %d train / %d val / %d test patients, %d flipped to base-first%s", name, len(sets["train"]),
                     len(sets["val"]), len(sets["test"]), len(flipped), f" ({', '.join(flipped)})" if flipped else "")

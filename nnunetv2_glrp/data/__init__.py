@@ -3,9 +3,9 @@
 from nnunetv2_glrp.data.augmentation import ViewAugmentation, build_view_transform
 from nnunetv2_glrp.data.loader import PositionStratifiedSampler, PretrainingSliceLoader, make_augmenter
 from nnunetv2_glrp.data.positions import check_slice_axis, slice_positions
-from nnunetv2_glrp.data.slice_index import (SliceRecord, build_slice_index, data_digest, load_split,
+from nnunetv2_glrp.data.slice_index import (SliceRecord, build_slice_index, data_digest,
                                             pretraining_data_manifest)
 
 __all__ = ["ViewAugmentation", "build_view_transform", "PositionStratifiedSampler", "PretrainingSliceLoader",
-           "make_augmenter", "check_slice_axis", "slice_positions", "SliceRecord", "build_slice_index", "load_split",
+           "make_augmenter", "check_slice_axis", "slice_positions", "SliceRecord", "build_slice_index",
            "data_digest", "pretraining_data_manifest"]

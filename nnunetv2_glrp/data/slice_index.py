@@ -1,7 +1,7 @@
 """Index of every pretraining slice: labeled cases and unlabeled frames of TRAIN and VAL patients only.
 
-Reads ``glrp_split.json`` (written by the converter, copied into the preprocessed dataset folder) to
-map each preprocessed case to its patient and set; a case of a test patient is never indexed, and a
+Uses ``glrp_split.json`` (written by the converter, copied into the preprocessed dataset folder, read
+with :func:`nnunetv2_glrp.dataset_split.read_split`) to map each preprocessed case to its patient and set; a case of a test patient is never indexed, and a
 case absent from the split is an error (we cannot prove it is not a test case). Labels are never read:
 only the image array's shape and the ``.pkl`` properties are opened here.
 """
@@ -35,16 +35,6 @@ class SliceRecord:
     @property
     def position(self) -> float:
         return self.n / self.m
-
-
-def load_split(preprocessed_dataset_folder: Path) -> dict:
-    path = Path(preprocessed_dataset_folder) / "glrp_split.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the converter's split (glrp_split.json) must be copied into the "
-                                "preprocessed dataset folder (nnUNetv2_glrp prepare does it)")
-    from nnunetv2_glrp.conversion.splits import read_glrp_split
-
-    return read_glrp_split(path, Path(preprocessed_dataset_folder).name)
 
 
 def pretraining_cases(split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> dict[str, dict]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES, draw_patients, select_cases
 from nnunetv2_glrp.finetuning.recipes import (
-    BUDGETS, CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, RECIPES, TINY_BUDGET,
+    BUDGETS, CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, RECIPES,
     FineTuningBudget, FineTuningRecipe,
 )
 
 __all__ = [
     "PAPER_K_VALUES", "draw_patients", "select_cases", "BUDGETS", "CPU_BUDGET", "FULL_BUDGET",
-    "NNUNET_RECIPE", "PAPER_RECIPE", "RECIPES", "TINY_BUDGET", "FineTuningBudget", "FineTuningRecipe",
+    "NNUNET_RECIPE", "PAPER_RECIPE", "RECIPES", "FineTuningBudget", "FineTuningRecipe",
 ]

@@ -8,8 +8,8 @@ The draw depends on the fold, the seed and the sorted list of the fold's trainin
 patients for k=2 are a subset of those for k=6 (nested), and GLRP, GRP, LRP and Random at the same
 fold and seed see identical patients. Both labeled frames (ED and ES) of a chosen patient are kept.
 
-Patient of a case: the ``cases`` table of ``glrp_split.json`` when given, else the case id without
-its ``_ED``/``_ES`` suffix (``patient001_ED`` -> ``patient001``).
+Patient of a case: :func:`nnunetv2_glrp.dataset_split.patient_of_case` (the ``cases`` table of
+``glrp_split.json`` when given, else the case id without its ``_ED``/``_ES`` suffix).
 
 Folds: ``ensure_patient_level_splits`` writes a patient-level ``splits_final.json`` before nnU-Net
 would write its own per-case split; ``check_patient_level_split`` refuses a fold in which a patient
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import zlib
 from pathlib import Path
@@ -29,34 +28,17 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.dataset_split import (SPLIT_FILE, patient_of_case, read_split, write_patient_level_splits,
+                                        write_splits_final)
 
 #: k values of the paper's ACDC table (Table 1).
 PAPER_K_VALUES: tuple[int, ...] = (2, 6, 10, 15, 20, 30, 105)
-
-_FRAME_SUFFIX = re.compile(r"^(?P<patient>.+)_(ED|ES)$")
-
 
 def fold_entropy(fold: int | str) -> int:
     """Non-negative integer for the seed sequence: the fold number, or crc32 of ``"all"`` etc."""
     if isinstance(fold, (int, np.integer)) and fold >= 0:
         return int(fold)
     return zlib.crc32(str(fold).encode("utf-8"))
-
-
-def patient_of_case(case_id: str, cases_table: Mapping[str, Mapping] | None = None) -> str:
-    """The patient a labeled case belongs to (see the module docstring)."""
-    if cases_table is not None and case_id in cases_table:
-        patient = cases_table[case_id].get("patient")
-        if not patient:
-            raise ValueError(f"glrp_split.json: case {case_id!r} has no 'patient' entry")
-        return str(patient)
-    match = _FRAME_SUFFIX.match(case_id)
-    if match is None:
-        raise ValueError(
-            f"cannot tell the patient of case {case_id!r}: it is not in glrp_split.json's 'cases' "
-            "table and its name does not end in _ED or _ES"
-        )
-    return match.group("patient")
 
 
 def draw_patients(patients: Iterable[str], k: int, fold: int | str, seed: int) -> list[str]:
@@ -91,20 +73,6 @@ def select_cases(
 def count_patients(train_cases: Iterable[str], cases_table: Mapping[str, Mapping] | None = None) -> int:
     """Number of distinct patients among ``train_cases``."""
     return len({patient_of_case(case, cases_table) for case in train_cases})
-
-
-def load_cases_table(preprocessed_dataset_folder: str | os.PathLike) -> dict[str, dict] | None:
-    """The ``cases`` table of ``<preprocessed>/glrp_split.json``, or None when the file is absent."""
-    path = Path(preprocessed_dataset_folder) / "glrp_split.json"
-    if not path.is_file():
-        return None
-    try:
-        table = json.loads(path.read_text())["cases"]
-    except (json.JSONDecodeError, KeyError) as err:
-        raise ValueError(f"{path}: not a glrp_split.json with a 'cases' table ({err})") from err
-    if not isinstance(table, dict):
-        raise ValueError(f"{path}: 'cases' must map case ids to {{'patient', 'set', 'kind'}}")
-    return table
 
 
 def write_selection(path: str | os.PathLike, record: dict) -> None:
@@ -156,8 +124,8 @@ def check_patient_level_split(
 
 def _splits_source(dataset_name: str, preprocessed_base: Path) -> Path | None:
     raw_root = os.environ.get("nnUNet_raw")
-    for candidate in ((Path(raw_root) / dataset_name / "glrp_split.json") if raw_root else None,
-                      preprocessed_base / "glrp_split.json"):
+    for candidate in ((Path(raw_root) / dataset_name / SPLIT_FILE) if raw_root else None,
+                      preprocessed_base / SPLIT_FILE):
         if candidate is not None and candidate.is_file():
             return candidate
     return None
@@ -171,15 +139,13 @@ def ensure_patient_level_splits(
     Nothing is done when the file exists (it is checked per fold afterwards) or when the dataset has
     no ``glrp_split.json`` (neither in ``$nnUNet_raw/<dataset>`` nor in ``preprocessed_base``): then
     nnU-Net writes its own split and the per-fold check decides. Otherwise the writer (rank 0 under
-    DDP) writes it: from the raw dataset with ``conversion.splits.write_splits_final`` (which also
+    DDP) writes it: from the raw dataset with ``dataset_split.write_splits_final`` (which also
     copies ``glrp_split.json`` and records the fold seed in ``glrp_folds.json``) when
     ``$nnUNet_preprocessed/<dataset>`` is ``preprocessed_base``, else from the ``glrp_split.json``
     copy in ``preprocessed_base`` with the seed of its ``glrp_folds.json`` (0 when absent). The other
     ranks poll for the file (written atomically; no collective, so no process-group deadlock) and
     raise TimeoutError after ``timeout_s``. Returns the path of splits_final.json, or None.
     """
-    from nnunetv2_glrp.conversion.splits import read_glrp_split, write_patient_level_splits, write_splits_final
-
     base = Path(preprocessed_base)
     splits = base / "splits_final.json"
     if splits.is_file():
@@ -199,7 +165,7 @@ def ensure_patient_level_splits(
     if source.parent != base and same_base:
         write_splits_final(dataset_name)
     else:
-        glrp_split = read_glrp_split(source, dataset_name, required=("train", "val", "cases"))
+        glrp_split = read_split(source, dataset_name, required=("train", "val", "cases"))
         folds_file = base / "glrp_folds.json"
         seed = int(json.loads(folds_file.read_text()).get("seed", 0)) if folds_file.is_file() else 0
         write_patient_level_splits(glrp_split, base, seed, copy_split=source.parent != base)

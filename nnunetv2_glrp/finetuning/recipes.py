@@ -1,7 +1,7 @@
 """Fine-tuning recipes (loss, optimizer, schedule) and budgets (epochs x iterations, pretraining preset).
 
 A trainer is one recipe x one budget (x one pretraining method x one k). Names:
-``<Method>Trainer[_k<K>][_paper][_cpu|_tiny]``; no suffix = nnU-Net recipe, full budget.
+``<Method>Trainer[_k<K>][_paper][_cpu]``; no suffix = nnU-Net recipe, full budget.
 
 Choices where the paper is silent:
 * nnU-Net recipe: exactly nnU-Net's (Dice+CE loss with deep supervision, SGD with Nesterov, momentum
@@ -18,8 +18,9 @@ Choices where the paper is silent:
   sized for the demo on a 2-core CPU with the small_cpu plan (~0.8 s per iteration: 10 epochs x 20
   iterations + 3 validation iterations per epoch, ~3 min per run), pretrains with the "cpu" preset
   and, because 200 SGD iterations at lr 1e-2 learn almost nothing, runs nnU-Net's recipe with Adam
-  lr 1e-3 (see ``CPU_BUDGET``; the trainer records the recipe it ran in ``glrp_finetuning.json``);
-  ``tiny`` (tests only) is 1 epoch x 2 iterations with a "cpu" pretraining shrunk by overrides.
+  lr 1e-3 (see ``CPU_BUDGET``; the trainer records the recipe it ran in ``glrp_finetuning.json``).
+  The tests define a smaller budget of their own (``tests/tiny_trainers``), shrinking the "cpu"
+  pretraining with ``pretraining_overrides``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class FineTuningRecipe:
 
 @dataclass(frozen=True)
 class FineTuningBudget:
-    name: str  # "full", "cpu", "tiny"; the trainer-name suffix unless "full"
+    name: str  # "full", "cpu"; the trainer-name suffix unless "full"
     num_epochs: int | None = None  # None: the recipe's
     iterations_per_epoch: int | None = None
     val_iterations_per_epoch: int | None = None
@@ -88,13 +89,7 @@ CPU_BUDGET = FineTuningBudget(
     name="cpu", num_epochs=10, iterations_per_epoch=20, val_iterations_per_epoch=3, pretraining_preset="cpu",
     recipe_overrides=(("nnunet", (("optimizer", "adam"), ("initial_lr", 1e-3))),),
 )
-#: Pretraining overrides of the tiny budget; keys are fields of the pretraining config.
-TINY_PRETRAINING_OVERRIDES: tuple[tuple[str, object], ...] = (("epochs", 1), ("iterations_per_epoch", 2), ("batch_size", 4))
-TINY_BUDGET = FineTuningBudget(
-    name="tiny", num_epochs=1, iterations_per_epoch=2, val_iterations_per_epoch=1,
-    pretraining_preset="cpu", pretraining_overrides=TINY_PRETRAINING_OVERRIDES,
-)
-BUDGETS: dict[str, FineTuningBudget] = {"full": FULL_BUDGET, "cpu": CPU_BUDGET, "tiny": TINY_BUDGET}
+BUDGETS: dict[str, FineTuningBudget] = {"full": FULL_BUDGET, "cpu": CPU_BUDGET}
 
 
 def recipe_for_budget(recipe: FineTuningRecipe, budget: FineTuningBudget) -> FineTuningRecipe:

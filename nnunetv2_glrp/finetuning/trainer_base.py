@@ -36,10 +36,11 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.dataset_split import read_cases_table
 from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state
 from nnunetv2_glrp.finetuning.optimization import build_cross_entropy_loss, build_optimizer
 from nnunetv2_glrp.finetuning.patient_draw import (
-    check_patient_level_split, count_patients, ensure_patient_level_splits, load_cases_table, select_cases,
+    check_patient_level_split, count_patients, ensure_patient_level_splits, select_cases,
     write_selection,
 )
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder, read_encoder_state
@@ -137,7 +138,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         if self.fold != "all":
             ensure_patient_level_splits(self.plans_manager.dataset_name, base, writer=self.local_rank == 0)
         tr_keys, val_keys = super().do_split()
-        cases_table = load_cases_table(base)
+        cases_table = read_cases_table(base)
         if self.fold != "all":  # fold "all" validates on its training cases by design
             self._check_patient_level(tr_keys, val_keys, base / "splits_final.json", cases_table)
         if self.k_labeled is None:

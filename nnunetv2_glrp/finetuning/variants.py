@@ -1,12 +1,13 @@
-"""Generated trainer variants: ``<Base>[_k<K>][_paper][_cpu|_tiny]`` for every k, recipe and budget.
+"""Generated trainer variants: ``<Base>[_k<K>][_paper][_cpu]`` for every k, recipe and budget.
 
 Classes are made with ``type()`` and put into the calling module's namespace by ``trainers/``; their
 ``__module__`` is that module, so nnU-Net's name lookup (``hasattr(module, name)``) finds them like
-hand-written classes.
+hand-written classes. ``nnUNetv2_glrp trainers`` lists them all (:func:`shipped_trainer_names`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Iterable
 
 from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES
@@ -44,3 +45,24 @@ def generate_variants(
                     "__module__": module, "__qualname__": name, "__doc__": doc,
                 })
     return out
+
+
+def shipped_trainer_names() -> list[str]:
+    """Every trainer class defined in a module of the repository's ``trainers/`` folder (the folder that
+    ``nnUNet_extTrainer`` points nnU-Net's lookup at), grouped by module and in definition order: each
+    hand-written method first, then its generated variants."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from nnunetv2_glrp.environment import trainers_folder
+
+    names: list[str] = []
+    for path in sorted(trainers_folder().glob("*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        classes = [v for v in vars(module).values()
+                   if isinstance(v, type) and issubclass(v, nnUNetTrainer) and v.__module__ == path.stem]
+        hand_written = [c for c in classes if not any(b in classes for b in c.__bases__)]
+        grouped = [c for base in hand_written for c in [base, *(v for v in classes if base in v.__bases__)]]
+        names += [c.__name__ for c in grouped] + [c.__name__ for c in classes if c not in grouped]
+    return names

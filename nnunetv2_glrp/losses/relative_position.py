@@ -1,6 +1,6 @@
 """Weighted InfoNCE over pair weights: the relative-position loss shared by GRP and LRP.
 
-Two formulations (see /work/shared/DESIGN.md section 1 and docs/losses.md):
+Two formulations (see docs/method.md section 3 and docs/losses.md):
 
 - ``"soft-target"`` (default, the intended loss): the pair weights of anchor i, normalised over
   j != i, are the target distribution of a cross-entropy against softmax_{k != i}(s_ik / tau):

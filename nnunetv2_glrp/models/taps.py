@@ -2,7 +2,8 @@
 
 ``network.encoder(x)`` of dynamic_network_architectures' U-Nets returns the list of every stage's
 output (``return_skips=True``, which the U-Nets set for their decoder); the last entry is the
-bottleneck. The local GRP/LRP stage is chosen by feature-map size, computed from the plans' strides.
+bottleneck. The stage the LRP (local) loss taps is chosen by feature-map size, computed from the plans'
+strides (the GRP loss always taps the bottleneck).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ def encoder_features(network: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 
 
 def stage_feature_sizes(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:
-    """Spatial size of every encoder stage output for an input of ``patch_size`` (floor division per stride,
-    as strided convolutions with 'same' padding give for the sizes nnU-Net plans)."""
+    """Spatial size of every encoder stage output for an input of ``patch_size``: ceil(size / stride) per
+    stage, what a strided convolution with padding kernel // 2 gives (equal to floor division for the
+    sizes nnU-Net plans, which are divisible by the total stride)."""
     size = np.array(patch_size, dtype=int)
     out = []
     for s in strides:

@@ -35,9 +35,10 @@ def _dataset_name(dataset_name_or_id: str | int) -> str:
 
 def data_manifest(dataset_name: str) -> dict:
     """The pretraining data manifest of a preprocessed dataset (from its ``glrp_split.json``)."""
-    from nnunetv2_glrp.data import load_split, pretraining_data_manifest
+    from nnunetv2_glrp.data import pretraining_data_manifest
+    from nnunetv2_glrp.dataset_split import read_split
 
-    return pretraining_data_manifest(load_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
+    return pretraining_data_manifest(read_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
 
 
 def folder_for_config(dataset_name: str, configuration: str, plans_identifier: str, config: PretrainingConfig,

@@ -5,7 +5,7 @@ a = 15, 512-d projections. Where the paper is silent we chose: weight decay 1e-4
 pretraining value), gradient-norm clipping at 12 (nnU-Net's trainer value; guards lr 0.1 against the
 first steps of randomly initialised heads), cosine annealed per iteration to 0 with no warm-up,
 ``iterations_per_epoch=None`` = one pass over the pretraining slices (ceil(n_slices / batch_size)), the
-soft-target InfoNCE (see DESIGN.md), PSM weights (1 + SSIM) / 2 (``psm_mapping="affine"``) over the input
+soft-target InfoNCE (see docs/method.md), PSM weights (1 + SSIM) / 2 (``psm_mapping="affine"``) over the input
 boxes of the local stage's patches compared at ``psm_patch_size`` px (None = the box size), and the local
 stage chosen by feature-map size (None = deepest stage with a feature map of at least 9 x 9).
 

@@ -26,7 +26,8 @@ import torch
 from tqdm import tqdm
 
 from nnunetv2_glrp.data import (PretrainingSliceLoader, SliceRecord, build_slice_index, check_slice_axis,
-                                data_digest, load_split, make_augmenter, pretraining_data_manifest)
+                                data_digest, make_augmenter, pretraining_data_manifest)
+from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage
 from nnunetv2_glrp.atomic_files import atomic_write_text
 from nnunetv2_glrp.pretraining.checkpoint import (atomic_torch_save, rng_state, seed_epoch,
@@ -75,7 +76,7 @@ def local_stage_boxes(ctx: PlansContext, local_stage: int, grid: int) -> list:
 
 def unlabeled_data_folder(ctx: PlansContext) -> Path:
     try:
-        from nnunetv2_glrp.unlabeled_preprocessing import unlabeled_folder
+        from nnunetv2_glrp.preparation.unlabeled import unlabeled_folder
     except ImportError:  # same convention, module not importable
         return ctx.data_folder.with_name(ctx.data_folder.name + "_unlabeled")
     return Path(unlabeled_folder(ctx.dataset_name, ctx.configuration, ctx.plans_identifier))
@@ -83,7 +84,7 @@ def unlabeled_data_folder(ctx: PlansContext) -> Path:
 
 def pretraining_records(ctx: PlansContext) -> tuple[list[SliceRecord], dict]:
     """(slice records, data manifest) of the train/val patients of ``ctx``'s dataset, labeled + unlabeled."""
-    split = load_split(ctx.preprocessed_dataset_folder)
+    split = read_split(ctx.preprocessed_dataset_folder)
     fix = (f"run `nnUNetv2_glrp preprocess-unlabeled -d {ctx.dataset_name} -c {ctx.configuration}` (plans "
            f"{ctx.plans_identifier}) or `nnUNetv2_glrp prepare -d {ctx.dataset_name}`")
     records = build_slice_index(ctx.data_folder, unlabeled_data_folder(ctx), split, fix=fix)

@@ -10,7 +10,7 @@ view-major across views (patch index = view * grid**2 + index).
 
 Input region of a feature patch: the strided projection of its feature cells, i.e. feature rows
 [r0, r1) -> input rows [r0 * stride, r1 * stride), clipped to the image. (The theoretical receptive
-field of a deep stage covers the whole slice and would make every PSM equal; DESIGN.md section 1.)
+field of a deep stage covers the whole slice and would make every PSM equal; docs/method.md section 5.)
 """
 
 from __future__ import annotations

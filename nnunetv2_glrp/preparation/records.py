@@ -9,7 +9,7 @@ matches the present raw dataset exactly. The state of a raw dataset (:func:`raw_
 - ``glrp_split_sha256``: a hash of ``glrp_split.json`` (split, seed, provenance, N4 settings), which
   changes whenever the dataset is converted with other settings; ``None`` when the file is absent.
 
-Choices where the brief was silent: the fingerprint and plans are redone when any of the three
+Choices (not fixed by nnU-Net or the paper): the fingerprint and plans are redone when any of the three
 changed (a re-conversion may change image content behind unchanged names, and the fingerprint is
 cheap next to preprocessing); the preprocessed arrays are redone when the plans hash
 (:func:`preprocessing_fingerprint`, which includes the fingerprint's intensity statistics) or the
@@ -26,11 +26,9 @@ import os
 from pathlib import Path
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.dataset_split import SPLIT_FILE
 
 logger = logging.getLogger(__name__)
-
-SPLIT_FILE = "glrp_split.json"
-
 
 def file_sha256(path: Path) -> str | None:
     """sha256 of a file's bytes, or None when it does not exist."""
@@ -54,6 +52,11 @@ def raw_dataset_state(dataset_name: str) -> dict:
     return {"labeled_cases": labeled_case_identifiers(folder),
             "dataset_json_sha256": file_sha256(folder / "dataset.json"),
             "glrp_split_sha256": file_sha256(folder / SPLIT_FILE)}
+
+
+def plans_file(dataset_name: str, plans_identifier: str) -> Path:
+    """``$nnUNet_preprocessed/<dataset>/<plans_identifier>.json``."""
+    return Path(os.environ["nnUNet_preprocessed"]) / dataset_name / f"{plans_identifier}.json"
 
 
 def preprocessing_fingerprint(plans_manager, configuration: str) -> str:

@@ -7,8 +7,8 @@ same configuration and the preprocessed ``dataset.json``, via its ``run_case_sav
 ``<case>.pkl`` in 2.8.1), so ``nnUNetDatasetBlosc2`` reads it; for an unlabeled case the ``_seg``
 array is nnU-Net's nonzero mask (0 inside the image's nonzero region, -1 outside), no label.
 
-Output: ``$nnUNet_preprocessed/<dataset>/<data_identifier>_unlabeled/``. Choices where the brief was
-silent:
+Output: ``$nnUNet_preprocessed/<dataset>/<data_identifier>_unlabeled/``. Choices (not fixed by
+nnU-Net or the paper):
 - Resume: each case is written under ``<output>/.incomplete/`` and then moved into place with the
   ``.pkl`` last; a case counts as done when its three files exist. A killed run leaves at most
   files in ``.incomplete/``, which the next run deletes.
@@ -30,8 +30,8 @@ import re
 import shutil
 from pathlib import Path
 
-from nnunetv2_glrp.preprocessing_records import (SPLIT_FILE, file_sha256, preprocessing_fingerprint, read_record,
-                                                 write_record)
+from nnunetv2_glrp.preparation.records import (SPLIT_FILE, file_sha256, preprocessing_fingerprint, read_record,
+                                               write_record)
 
 __all__ = ["UNLABELED_SUBFOLDER", "INCOMPLETE", "preprocessing_fingerprint", "unlabeled_folder",
            "list_unlabeled_cases", "preprocess_unlabeled"]

@@ -1,0 +1,88 @@
+"""Prepare steps 1-2: nnU-Net's integrity check, fingerprint and experiment planning, redone only when stale.
+
+The fingerprint is redone (and every plans file planned from it deleted) when the raw dataset state
+recorded in ``glrp_fingerprint.json`` differs from the present one (:mod:`nnunetv2_glrp.preparation.records`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from nnunetv2_glrp.preparation.records import plans_file, raw_dataset_state, read_record, write_record
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_RECORD = "glrp_fingerprint.json"
+
+
+def dataset_number(dataset_name: str) -> int:
+    return int(dataset_name[len("Dataset"):len("Dataset") + 3])
+
+
+def _verify_integrity(dataset_name: str, num_processes: int) -> None:
+    """nnU-Net's ``--verify_dataset_integrity``; its failures become a ValueError naming the dataset."""
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    folder = Path(os.environ["nnUNet_raw"]) / dataset_name
+    logger.info("%s: verifying dataset integrity (nnU-Net)", dataset_name)
+    try:
+        verify_dataset_integrity(os.fspath(folder), num_processes)
+    except (AssertionError, RuntimeError, FileNotFoundError) as error:
+        raise ValueError(f"{folder}: nnU-Net's dataset integrity check failed: {error} "
+                         "(nnU-Net printed the offending files above)") from error
+
+
+def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetPlans", num_processes: int = 1,
+                 verify: bool = True) -> str:
+    """nnU-Net integrity check + fingerprint + experiment planning (no preprocessing); the dataset name.
+
+    Skips the fingerprint (and with it the check) when ``dataset_fingerprint.json`` exists and its
+    record (``glrp_fingerprint.json``) holds the present raw-dataset state (labeled case identifiers,
+    hashes of dataset.json and glrp_split.json, see :mod:`nnunetv2_glrp.preparation.records`);
+    otherwise the fingerprint and every plans file planned from it are redone. Planning is skipped
+    when the plans file exists. nnU-Net's planner calls ``torch.set_num_threads`` with
+    ``nnUNet_n_proc_DA``, which fails for 0 (our "no augmentation workers" setting), so the variable
+    is raised to 1 while planning and restored afterwards."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprint_dataset,
+                                                                      plan_experiment_dataset)
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+    dataset_id = dataset_number(dataset_name)
+    preprocessed = Path(os.environ["nnUNet_preprocessed"]) / dataset_name
+    fingerprint_file = preprocessed / "dataset_fingerprint.json"
+    record_file = preprocessed / FINGERPRINT_RECORD
+    state, record = raw_dataset_state(dataset_name), read_record(record_file)
+    if fingerprint_file.is_file() and record.get("raw") != state:
+        logger.warning("%s: the raw dataset differs from the one the fingerprint was made from (%s): redoing the "
+                       "fingerprint and the plans", dataset_name, "no record" if not record.get("raw") else
+                       ", ".join(k for k in state if record["raw"].get(k) != state[k]))
+        fingerprint_file.unlink()
+    replan = not plans_file(dataset_name, plans_identifier).is_file()
+    if not fingerprint_file.is_file():
+        for identifier in set(record.get("plans_identifiers", [])) - {plans_identifier}:
+            logger.warning("%s: deleting %s.json, planned from the previous fingerprint", dataset_name, identifier)
+            plans_file(dataset_name, identifier).unlink(missing_ok=True)
+        if verify:
+            _verify_integrity(dataset_name, num_processes)
+        logger.info("%s: extracting the fingerprint", dataset_name)
+        extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
+                                    clean=True, verbose=False)
+        record, replan = {"raw": state, "plans_identifiers": []}, True
+        write_record(record_file, record)
+    if replan:
+        logger.info("%s: planning (nnU-Net's configurations are planned, not preprocessed)", dataset_name)
+        overwrite = None if plans_identifier == "nnUNetPlans" else plans_identifier
+        previous = os.environ.get("nnUNet_n_proc_DA")
+        if previous is not None and int(previous) < 1:
+            os.environ["nnUNet_n_proc_DA"] = "1"
+        try:
+            plan_experiment_dataset(dataset_id, overwrite_plans_name=overwrite)
+        finally:
+            if previous is not None:
+                os.environ["nnUNet_n_proc_DA"] = previous
+    if plans_identifier not in record["plans_identifiers"]:
+        write_record(record_file, {**record, "plans_identifiers": record["plans_identifiers"] + [plans_identifier]})
+    return dataset_name
