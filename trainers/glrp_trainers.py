@@ -10,18 +10,22 @@ name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 160 in all). N
   ``RandomInit`` (no pretraining, the paper's Random row);
 - ``_k<K>``: fine-tune on K labeled patients, K in 2, 6, 10, 15, 20, 30, 105 (the paper's Table 1);
   without it, all training patients of the fold;
-- ``_paper``: the paper's recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it nnU-Net's
-  recipe (Dice+CE, SGD, poly, 1000 x 250 iterations) plus a short warm-up;
+- ``_paper``: the paper's recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it exactly
+  nnU-Net's recipe (Dice+CE, SGD, poly, 1000 x 250 iterations);
 - ``_cpu``: the demo budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one.
 
 Examples: ``GLRPTrainer`` (all patients, nnU-Net recipe, full budget), ``GLRPTrainer_k6``,
 ``GRPTrainer_k2_paper``, ``RandomInitTrainer_k2_cpu``, ``GLRPLinearTrainer_k105_paper_cpu``.
-Not a trainer: ``GLRPTrainer_k7`` (K outside the list). Recipes and budgets:
+Not a trainer: ``GLRPTrainer_k7`` (K outside the list). Also here: ``NnunetControlTrainer_cpu``,
+nnU-Net's own ``nnUNetTrainer`` with only the ``_cpu`` budget applied (the control row of the demo
+and of benchmarks/bench_few_label.py; :mod:`nnunetv2_glrp.finetuning.nnunet_control`). Recipes and budgets:
 :mod:`nnunetv2_glrp.finetuning.recipes`; the trainer logic: :mod:`nnunetv2_glrp.finetuning`.
 """
 
 from __future__ import annotations
 
+from nnunetv2_glrp.finetuning.nnunet_control import NnunetControlTrainer
+from nnunetv2_glrp.finetuning.recipes import CPU_BUDGET
 from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
 from nnunetv2_glrp.finetuning.variants import generate_variants
 
@@ -54,6 +58,12 @@ class RandomInitTrainer(GLRPFineTuningTrainer):
     """The paper's Random row: the same fine-tuning from a randomly initialised network."""
 
     pretraining_method = None
+
+
+class NnunetControlTrainer_cpu(NnunetControlTrainer):
+    """nnU-Net's nnUNetTrainer at the _cpu budget (epochs, iterations, Adam 1e-3); no k-patient draw."""
+
+    budget = CPU_BUDGET
 
 
 for _base in (GLRPTrainer, GRPTrainer, LRPTrainer, GLRPLinearTrainer, RandomInitTrainer):

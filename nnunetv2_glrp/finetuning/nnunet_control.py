@@ -1,0 +1,72 @@
+"""nnU-Net's own trainer at one of the plugin's budgets: the control row of the few-label benchmark.
+
+``NnunetControlTrainer`` is ``nnUNetTrainer`` with only what a budget must change: the number of
+epochs and iterations and, where the budget overrides nnU-Net's recipe (the ``cpu`` budget runs Adam
+1e-3, see ``recipes.CPU_BUDGET``), the optimizer. Everything else (split handling, data loading,
+augmentation, network, loss, training step) is nnU-Net's code, untouched; it draws no k patients, so
+the benchmark hands it the k drawn patients as an extra fold of ``splits_final.json``. At the full
+budget it is exactly ``nnUNetTrainer``. ``tests/test_nnunet_equivalence.py`` shows that the plugin's
+``RandomInitTrainer`` follows ``nnUNetTrainer`` loss for loss; this class lets the benchmark check
+the same thing end to end, through an independent code path for the k-patient split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import ClassVar, Iterable
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.finetuning.optimization import build_optimizer
+from nnunetv2_glrp.dataset_split import read_cases_table
+from nnunetv2_glrp.finetuning.patient_draw import select_cases
+from nnunetv2_glrp.finetuning.recipes import (FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, ResolvedSchedule,
+                                              recipe_for_budget)
+
+
+class NnunetControlTrainer(nnUNetTrainer):
+    budget: ClassVar[FineTuningBudget] = FULL_BUDGET  # trainers/ sets CPU_BUDGET for the _cpu class
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # nnU-Net records these names: no *args
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.control_recipe = recipe_for_budget(NNUNET_RECIPE, self.budget)
+        schedule = ResolvedSchedule.of(self.control_recipe, self.budget)
+        self.num_epochs = schedule.num_epochs
+        self.num_iterations_per_epoch = schedule.iterations_per_epoch or self.num_iterations_per_epoch
+        self.num_val_iterations_per_epoch = schedule.val_iterations_per_epoch
+        self.initial_lr = self.control_recipe.initial_lr
+
+    def configure_optimizers(self):
+        return build_optimizer(self.network, self.control_recipe, self.num_epochs)
+
+
+#: first fold index of the control folds, right after nnU-Net's own 5 folds (0-4), which stay as they are
+CONTROL_FOLD_BASE = 5
+
+
+def write_control_folds(preprocessed_dataset_folder: str | os.PathLike, ks: Iterable[int],
+                        seeds: Iterable[int], fold: int = 0) -> dict[tuple[int, int], int]:
+    """Append one fold per (k, seed) to ``splits_final.json`` for :class:`NnunetControlTrainer`.
+
+    Fold ``CONTROL_FOLD_BASE + i`` (i-th (k, seed) pair) trains on the cases of the k patients that
+    the plugin's trainers draw at ``GLRP_SEED=seed`` from ``fold`` (same function, same draw) and validates on ``fold``'s
+    validation cases. Rewritten every time (idempotent: folds from ``CONTROL_FOLD_BASE`` on are
+    replaced; nnU-Net's folds 0-4 are kept as they are).
+    Returns {(k, seed): fold index}."""
+    folder = Path(preprocessed_dataset_folder)
+    splits = json.loads((folder / "splits_final.json").read_text())
+    base = splits[fold]
+    splits = splits[:CONTROL_FOLD_BASE]
+    table = read_cases_table(folder)
+    folds: dict[tuple[int, int], int] = {}
+    for k, seed in ((k, s) for k in ks for s in seeds):
+        _, cases = select_cases(base["train"], k, fold, seed, table)
+        folds[(k, seed)] = len(splits)
+        splits.append({"train": cases, "val": list(base["val"])})
+    atomic_write_json(folder / "splits_final.json", splits)
+    return folds
