@@ -123,3 +123,29 @@ def _paper_literal(logits: torch.Tensor, w: torch.Tensor, eye: torch.Tensor) -> 
     log_prob = (weighted - torch.logsumexp(weighted, dim=1, keepdim=True)).masked_fill(eye, 0.0)
     per_anchor = -log_prob.sum(dim=1) / (n - 1)
     return per_anchor.mean()
+
+
+def soft_target_entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Floor of the soft-target loss: mean over anchors of the entropy of their target distribution.
+
+    The soft-target loss of anchor i is H(w_i) + KL(w_i || q_i) >= H(w_i), with w_i the normalised
+    off-diagonal weights and q_i the softmax over similarities; so ``loss - soft_target_entropy(W)``
+    (same anchors, same weights) is the mean KL divergence: 0 when the embeddings fit the targets,
+    the share of the loss that pretraining can still remove.
+
+    Args:
+        weights: [N, N] non-negative pair weights (diagonal ignored), as given to
+            :func:`relative_position_loss`.
+
+    Returns:
+        Scalar float32: mean over the anchors with a positive weight sum (those the loss averages).
+    """
+    w = weights.detach().float()
+    eye = torch.eye(w.shape[0], dtype=torch.bool, device=w.device)
+    w = w.masked_fill(eye, 0.0)
+    row_sum = w.sum(dim=1)
+    valid = row_sum > 0
+    if not bool(valid.any()):
+        raise ValueError("soft_target_entropy: every anchor has zero off-diagonal weight")
+    p = w[valid] / row_sum[valid, None]
+    return -(torch.where(p > 0, p * torch.log(p), torch.zeros_like(p))).sum(dim=1).mean()
