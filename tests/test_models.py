@@ -72,6 +72,16 @@ def test_local_head_patch_order_is_view_major():
     assert changed == [11]
 
 
+def test_local_head_of_a_4x4_grid():
+    heads = ProjectionHeads([4, 4], local_stage=0, hidden=8, out_dim=3, grid=4)
+    feats = torch.zeros(2, 4, 8, 8)
+    feats[1, :, 0:2, 6:8] = 5.0  # view 1, cell (row 0, col 3) -> patch 1 * 16 + 3
+    z = heads.local_head(feats)
+    assert z.shape == (2 * 16, 3)
+    base = heads.local_head(torch.zeros(1, 4, 8, 8))[0]
+    assert [i for i in range(32) if not torch.allclose(z[i], base)] == [19]
+
+
 def test_local_stage_out_of_range():
     with pytest.raises(ValueError, match="out of range"):
         ProjectionHeads([8, 16], local_stage=2)

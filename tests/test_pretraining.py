@@ -84,7 +84,7 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
         local_relative_position_loss, slice_similarity
     from nnunetv2_glrp.models import encoder_features
     from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-    from nnunetv2_glrp.similarity.patches import patch_view_index
+    from nnunetv2_glrp.patch_grid import patch_view_index
 
     config = make_config("GLRP", lr=0.0, momentum=0.0, weight_decay=0.0, grad_clip=1e9, **FAST)
     network, heads, batch = _fixed_batch(ctx, config, batch_size=4)

@@ -8,20 +8,17 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from nnunetv2_glrp.similarity import (
-    canonical_patches,
+from nnunetv2_glrp.patch_grid import (
     canonical_rotation,
     feature_map_size,
     feature_patch_boxes,
     grid_boxes,
-    pairwise_ssim,
-    patch_ssim_matrix,
     patch_view_index,
     pool_feature_patches,
     position_class,
     receptive_field_boxes,
-    ssim,
 )
+from nnunetv2_glrp.similarity import canonical_patches, pairwise_ssim, patch_ssim_matrix, ssim
 
 torch.set_num_threads(1)
 
@@ -120,6 +117,38 @@ def test_pool_feature_patches_order():
         for k, (y0, y1, x0, x1) in enumerate(boxes):
             assert torch.allclose(pooled[v * 9 + k], feats[v, :, y0:y1, x0:x1].mean(dim=(1, 2)))
     assert patch_view_index(2).tolist() == [0] * 9 + [1] * 9
+
+
+@pytest.mark.parametrize("grid", [2, 4, 5])
+def test_grids_other_than_3_geometry(grid):
+    h, w = 60, 40  # divisible by 2, 4, 5: every split is mirror-symmetric
+    boxes = grid_boxes(h, w, grid)
+    assert len(boxes) == grid * grid
+    cover = np.zeros((h, w), dtype=int)
+    for y0, y1, x0, x1 in boxes:
+        assert (y1 - y0, x1 - x0) == (h // grid, w // grid)
+        cover[y0:y1, x0:x1] += 1
+    assert (cover == 1).all()
+    assert boxes[1] == (0, h // grid, w // grid, 2 * w // grid)  # row-major
+    classes = [position_class(k, grid) for k in range(grid * grid)]
+    n_inner = (grid - 2) ** 2 if grid > 2 else 0
+    assert (classes.count(2), classes.count(1), classes.count(0)) == (4, grid * grid - 4 - n_inner, n_inner)
+    assert [classes[r * grid + c] for r in (0, grid - 1) for c in (0, grid - 1)] == [2, 2, 2, 2]
+    # canonical orientation: corners put the image corner at the top-left, edges the border along the top
+    yy, xx = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    dist = torch.sqrt((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2)
+    patches = canonical_patches(dist[None], boxes, 16)
+    assert patches.shape == (grid * grid, 16, 16)
+    for k, cls in enumerate(classes):
+        if cls == 2:
+            assert int(patches[k].argmax()) == 0
+        elif cls == 1:
+            assert int(patches[k].mean(dim=1).argmax()) == 0
+    feats = torch.randn(2, 3, 2 * grid, 2 * grid)
+    pooled = pool_feature_patches(feats, grid)
+    assert pooled.shape == (2 * grid * grid, 3)
+    assert torch.allclose(pooled[grid * grid + 1], feats[1, :, 0:2, 2:4].mean(dim=(1, 2)))
+    assert patch_view_index(2, grid).tolist() == [0] * grid * grid + [1] * grid * grid
 
 
 # ---------------------------------------------------------------- SSIM
@@ -254,7 +283,7 @@ def test_psm_with_receptive_field_boxes_and_channel_axis():
 @pytest.mark.parametrize(
     "kwargs, images, match",
     [
-        ({"grid": 4}, torch.rand(2, 48, 48), "3 x 3"),
+        ({"grid": 4, "boxes": grid_boxes(48, 48)}, torch.rand(2, 48, 48), r"need 16 boxes \(4 x 4 grid\)"),
         ({"mapping": "abs"}, torch.rand(2, 48, 48), "mapping"),
         ({"cross_class": "one"}, torch.rand(2, 48, 48), "cross_class"),
         ({}, torch.ones(2, 48, 48), "data_range"),

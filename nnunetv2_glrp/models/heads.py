@@ -2,7 +2,7 @@
 
 Global head (GRP): adaptive average pool of the bottleneck -> Linear -> ReLU -> Linear -> 512-d, as the
 paper specifies. Local head (LRP): the chosen stage's feature map is cut into the 3 x 3 grid of
-``nnunetv2_glrp.similarity.patches`` (the same cells the PSM is computed on), each cell is average-pooled, then the same
+``nnunetv2_glrp.patch_grid`` (the same cells the PSM is computed on), each cell is average-pooled, then the same
 Linear -> ReLU -> Linear MLP (shared over the 9 patches) gives a 512-d vector per patch. Where the paper
 is silent we chose: hidden width = 512 for both heads, no normalisation layer in the heads (the loss
 uses cosine similarity, which normalises), pooling before the MLP rather than 1x1 convolutions (the
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nnunetv2_glrp.models.taps import encoder_features
-from nnunetv2_glrp.similarity.patches import pool_feature_patches
+from nnunetv2_glrp.patch_grid import pool_feature_patches
 
 
 def _mlp(in_features: int, hidden: int, out: int) -> nn.Sequential:

@@ -66,7 +66,7 @@ def psm_function(ctx: PlansContext, config: PretrainingConfig, local_stage: int)
 
 def local_stage_boxes(ctx: PlansContext, local_stage: int, grid: int) -> list:
     """Input boxes (strided projection) of the local stage's grid x grid feature patches."""
-    from nnunetv2_glrp.similarity import receptive_field_boxes
+    from nnunetv2_glrp.patch_grid import receptive_field_boxes
 
     strides = np.array(ctx.configuration_manager.network_arch_init_kwargs["strides"], dtype=int)
     stride = np.prod(strides[: local_stage + 1], axis=0)

@@ -16,8 +16,8 @@ import torch
 from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
     local_relative_position_loss, slice_similarity
 from nnunetv2_glrp.models import encoder_features
+from nnunetv2_glrp.patch_grid import patch_view_index
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
-from nnunetv2_glrp.similarity.patches import patch_view_index
 
 
 class StepTimer:
