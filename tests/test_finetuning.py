@@ -18,7 +18,7 @@ import torch
 
 import nnunetv2_glrp
 from nnunetv2_glrp.environment import nnunet_command
-from nnunetv2_glrp.finetuning.encoder_loading import decoder_keys, load_encoder_state, unwrap_network
+from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state, unwrap_network
 from nnunetv2_glrp.finetuning.recipes import (
     CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, TINY_BUDGET, ResolvedSchedule, recipe_for_budget,
     warmup_iterations,
@@ -29,6 +29,12 @@ DATASET = "Dataset901_ACDC"
 
 
 # ---- unit level: encoder loading, schedules, recipes -------------------------------------------
+def decoder_keys(network) -> list[str]:
+    """State-dict keys of the decoder's own tensors (without the decoder's reference to the encoder)."""
+    module = unwrap_network(network)
+    return [key for key in module.state_dict() if key.startswith("decoder.") and not key.startswith("decoder.encoder.")]
+
+
 def _tiny_unet(features=(4, 8, 16)) -> torch.nn.Module:
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunetv2_glrp.models import (ProjectionHeads, default_local_stage, embed, encoder_features,
-                                  stage_feature_sizes)
+from nnunetv2_glrp.models import ProjectionHeads, default_local_stage, encoder_features, stage_feature_sizes
 
 ARCH = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -52,8 +51,11 @@ def test_default_local_stage_is_deepest_at_least_9x9():
 
 def test_heads_shapes_and_outside_network(network):
     heads = ProjectionHeads(ARCH["arch_kwargs"]["features_per_stage"], local_stage=2)
-    z_g, z_l = embed(network, heads, torch.randn(4, 1, 48, 40))
+    feats = encoder_features(network, torch.randn(4, 1, 48, 40))
+    z_g, z_l = heads(feats)
     assert z_g.shape == (4, 512) and z_l.shape == (4 * 9, 512)
+    assert heads(feats, use_global=False)[0] is None and heads(feats, use_local=False)[1] is None
+    torch.testing.assert_close(heads(feats, use_global=False)[1], z_l)
     net_keys = set(network.state_dict())
     assert not any("head" in k or k.startswith("mlp") for k in net_keys)
     assert not any(p is q for p in heads.parameters() for q in network.parameters())

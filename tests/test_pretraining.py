@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from nnunetv2_glrp.data.augmentation import ViewAugmentation
 from nnunetv2_glrp.pretraining import (PretrainingConfig, ensure_pretrained, load_pretrained_encoder_state,
                                        make_config, pretraining_folder, run_pretraining)
 from nnunetv2_glrp.pretraining import api as pretraining_api
@@ -29,6 +30,13 @@ def ctx(phantom_preprocessed):
     return load_plans_context(901, phantom_preprocessed)
 
 
+def _config_from_dict(d: dict) -> PretrainingConfig:
+    """The config that ``to_dict`` (as stored in config.json and the checkpoints) describes."""
+    d = dict(d)
+    aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("augmentation", {}).items()}
+    return PretrainingConfig(**d, augmentation=ViewAugmentation(**aug))
+
+
 def test_config_presets_and_methods():
     paper = make_config("GLRP", "paper")
     assert (paper.lr, paper.momentum, paper.batch_size, paper.epochs, paper.tau, paper.a) == (0.1, 0.9, 12, 200, 0.1, 15)
@@ -36,7 +44,8 @@ def test_config_presets_and_methods():
     assert (make_config("LRP").lambda_global, make_config("LRP").lambda_local) == (0.0, 1.0)
     assert make_config("GLRPLinear").similarity_kind == "linear"
     assert make_config(seed=1).digest() != make_config(seed=0).digest()
-    assert PretrainingConfig.from_dict(paper.to_dict()) == paper
+    assert _config_from_dict(paper.to_dict()) == paper
+    assert _config_from_dict(json.loads(json.dumps(paper.to_dict()))) == paper  # lists back to tuples
     with pytest.raises(ValueError, match="unknown pretraining config fields"):
         make_config(learning_rate=1)
     with pytest.raises(ValueError, match="unknown pretraining method"):
@@ -81,7 +90,7 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     """The timed step (losses on detached embeddings, then backward through the network) computes the same
     parameter gradients as one loss.backward() through the whole graph."""
     from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
-        local_relative_position_loss, slice_similarity
+        relative_position_loss, slice_similarity
     from nnunetv2_glrp.models import encoder_features
     from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
     from nnunetv2_glrp.patch_grid import patch_view_index
@@ -97,7 +106,7 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     feats = encoder_features(network, x)
     l_grp = global_relative_position_loss(heads.global_head(feats[-1]), pos, a=config.a, tau=config.tau)
     w = local_pair_weights(batch["psm"], patch_view_index(x.shape[0], 3), slice_similarity(pos, a=config.a))
-    l_lrp = local_relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)
+    l_lrp = relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)
     glrp_loss(l_grp, l_lrp, (0.5, 0.5)).backward()
     assert sum(g is not None for g in cut) > 10
     for p, g in zip(params, cut):

@@ -168,13 +168,13 @@ def test_open_case_cache_is_capped(fake_dataset, monkeypatch):
 
     root_dir = labeled.parent
     assert reading.MAX_OPEN_CASES == 256
-    reading.clear_open_cases()
+    reading._open_cases.clear()  # closes every cached image array
     monkeypatch.setattr(reading, "MAX_OPEN_CASES", 3)
     for folder in (labeled, unlabeled):
         for case in reading.list_identifiers(folder):
             read_slice(str(folder), case, 0)
     assert 0 < open_b2nd() <= 3
-    reading.clear_open_cases()
+    reading._open_cases.clear()
     assert open_b2nd() == 0
 
 

@@ -19,7 +19,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunetv2_glrp.models.taps import encoder_features
 from nnunetv2_glrp.patch_grid import pool_feature_patches
 
 
@@ -53,7 +52,8 @@ class LocalProjectionHead(nn.Module):
 
 
 class ProjectionHeads(nn.Module):
-    """Both heads; ``forward(features)`` takes the encoder's stage list and returns (z_global, z_local)."""
+    """Both heads; ``forward(features)`` takes the encoder's stage list and returns (z_global, z_local)
+    (None for a head switched off: a method without that loss term does not pay for it)."""
 
     def __init__(self, features_per_stage: Sequence[int], local_stage: int, hidden: int = 512,
                  out_dim: int = 512, grid: int = 3):
@@ -65,10 +65,8 @@ class ProjectionHeads(nn.Module):
         self.global_head = GlobalProjectionHead(int(features_per_stage[-1]), hidden, out_dim)
         self.local_head = LocalProjectionHead(int(features_per_stage[self.local_stage]), hidden, out_dim, grid)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.global_head(features[-1]), self.local_head(features[self.local_stage])
-
-
-def embed(network: nn.Module, heads: ProjectionHeads, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder + heads: images [B, C, H, W] -> (z_global [B, D], z_local [B * 9, D])."""
-    return heads(encoder_features(network, x))
+    def forward(self, features: Sequence[torch.Tensor], use_global: bool = True,
+                use_local: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        z_global = self.global_head(features[-1]) if use_global else None
+        z_local = self.local_head(features[self.local_stage]) if use_local else None
+        return z_global, z_local
