@@ -71,8 +71,8 @@ def main() -> None:
     from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.models import load_plans_context
     from nnunetv2_glrp.pretraining import make_config
-    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, pretraining_records, psm_function,
-                                                training_step)
+    from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+    from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
     dev = torch.device(args.device)
     ctx = load_plans_context(901, "small_cpu")

@@ -17,6 +17,8 @@ from nnunetv2_glrp.pretraining import (PretrainingConfig, ensure_pretrained, loa
                                        make_config, pretraining_folder, run_pretraining)
 from nnunetv2_glrp.pretraining import api as pretraining_api
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
+from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
 # small and fast: 4 slices (8 views) per batch, PSM on 16 px patches
 FAST = dict(epochs=2, iterations_per_epoch=3, batch_size=4, psm_patch_size=16)
@@ -59,7 +61,6 @@ def test_config_presets_and_methods():
 
 def _fixed_batch(ctx, config, batch_size=6):
     from nnunetv2_glrp.data import PretrainingSliceLoader
-    from nnunetv2_glrp.pretraining.loop import build_models, pretraining_records, psm_function
 
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
@@ -71,8 +72,6 @@ def _fixed_batch(ctx, config, batch_size=6):
 
 def test_loss_decreases_on_a_fixed_batch(ctx):
     """20 SGD steps of the real training step on one fixed phantom batch lower the GLRP loss."""
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-
     config = make_config("GLRP", lr=0.05, **FAST)
     network, heads, batch = _fixed_batch(ctx, config)
     params = list(network.encoder.parameters()) + list(heads.parameters())
@@ -86,13 +85,23 @@ def test_loss_decreases_on_a_fixed_batch(ctx):
     assert timer.loss_share == pytest.approx(timer.loss / timer.step)
 
 
+def test_a_2x2_grid_runs_through_psm_heads_and_step(ctx):
+    """PretrainingConfig.grid reaches the PSM (4 patches per view), the local head and the LRP weights."""
+    config = make_config("GLRP", grid=2, **FAST)
+    network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
+    assert batch["psm"].shape == (4 * 8, 4 * 8)
+    assert heads.local_head.grid == 2
+    opt = torch.optim.SGD(list(network.encoder.parameters()) + list(heads.parameters()), lr=0.01)
+    out = training_step(network, heads, batch, config, opt, torch.device("cpu"))
+    assert np.isfinite(out["lrp"]) and np.isfinite(out["grp"])
+
+
 def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     """The timed step (losses on detached embeddings, then backward through the network) computes the same
     parameter gradients as one loss.backward() through the whole graph."""
     from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
         relative_position_loss, slice_similarity
     from nnunetv2_glrp.models import encoder_features
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
     from nnunetv2_glrp.patch_grid import patch_view_index
 
     config = make_config("GLRP", lr=0.0, momentum=0.0, weight_decay=0.0, grad_clip=1e9, **FAST)
@@ -118,8 +127,6 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
 def test_paper_literal_glrp_pretraining_runs(ctx, tmp_path):
     """Eq. 2 read literally takes log of every pair weight: the PSM then weights cross-class patch pairs by
     their SSIM instead of 0, so GLRP with formulation='paper-literal' trains instead of raising."""
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-
     config = make_config("GLRP", seed=1, formulation="paper-literal", epochs=1, iterations_per_epoch=2, batch_size=4,
                          psm_patch_size=16)
     _, _, batch = _fixed_batch(ctx, config, batch_size=4)

@@ -231,7 +231,7 @@ def test_phantom_positions_match_raw_slices(phantom_preprocessed):
 
     from nnunetv2_glrp.data.reading import read_properties
     from nnunetv2_glrp.models import load_plans_context
-    from nnunetv2_glrp.pretraining.loop import pretraining_records
+    from nnunetv2_glrp.pretraining.inputs import pretraining_records
 
     ctx = load_plans_context(901, phantom_preprocessed)
     split = load_split(ctx.preprocessed_dataset_folder)
