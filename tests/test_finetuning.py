@@ -146,7 +146,6 @@ def _in_process_trainer(name: str, config: str):
     return get_trainer_from_args("901", config, 0, name, "nnUNetPlans", device=torch.device("cpu"))
 
 
-@pytest.mark.slow
 def test_train_pretrains_once_and_writes_the_draw(trained):
     config = trained["config"]
     assert len(trained["folders"]) == 1 and trained["folders"][0].name.startswith("GLRP__nnUNetPlans__")
@@ -172,7 +171,6 @@ def test_train_pretrains_once_and_writes_the_draw(trained):
     assert draws[0]["validation_cases"] == splits[0]["val"]  # validation stays the whole fold
 
 
-@pytest.mark.slow
 def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
     from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
 
@@ -204,7 +202,6 @@ def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
     assert glrp.selected_patients[:2] == k2 and len(set(glrp.selected_patients)) == 6
 
 
-@pytest.mark.slow
 def test_paper_recipe_and_too_large_k(trained):
     from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
@@ -233,7 +230,6 @@ def _decoder_state(trainer) -> dict[str, torch.Tensor]:
     return {k: state[k] for k in decoder_keys(trainer.network)}
 
 
-@pytest.mark.slow
 def test_fresh_decoder_does_not_depend_on_pretraining_in_this_process(phantom_preprocessed, monkeypatch):
     """A trainer whose pretraining runs inside initialize() gets the decoder init of the Random trainer."""
     monkeypatch.setenv("GLRP_PRETRAIN_SEED", "4242")  # a pretraining no other test caches
@@ -259,7 +255,6 @@ def _split_trainer(config: str, tmp_path: Path, monkeypatch):
     return trainer, tmp_path / "preprocessed" / DATASET / "splits_final.json"
 
 
-@pytest.mark.slow
 def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_path, monkeypatch):
     real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
     trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
@@ -272,7 +267,6 @@ def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_p
     assert val == folds[0]["val"] and set(tr) <= set(folds[0]["train"]) and len(patients(tr)) == 2
 
 
-@pytest.mark.slow
 def test_do_split_refuses_a_patient_on_both_sides(phantom_preprocessed, tmp_path, monkeypatch):
     real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
     trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
@@ -287,7 +281,6 @@ def test_do_split_refuses_a_patient_on_both_sides(phantom_preprocessed, tmp_path
     assert not (tmp_path / "fold_0" / "k_patients.json").exists()
 
 
-@pytest.mark.slow
 def test_predict_writes_labels_and_probabilities(trained, phantom_raw_dataset, tmp_path):
     images = Path(phantom_raw_dataset) / "imagesTs"
     cases = sorted({p.name[: -len("_0000.nii.gz")] for p in images.glob("*_0000.nii.gz")})
@@ -314,7 +307,6 @@ dist.destroy_process_group()
 """
 
 
-@pytest.mark.slow
 def test_ranks_of_a_process_group_pretrain_once(trained):
     """Two gloo ranks ask for the same (not yet cached) encoder at once: one pretrains, both get it."""
     import socket

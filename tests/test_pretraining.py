@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -140,7 +139,8 @@ def test_paper_literal_glrp_pretraining_runs(ctx, tmp_path):
     path = run_pretraining(ctx, config, tmp_path / "literal")
     record = json.loads((tmp_path / "literal" / "config.json").read_text())
     assert record["resolved"]["psm_cross_class"] == "ssim" and record["config"]["formulation"] == "paper-literal"
-    assert set(load_pretrained_encoder_state(path))
+    network, _, _ = build_models(ctx, config)
+    assert set(load_pretrained_encoder_state(path)) == set(network.encoder.state_dict())
     stats = torch.load(tmp_path / "literal" / "checkpoint_latest.pth", weights_only=False)["history"]["epoch"]
     assert len(stats) == 1 and np.isfinite(stats[0]["lrp"]) and np.isfinite(stats[0]["grp"])
 
@@ -224,13 +224,20 @@ def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
     calls = []
     monkeypatch.setattr(pretraining_api, "run_pretraining", lambda *a, **k: calls.append(1))
     kwargs = dict(method="LRP", preset="cpu", seed=7, epochs=1)
+    waiting = threading.Event()
+
+    def signalling_lock(path):  # the caller is about to take the lock
+        waiting.set()
+        return file_lock(path)
+
+    monkeypatch.setattr(pretraining_api, "file_lock", signalling_lock)
     folder = pretraining_folder(901, ctx.configuration, **kwargs)
     result = []
     with file_lock(folder / ".lock"):  # another process is pretraining
         t = threading.Thread(target=lambda: result.append(ensure_pretrained(901, ctx.configuration, **kwargs)))
         t.start()
-        time.sleep(0.5)
-        assert t.is_alive() and not result  # blocked on the lock
+        assert waiting.wait(timeout=60)  # no encoder yet: the caller went on to the lock...
+        assert t.is_alive() and not result  # ...which we hold, so it cannot have returned
         from nnunetv2_glrp.data import data_digest
 
         manifest = pretraining_api.data_manifest(ctx.dataset_name)

@@ -274,10 +274,48 @@ def test_psm_structure_and_values():
 
 
 def test_psm_with_receptive_field_boxes_and_channel_axis():
+    """Two views identical exactly in box 0 of the uneven boxes (16, 32, 16 px) and independent elsewhere: PSM 1
+    for that pair of patches only. With the default even boxes (21, 22, 21 px) box 0 would reach into rows and
+    columns where the views differ, so ignoring ``boxes`` fails this test."""
     images = _smooth_images(2, 64, 64, 6)
-    boxes = receptive_field_boxes((64, 64), 16)  # uneven: 16, 32, 16 px
+    boxes = receptive_field_boxes((64, 64), 16)
+    assert [b[:2] for b in boxes[::3]] == [(0, 16), (16, 48), (48, 64)]
+    images[1, :16, :16] = images[0, :16, :16]
     psm = patch_ssim_matrix(images[:, None], boxes=boxes, patch_size=24)
-    assert psm.shape == (18, 18) and torch.isfinite(psm).all()
+    assert psm.shape == (18, 18)
+    assert float(psm[0, 9]) == pytest.approx(1.0, abs=1e-6)
+    assert all(float(psm[k, 9 + k]) < 0.9 for k in range(1, 9))
+    assert float(patch_ssim_matrix(images, patch_size=24)[0, 9]) < 0.95  # the even grid's cell 0 differs
+
+
+def _grid_permutation(transform, grid):
+    perm = []
+    for k in range(grid * grid):
+        marker = torch.zeros(grid, grid)
+        marker.view(-1)[k] = 1
+        perm.append(int(transform(marker).flatten().argmax()))
+    return perm
+
+
+@pytest.mark.parametrize("grid", [2, 4])
+def test_psm_of_other_grids_is_invariant_and_class_structured(grid):
+    images = _smooth_images(4, 48, 48, 11)
+    names = ["rot90", "flip_lr", "transpose", "rot180"]
+    moved = torch.stack([TRANSFORMS[n](images[v]) for v, n in enumerate(names)])
+    g2 = grid * grid
+    psm = patch_ssim_matrix(images, grid=grid, patch_size=12)
+    psm_moved = patch_ssim_matrix(moved, grid=grid, patch_size=12)
+    assert psm.shape == (4 * g2, 4 * g2)
+    moves = [_grid_permutation(TRANSFORMS[n], grid) for n in names]
+    perm = torch.tensor([v * g2 + moves[v][k] for v in range(4) for k in range(g2)])
+    assert torch.allclose(psm_moved[perm][:, perm], psm, atol=1e-5)
+    classes = torch.tensor([position_class(k, grid) for k in range(g2)]).repeat(4)
+    cross = classes[:, None] != classes[None, :]
+    assert (psm[cross] == 0).all() and (psm[~cross] > 0).all()
+    # each patch of view 0 matches its counterpart in the transformed copy exactly
+    pair = patch_ssim_matrix(torch.stack([images[0], TRANSFORMS["rot90"](images[0])]), grid=grid, patch_size=12)
+    pos = _grid_permutation(TRANSFORMS["rot90"], grid)
+    assert torch.allclose(pair[torch.arange(g2), g2 + torch.tensor(pos)], torch.ones(g2), atol=1e-5)
 
 
 @pytest.mark.parametrize(
