@@ -104,6 +104,42 @@ def _validate_boxes(boxes: Sequence[Box], grid: int, height: int, width: int) ->
     return boxes
 
 
+def _validate_images(images: torch.Tensor) -> torch.Tensor:
+    """[V, H, W] or [V, 1, H, W] finite images -> detached float32 [V, H, W]."""
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(
+            "patch_ssim_matrix: images must be [V, H, W] or [V, 1, H, W], "
+            f"got {tuple(images.shape)}"
+        )
+    images = images.detach().float()
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("patch_ssim_matrix: images contain NaN or infinite values")
+    return images
+
+
+def _class_pair_ssim(patches: torch.Tensor, classes: torch.Tensor, cross_class: str, ssim_kw: dict) -> torch.Tensor:
+    """[P, P] SSIM of the canonical patches, maximised over the pair's transforms; NaN where not compared."""
+    n = patches.shape[0]
+    ssim_matrix = torch.full((n, n), float("nan"), device=patches.device)
+    for ca in (CENTRE, EDGE, CORNER):
+        ia = torch.nonzero(classes == ca).flatten().to(patches.device)
+        for cb in (CENTRE, EDGE, CORNER):
+            ib = torch.nonzero(classes == cb).flatten().to(patches.device)
+            if ca == cb:
+                transforms = STABILISERS[ca]
+            elif cross_class == "ssim":
+                transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
+            else:
+                continue
+            best = torch.stack(
+                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
+            ).amax(dim=0)
+            ssim_matrix[ia[:, None], ib[None, :]] = best.float()
+    return ssim_matrix
+
+
 @torch.no_grad()
 def patch_ssim_matrix(
     images: torch.Tensor,
@@ -137,16 +173,7 @@ def patch_ssim_matrix(
         raise ValueError(
             f"patch_ssim_matrix: cross_class must be one of {CROSS_CLASS}, got {cross_class!r}"
         )
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise ValueError(
-            "patch_ssim_matrix: images must be [V, H, W] or [V, 1, H, W], "
-            f"got {tuple(images.shape)}"
-        )
-    images = images.detach().float()
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("patch_ssim_matrix: images contain NaN or infinite values")
+    images = _validate_images(images)
     height, width = images.shape[-2:]
     boxes = _validate_boxes(grid_boxes(height, width, grid) if boxes is None else boxes, grid, height, width)
     if patch_size is None:
@@ -165,22 +192,7 @@ def patch_ssim_matrix(
     patches = canonical_patches(images, boxes, patch_size)
     classes = torch.tensor([position_class(k, grid) for k in range(grid * grid)]).repeat(images.shape[0])
     ssim_kw = dict(data_range=data_range, win_size=win_size, sigma=sigma)
-    n = patches.shape[0]
-    ssim_matrix = torch.full((n, n), float("nan"), device=images.device)
-    for ca in (CENTRE, EDGE, CORNER):
-        ia = torch.nonzero(classes == ca).flatten().to(images.device)
-        for cb in (CENTRE, EDGE, CORNER):
-            ib = torch.nonzero(classes == cb).flatten().to(images.device)
-            if ca == cb:
-                transforms = STABILISERS[ca]
-            elif cross_class == "ssim":
-                transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
-            else:
-                continue
-            best = torch.stack(
-                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
-            ).amax(dim=0)
-            ssim_matrix[ia[:, None], ib[None, :]] = best.float()
+    ssim_matrix = _class_pair_ssim(patches, classes, cross_class, ssim_kw)
     known = ~torch.isnan(ssim_matrix)
     weights = (1 + ssim_matrix) / 2 if mapping == "affine" else ssim_matrix.clamp_min(0)
     return torch.where(known, weights, torch.zeros_like(weights))
