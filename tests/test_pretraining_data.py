@@ -257,3 +257,20 @@ def test_phantom_positions_match_raw_slices(phantom_preprocessed):
                 checked[kind] += 1
     assert checked["labeled"] > 0 and checked["unlabeled"] > 0, checked
     assert not {r.patient for r in records} & set(split["test"])
+
+
+def test_one_loader_for_a_run_reseeds_its_sampler_per_epoch(fake_dataset):
+    """With iterations_per_epoch the loader draws epoch e's slices from (seed, e) alone: a loader started at
+    epoch 1 (a resumed run) draws what one loader serving epochs 0 and 1 draws in its second epoch."""
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index(labeled, unlabeled, load_split(root))
+
+    def keys(loader, n):
+        return [loader.generate_train_batch()["keys"] for _ in range(n)]
+
+    whole = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=5, iterations_per_epoch=4), 8)
+    resumed = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=5, iterations_per_epoch=4, first_epoch=1), 4)
+    assert whole[4:] == resumed
+    assert whole[:4] != whole[4:]  # epochs differ
+    other = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=6, iterations_per_epoch=4, first_epoch=1), 4)
+    assert other != resumed

@@ -80,14 +80,17 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
         self.first_epoch = int(first_epoch)
         self._batches = 0
         self._rng: np.random.Generator | None = None
+        self._rng_epoch: int | None = None
 
     @property
     def rng(self) -> np.random.Generator:
-        if self.iterations_per_epoch is not None and self._batches % self.iterations_per_epoch == 0:
+        """The sampler's generator for the next batch (the current epoch's, see the class docstring)."""
+        epoch = None
+        if self.iterations_per_epoch is not None:
             epoch = self.first_epoch + self._batches // self.iterations_per_epoch
-            self._rng = np.random.default_rng([epoch_data_seed(self.seed, epoch), self.thread_id])
-        elif self._rng is None:  # created lazily: set_thread_id runs after construction in the workers
-            self._rng = np.random.default_rng([self.seed, self.thread_id])
+        if self._rng is None or epoch != self._rng_epoch:  # lazily: set_thread_id runs after construction
+            seed = self.seed if epoch is None else epoch_data_seed(self.seed, epoch)
+            self._rng, self._rng_epoch = np.random.default_rng([seed, self.thread_id]), epoch
         return self._rng
 
     def generate_train_batch(self) -> dict:
