@@ -7,6 +7,11 @@ batch (computed in the data loader, outside the step) and peak memory (max RSS;
 torch.cuda.max_memory_allocated on CUDA).
 
     .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10]
+    .venv/bin/python benchmarks/bench_pretraining.py --epochs 4 --iterations 5 --workers 2 [--root DIR]
+
+The second form times whole ``run_pretraining`` epochs (data loading in ``--workers`` augmentation
+processes, as ``nnUNet_n_proc_DA``) instead of single steps: wall seconds per epoch, which include
+what the run pays per epoch for its loader (worker start-up, batches prefetched and discarded).
 
 Without --root a 10-patient phantom is made, converted and preprocessed in a temporary folder (about
 a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 small_cpu is reused.
@@ -46,12 +51,14 @@ def main() -> None:
     ap.add_argument("--psm-patch-size", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epochs", type=int, default=0, help="time run_pretraining over this many epochs instead")
+    ap.add_argument("--workers", type=int, default=0, help="augmentation processes with --epochs")
     args = ap.parse_args()
 
     root = (args.root or Path(tempfile.mkdtemp(prefix="glrp-bench-"))).resolve()
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ[name] = os.fspath(root / name)
-    os.environ["nnUNet_n_proc_DA"] = "0"
+    os.environ["nnUNet_n_proc_DA"] = str(args.workers if args.epochs else 0)
     import numpy as np
     import torch
 
@@ -64,11 +71,14 @@ def main() -> None:
     from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.models import load_plans_context
     from nnunetv2_glrp.pretraining import make_config
-    from nnunetv2_glrp.pretraining.loop import (StepTimer, build_models, pretraining_records, psm_function,
-                                                training_step)
+    from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+    from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
     dev = torch.device(args.device)
     ctx = load_plans_context(901, "small_cpu")
+    if args.epochs:
+        _time_epochs(ctx, args)
+        return
     config = make_config(args.method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
@@ -108,6 +118,27 @@ def main() -> None:
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if dev.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
+
+
+def _time_epochs(ctx, args) -> None:
+    """Wall time of whole pretraining epochs (loader set-up and teardown included)."""
+    import numpy as np
+
+    from nnunetv2_glrp.pretraining import make_config, run_pretraining
+
+    config = make_config(args.method, "cpu", epochs=args.epochs, iterations_per_epoch=args.iterations,
+                         batch_size=args.batch_size, psm_patch_size=args.psm_patch_size or 24)
+    ends = []
+    folder = Path(tempfile.mkdtemp(prefix="glrp-bench-run-"))
+    t0 = time.perf_counter()
+    run_pretraining(ctx, config, folder, device=args.device, on_epoch_end=lambda e, s: ends.append(time.perf_counter()))
+    total = time.perf_counter() - t0
+    per_epoch = np.diff([t0] + ends)
+    n_slices = args.epochs * args.iterations * config.batch_size
+    print(f"run_pretraining: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
+          f"{args.workers} augmentation processes, torch threads {args.threads}")
+    print(f"wall {total:.1f} s ({n_slices / total:.2f} slices/s); per epoch "
+          f"{' '.join(f'{s:.1f}' for s in per_epoch)} s (mean {per_epoch.mean():.2f} s)")
 
 
 if __name__ == "__main__":

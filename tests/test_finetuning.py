@@ -19,7 +19,7 @@ import torch
 
 import nnunetv2_glrp
 from nnunetv2_glrp.environment import nnunet_command
-from nnunetv2_glrp.finetuning.encoder_loading import decoder_keys, load_encoder_state, unwrap_network
+from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state, unwrap_network
 from nnunetv2_glrp.finetuning.recipes import (
     CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, ResolvedSchedule, recipe_for_budget,
     warmup_iterations,
@@ -31,6 +31,12 @@ DATASET = "Dataset901_ACDC"
 
 
 # ---- unit level: encoder loading, schedules, recipes -------------------------------------------
+def decoder_keys(network) -> list[str]:
+    """State-dict keys of the decoder's own tensors (without the decoder's reference to the encoder)."""
+    module = unwrap_network(network)
+    return [key for key in module.state_dict() if key.startswith("decoder.") and not key.startswith("decoder.encoder.")]
+
+
 def _tiny_unet(features=(4, 8, 16)) -> torch.nn.Module:
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
@@ -143,7 +149,6 @@ def _in_process_trainer(name: str, config: str):
     return get_trainer_from_args("901", config, 0, name, "nnUNetPlans", device=torch.device("cpu"))
 
 
-@pytest.mark.slow
 def test_train_pretrains_once_and_writes_the_draw(trained):
     config = trained["config"]
     assert len(trained["folders"]) == 1 and trained["folders"][0].name.startswith("GLRP__nnUNetPlans__")
@@ -169,7 +174,6 @@ def test_train_pretrains_once_and_writes_the_draw(trained):
     assert draws[0]["validation_cases"] == splits[0]["val"]  # validation stays the whole fold
 
 
-@pytest.mark.slow
 def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
     from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
 
@@ -201,7 +205,6 @@ def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
     assert glrp.selected_patients[:2] == k2 and len(set(glrp.selected_patients)) == 6
 
 
-@pytest.mark.slow
 def test_paper_recipe_and_too_large_k(trained):
     from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 
@@ -230,7 +233,6 @@ def _decoder_state(trainer) -> dict[str, torch.Tensor]:
     return {k: state[k] for k in decoder_keys(trainer.network)}
 
 
-@pytest.mark.slow
 def test_fresh_decoder_does_not_depend_on_pretraining_in_this_process(phantom_preprocessed, monkeypatch):
     """A trainer whose pretraining runs inside initialize() gets the decoder init of the Random trainer."""
     monkeypatch.setenv("GLRP_PRETRAIN_SEED", "4242")  # a pretraining no other test caches
@@ -256,7 +258,6 @@ def _split_trainer(config: str, tmp_path: Path, monkeypatch):
     return trainer, tmp_path / "preprocessed" / DATASET / "splits_final.json"
 
 
-@pytest.mark.slow
 def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_path, monkeypatch):
     real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
     trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
@@ -269,7 +270,6 @@ def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_p
     assert val == folds[0]["val"] and set(tr) <= set(folds[0]["train"]) and len(patients(tr)) == 2
 
 
-@pytest.mark.slow
 def test_do_split_refuses_a_patient_on_both_sides(phantom_preprocessed, tmp_path, monkeypatch):
     real = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
     trainer, splits_file = _split_trainer(phantom_preprocessed, tmp_path, monkeypatch)
@@ -284,7 +284,6 @@ def test_do_split_refuses_a_patient_on_both_sides(phantom_preprocessed, tmp_path
     assert not (tmp_path / "fold_0" / "k_patients.json").exists()
 
 
-@pytest.mark.slow
 def test_predict_writes_labels_and_probabilities(trained, phantom_raw_dataset, tmp_path):
     images = Path(phantom_raw_dataset) / "imagesTs"
     cases = sorted({p.name[: -len("_0000.nii.gz")] for p in images.glob("*_0000.nii.gz")})
@@ -310,7 +309,6 @@ dist.destroy_process_group()
 """.replace("TINY_OVERRIDES", repr(dict(TINY_PRETRAINING_OVERRIDES)))
 
 
-@pytest.mark.slow
 def test_ranks_of_a_process_group_pretrain_once(trained):
     """Two gloo ranks ask for the same (not yet cached) encoder at once: one pretrains, both get it."""
     import socket

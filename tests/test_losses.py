@@ -14,7 +14,6 @@ from nnunetv2_glrp.losses import (
     global_relative_position_loss,
     glrp_loss,
     local_pair_weights,
-    local_relative_position_loss,
     relative_position_loss,
     slice_similarity,
 )
@@ -272,7 +271,7 @@ def test_lrp_gradient_steps_pull_high_psm_pairs_together():
     losses = []
     for _ in range(100):
         opt.zero_grad()
-        loss = local_relative_position_loss(z, weights)
+        loss = relative_position_loss(z, weights)
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nnunetv2_glrp.models import (ProjectionHeads, default_local_stage, embed, encoder_features,
-                                  stage_feature_sizes)
+from nnunetv2_glrp.models import ProjectionHeads, default_local_stage, encoder_features, stage_feature_sizes
 
 ARCH = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
@@ -22,13 +21,17 @@ ARCH = {
 }
 
 
-@pytest.fixture(scope="module")
-def network():
+def _build(seed: int):
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     return get_network_from_plans(ARCH["network_class_name"], ARCH["arch_kwargs"], ARCH["_kw_requires_import"],
                                   1, 4, deep_supervision=True)
+
+
+@pytest.fixture(scope="module")
+def network():
+    return _build(0)
 
 
 def test_encoder_taps_shapes(network):
@@ -52,15 +55,37 @@ def test_default_local_stage_is_deepest_at_least_9x9():
 
 def test_heads_shapes_and_outside_network(network):
     heads = ProjectionHeads(ARCH["arch_kwargs"]["features_per_stage"], local_stage=2)
-    z_g, z_l = embed(network, heads, torch.randn(4, 1, 48, 40))
+    feats = encoder_features(network, torch.randn(4, 1, 48, 40))
+    z_g, z_l = heads(feats)
     assert z_g.shape == (4, 512) and z_l.shape == (4 * 9, 512)
+    assert heads(feats, use_global=False)[0] is None and heads(feats, use_local=False)[1] is None
+    torch.testing.assert_close(heads(feats, use_global=False)[1], z_l)
     net_keys = set(network.state_dict())
     assert not any("head" in k or k.startswith("mlp") for k in net_keys)
     assert not any(p is q for p in heads.parameters() for q in network.parameters())
-    # heads never enter the network's state dict, so nnU-Net's strict loading is unaffected
-    network.load_state_dict(network.state_dict(), strict=True)
     # mean, std and max of each of the 32 channels (models/heads.py)
     assert heads.local_head.mlp[1].in_features == 3 * 32 and heads.global_head.mlp[1].in_features == 3 * 32
+
+
+def test_network_state_loads_strictly_into_a_fresh_network_without_the_heads(network):
+    """What nnU-Net does at inference: the trained network's state dict (no head in it) loads strictly into a
+    freshly built network, which then computes the same outputs; extra (head) keys or other shapes are refused."""
+    x = torch.randn(2, 1, 48, 40)
+    fresh = _build(1)  # no dropout or batch norm in ARCH: train mode computes deterministically
+    with torch.no_grad():
+        assert not torch.allclose(fresh(x)[0], network(x)[0])
+        state = network.state_dict()
+        fresh.load_state_dict(state, strict=True)
+        for k, v in fresh.state_dict().items():
+            assert torch.equal(v, state[k]), k
+        torch.testing.assert_close(fresh(x)[0], network(x)[0], rtol=0, atol=0)
+    heads = ProjectionHeads(ARCH["arch_kwargs"]["features_per_stage"], local_stage=2)
+    with_heads = {**state, **{f"heads.{k}": v for k, v in heads.state_dict().items()}}
+    with pytest.raises(RuntimeError, match="Unexpected key.*heads.global_head"):
+        _build(2).load_state_dict(with_heads, strict=True)
+    key = next(k for k in state if k.endswith("weight") and state[k].ndim == 4)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        _build(2).load_state_dict({**state, key: state[key][:1]}, strict=True)
 
 
 def test_local_head_patch_order_is_view_major():
@@ -71,6 +96,16 @@ def test_local_head_patch_order_is_view_major():
     base = heads.local_head(torch.zeros(1, 4, 9, 9))[0]
     changed = [i for i in range(18) if not torch.allclose(z[i], base)]
     assert changed == [11]
+
+
+def test_local_head_of_a_4x4_grid():
+    heads = ProjectionHeads([4, 4], local_stage=0, hidden=8, out_dim=3, grid=4).eval()  # BatchNorm per patch
+    feats = torch.zeros(2, 4, 8, 8)
+    feats[1, :, 0:2, 6:8] = 5.0  # view 1, cell (row 0, col 3) -> patch 1 * 16 + 3
+    z = heads.local_head(feats)
+    assert z.shape == (2 * 16, 3)
+    base = heads.local_head(torch.zeros(1, 4, 8, 8))[0]
+    assert [i for i in range(32) if not torch.allclose(z[i], base)] == [19]
 
 
 def test_local_stage_out_of_range():

@@ -176,7 +176,6 @@ def test_prepare_dataset_rejects_a_dataset_failing_the_integrity_check():
     assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()
 
 
-@pytest.mark.slow
 def test_prepare_dataset_on_the_phantom(phantom_preprocessed, phantom_raw_dataset):
     assert phantom_preprocessed == "small_cpu"
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / phantom_raw_dataset.name

@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-import time
 
 import numpy as np
 import pytest
 import torch
 
+from nnunetv2_glrp.data.augmentation import ViewAugmentation
 from nnunetv2_glrp.pretraining import (PretrainingConfig, ensure_pretrained, load_pretrained_encoder_state,
                                        make_config, pretraining_folder, run_pretraining)
 from nnunetv2_glrp.pretraining import api as pretraining_api
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
+from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
 # small and fast: 4 slices (8 views) per batch, PSM on 16 px patches
 FAST = dict(epochs=2, iterations_per_epoch=3, batch_size=4, psm_patch_size=16)
@@ -29,6 +31,13 @@ def ctx(phantom_preprocessed):
     return load_plans_context(901, phantom_preprocessed)
 
 
+def _config_from_dict(d: dict) -> PretrainingConfig:
+    """The config that ``to_dict`` (as stored in config.json and the checkpoints) describes."""
+    d = dict(d)
+    aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("augmentation", {}).items()}
+    return PretrainingConfig(**d, augmentation=ViewAugmentation(**aug))
+
+
 def test_config_presets_and_methods():
     paper = make_config("GLRP", "paper")
     assert (paper.lr, paper.momentum, paper.batch_size, paper.epochs, paper.tau, paper.a) == (0.1, 0.9, 12, 200, 0.1, 15)
@@ -36,7 +45,8 @@ def test_config_presets_and_methods():
     assert (make_config("LRP").lambda_global, make_config("LRP").lambda_local) == (0.0, 1.0)
     assert make_config("GLRPLinear").similarity_kind == "linear"
     assert make_config(seed=1).digest() != make_config(seed=0).digest()
-    assert PretrainingConfig.from_dict(paper.to_dict()) == paper
+    assert _config_from_dict(paper.to_dict()) == paper
+    assert _config_from_dict(json.loads(json.dumps(paper.to_dict()))) == paper  # lists back to tuples
     with pytest.raises(ValueError, match="unknown pretraining config fields"):
         make_config(learning_rate=1)
     with pytest.raises(ValueError, match="unknown pretraining method"):
@@ -50,7 +60,6 @@ def test_config_presets_and_methods():
 
 def _fixed_batch(ctx, config, batch_size=6):
     from nnunetv2_glrp.data import PretrainingSliceLoader
-    from nnunetv2_glrp.pretraining.loop import build_models, pretraining_records, psm_function
 
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
@@ -62,8 +71,6 @@ def _fixed_batch(ctx, config, batch_size=6):
 
 def test_loss_decreases_on_a_fixed_batch(ctx):
     """20 SGD steps of the real training step on one fixed phantom batch lower the GLRP loss."""
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-
     config = make_config("GLRP", lr=0.05, **FAST)
     network, heads, batch = _fixed_batch(ctx, config)
     params = list(network.encoder.parameters()) + list(heads.parameters())
@@ -77,14 +84,24 @@ def test_loss_decreases_on_a_fixed_batch(ctx):
     assert timer.loss_share == pytest.approx(timer.loss / timer.step)
 
 
+def test_a_2x2_grid_runs_through_psm_heads_and_step(ctx):
+    """PretrainingConfig.grid reaches the PSM (4 patches per view), the local head and the LRP weights."""
+    config = make_config("GLRP", grid=2, **FAST)
+    network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
+    assert batch["psm"].shape == (4 * 8, 4 * 8)
+    assert heads.local_head.grid == 2
+    opt = torch.optim.SGD(list(network.encoder.parameters()) + list(heads.parameters()), lr=0.01)
+    out = training_step(network, heads, batch, config, opt, torch.device("cpu"))
+    assert np.isfinite(out["lrp"]) and np.isfinite(out["grp"])
+
+
 def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     """The timed step (losses on detached embeddings, then backward through the network) computes the same
     parameter gradients as one loss.backward() through the whole graph."""
     from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
-        local_relative_position_loss, slice_similarity
+        relative_position_loss, slice_similarity
     from nnunetv2_glrp.models import encoder_features
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-    from nnunetv2_glrp.similarity.patches import patch_view_index
+    from nnunetv2_glrp.patch_grid import patch_view_index
 
     config = make_config("GLRP", lr=0.0, momentum=0.0, weight_decay=0.0, grad_clip=1e9, **FAST)
     network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
@@ -97,7 +114,7 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     feats = encoder_features(network, x)
     l_grp = global_relative_position_loss(heads.global_head(feats[-1]), pos, a=config.a, tau=config.tau)
     w = local_pair_weights(batch["psm"], patch_view_index(x.shape[0], 3), slice_similarity(pos, a=config.a))
-    l_lrp = local_relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)
+    l_lrp = relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)
     glrp_loss(l_grp, l_lrp, (0.5, 0.5)).backward()
     assert sum(g is not None for g in cut) > 10
     for p, g in zip(params, cut):
@@ -109,8 +126,6 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
 def test_paper_literal_glrp_pretraining_runs(ctx, tmp_path):
     """Eq. 2 read literally takes log of every pair weight: the PSM then weights cross-class patch pairs by
     their SSIM instead of 0, so GLRP with formulation='paper-literal' trains instead of raising."""
-    from nnunetv2_glrp.pretraining.loop import StepTimer, training_step
-
     config = make_config("GLRP", seed=1, formulation="paper-literal", epochs=1, iterations_per_epoch=2, batch_size=4,
                          psm_patch_size=16)
     _, _, batch = _fixed_batch(ctx, config, batch_size=4)
@@ -124,7 +139,8 @@ def test_paper_literal_glrp_pretraining_runs(ctx, tmp_path):
     path = run_pretraining(ctx, config, tmp_path / "literal")
     record = json.loads((tmp_path / "literal" / "config.json").read_text())
     assert record["resolved"]["psm_cross_class"] == "ssim" and record["config"]["formulation"] == "paper-literal"
-    assert set(load_pretrained_encoder_state(path))
+    network, _, _ = build_models(ctx, config)
+    assert set(load_pretrained_encoder_state(path)) == set(network.encoder.state_dict())
     stats = torch.load(tmp_path / "literal" / "checkpoint_latest.pth", weights_only=False)["history"]["epoch"]
     assert len(stats) == 1 and np.isfinite(stats[0]["lrp"]) and np.isfinite(stats[0]["grp"])
 
@@ -208,13 +224,20 @@ def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
     calls = []
     monkeypatch.setattr(pretraining_api, "run_pretraining", lambda *a, **k: calls.append(1))
     kwargs = dict(method="LRP", preset="cpu", seed=7, epochs=1)
+    waiting = threading.Event()
+
+    def signalling_lock(path):  # the caller is about to take the lock
+        waiting.set()
+        return file_lock(path)
+
+    monkeypatch.setattr(pretraining_api, "file_lock", signalling_lock)
     folder = pretraining_folder(901, ctx.configuration, **kwargs)
     result = []
     with file_lock(folder / ".lock"):  # another process is pretraining
         t = threading.Thread(target=lambda: result.append(ensure_pretrained(901, ctx.configuration, **kwargs)))
         t.start()
-        time.sleep(0.5)
-        assert t.is_alive() and not result  # blocked on the lock
+        assert waiting.wait(timeout=60)  # no encoder yet: the caller went on to the lock...
+        assert t.is_alive() and not result  # ...which we hold, so it cannot have returned
         from nnunetv2_glrp.data import data_digest
 
         manifest = pretraining_api.data_manifest(ctx.dataset_name)

@@ -169,13 +169,13 @@ def test_open_case_cache_is_capped(fake_dataset, monkeypatch):
 
     root_dir = labeled.parent
     assert reading.MAX_OPEN_CASES == 256
-    reading.clear_open_cases()
+    reading._open_cases.clear()  # closes every cached image array
     monkeypatch.setattr(reading, "MAX_OPEN_CASES", 3)
     for folder in (labeled, unlabeled):
         for case in reading.list_identifiers(folder):
             read_slice(str(folder), case, 0)
     assert 0 < open_b2nd() <= 3
-    reading.clear_open_cases()
+    reading._open_cases.clear()
     assert open_b2nd() == 0
 
 
@@ -232,7 +232,7 @@ def test_phantom_positions_match_raw_slices(phantom_preprocessed):
 
     from nnunetv2_glrp.data.reading import read_properties
     from nnunetv2_glrp.models import load_plans_context
-    from nnunetv2_glrp.pretraining.loop import pretraining_records
+    from nnunetv2_glrp.pretraining.inputs import pretraining_records
 
     ctx = load_plans_context(901, phantom_preprocessed)
     split = read_split(ctx.preprocessed_dataset_folder)
@@ -258,3 +258,20 @@ def test_phantom_positions_match_raw_slices(phantom_preprocessed):
                 checked[kind] += 1
     assert checked["labeled"] > 0 and checked["unlabeled"] > 0, checked
     assert not {r.patient for r in records} & set(split["test"])
+
+
+def test_one_loader_for_a_run_reseeds_its_sampler_per_epoch(fake_dataset):
+    """With iterations_per_epoch the loader draws epoch e's slices from (seed, e) alone: a loader started at
+    epoch 1 (a resumed run) draws what one loader serving epochs 0 and 1 draws in its second epoch."""
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index(labeled, unlabeled, read_split(root))
+
+    def keys(loader, n):
+        return [loader.generate_train_batch()["keys"] for _ in range(n)]
+
+    whole = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=5, iterations_per_epoch=4), 8)
+    resumed = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=5, iterations_per_epoch=4, first_epoch=1), 4)
+    assert whole[4:] == resumed
+    assert whole[:4] != whole[4:]  # epochs differ
+    other = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=6, iterations_per_epoch=4, first_epoch=1), 4)
+    assert other != resumed

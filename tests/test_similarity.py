@@ -8,20 +8,18 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from nnunetv2_glrp.similarity import (
-    canonical_patches,
+from nnunetv2_glrp.models.heads import pool_patch_statistics
+
+from nnunetv2_glrp.patch_grid import (
     canonical_rotation,
     feature_map_size,
     feature_patch_boxes,
     grid_boxes,
-    pairwise_ssim,
-    patch_ssim_matrix,
     patch_view_index,
-    pool_feature_patches,
     position_class,
     receptive_field_boxes,
-    ssim,
 )
+from nnunetv2_glrp.similarity import canonical_patches, pairwise_ssim, patch_ssim_matrix, ssim
 
 torch.set_num_threads(1)
 
@@ -111,15 +109,47 @@ def test_canonical_corners_have_the_image_corner_at_top_left():
         assert int(patches[k].mean(dim=1).argmax()) == 0
 
 
-def test_pool_feature_patches_order():
+def test_patch_pooling_order():
     feats = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
-    pooled = pool_feature_patches(feats)
+    pooled = pool_patch_statistics(feats, pooling="mean")  # the local head's cell pooling
     assert pooled.shape == (18, 3)
     boxes = feature_patch_boxes((5, 4))
     for v in range(2):
         for k, (y0, y1, x0, x1) in enumerate(boxes):
             assert torch.allclose(pooled[v * 9 + k], feats[v, :, y0:y1, x0:x1].mean(dim=(1, 2)))
     assert patch_view_index(2).tolist() == [0] * 9 + [1] * 9
+
+
+@pytest.mark.parametrize("grid", [2, 4, 5])
+def test_grids_other_than_3_geometry(grid):
+    h, w = 60, 40  # divisible by 2, 4, 5: every split is mirror-symmetric
+    boxes = grid_boxes(h, w, grid)
+    assert len(boxes) == grid * grid
+    cover = np.zeros((h, w), dtype=int)
+    for y0, y1, x0, x1 in boxes:
+        assert (y1 - y0, x1 - x0) == (h // grid, w // grid)
+        cover[y0:y1, x0:x1] += 1
+    assert (cover == 1).all()
+    assert boxes[1] == (0, h // grid, w // grid, 2 * w // grid)  # row-major
+    classes = [position_class(k, grid) for k in range(grid * grid)]
+    n_inner = (grid - 2) ** 2 if grid > 2 else 0
+    assert (classes.count(2), classes.count(1), classes.count(0)) == (4, grid * grid - 4 - n_inner, n_inner)
+    assert [classes[r * grid + c] for r in (0, grid - 1) for c in (0, grid - 1)] == [2, 2, 2, 2]
+    # canonical orientation: corners put the image corner at the top-left, edges the border along the top
+    yy, xx = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    dist = torch.sqrt((yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2)
+    patches = canonical_patches(dist[None], boxes, 16)
+    assert patches.shape == (grid * grid, 16, 16)
+    for k, cls in enumerate(classes):
+        if cls == 2:
+            assert int(patches[k].argmax()) == 0
+        elif cls == 1:
+            assert int(patches[k].mean(dim=1).argmax()) == 0
+    feats = torch.randn(2, 3, 2 * grid, 2 * grid)
+    pooled = pool_patch_statistics(feats, grid, pooling="mean")
+    assert pooled.shape == (2 * grid * grid, 3)
+    assert torch.allclose(pooled[grid * grid + 1], feats[1, :, 0:2, 2:4].mean(dim=(1, 2)))
+    assert patch_view_index(2, grid).tolist() == [0] * grid * grid + [1] * grid * grid
 
 
 # ---------------------------------------------------------------- SSIM
@@ -245,16 +275,54 @@ def test_psm_structure_and_values():
 
 
 def test_psm_with_receptive_field_boxes_and_channel_axis():
+    """Two views identical exactly in box 0 of the uneven boxes (16, 32, 16 px) and independent elsewhere: PSM 1
+    for that pair of patches only. With the default even boxes (21, 22, 21 px) box 0 would reach into rows and
+    columns where the views differ, so ignoring ``boxes`` fails this test."""
     images = _smooth_images(2, 64, 64, 6)
-    boxes = receptive_field_boxes((64, 64), 16)  # uneven: 16, 32, 16 px
+    boxes = receptive_field_boxes((64, 64), 16)
+    assert [b[:2] for b in boxes[::3]] == [(0, 16), (16, 48), (48, 64)]
+    images[1, :16, :16] = images[0, :16, :16]
     psm = patch_ssim_matrix(images[:, None], boxes=boxes, patch_size=24)
-    assert psm.shape == (18, 18) and torch.isfinite(psm).all()
+    assert psm.shape == (18, 18)
+    assert float(psm[0, 9]) == pytest.approx(1.0, abs=1e-6)
+    assert all(float(psm[k, 9 + k]) < 0.9 for k in range(1, 9))
+    assert float(patch_ssim_matrix(images, patch_size=24)[0, 9]) < 0.95  # the even grid's cell 0 differs
+
+
+def _grid_permutation(transform, grid):
+    perm = []
+    for k in range(grid * grid):
+        marker = torch.zeros(grid, grid)
+        marker.view(-1)[k] = 1
+        perm.append(int(transform(marker).flatten().argmax()))
+    return perm
+
+
+@pytest.mark.parametrize("grid", [2, 4])
+def test_psm_of_other_grids_is_invariant_and_class_structured(grid):
+    images = _smooth_images(4, 48, 48, 11)
+    names = ["rot90", "flip_lr", "transpose", "rot180"]
+    moved = torch.stack([TRANSFORMS[n](images[v]) for v, n in enumerate(names)])
+    g2 = grid * grid
+    psm = patch_ssim_matrix(images, grid=grid, patch_size=12)
+    psm_moved = patch_ssim_matrix(moved, grid=grid, patch_size=12)
+    assert psm.shape == (4 * g2, 4 * g2)
+    moves = [_grid_permutation(TRANSFORMS[n], grid) for n in names]
+    perm = torch.tensor([v * g2 + moves[v][k] for v in range(4) for k in range(g2)])
+    assert torch.allclose(psm_moved[perm][:, perm], psm, atol=1e-5)
+    classes = torch.tensor([position_class(k, grid) for k in range(g2)]).repeat(4)
+    cross = classes[:, None] != classes[None, :]
+    assert (psm[cross] == 0).all() and (psm[~cross] > 0).all()
+    # each patch of view 0 matches its counterpart in the transformed copy exactly
+    pair = patch_ssim_matrix(torch.stack([images[0], TRANSFORMS["rot90"](images[0])]), grid=grid, patch_size=12)
+    pos = _grid_permutation(TRANSFORMS["rot90"], grid)
+    assert torch.allclose(pair[torch.arange(g2), g2 + torch.tensor(pos)], torch.ones(g2), atol=1e-5)
 
 
 @pytest.mark.parametrize(
     "kwargs, images, match",
     [
-        ({"grid": 4}, torch.rand(2, 48, 48), "3 x 3"),
+        ({"grid": 4, "boxes": grid_boxes(48, 48)}, torch.rand(2, 48, 48), r"need 16 boxes \(4 x 4 grid\)"),
         ({"mapping": "abs"}, torch.rand(2, 48, 48), "mapping"),
         ({"cross_class": "one"}, torch.rand(2, 48, 48), "cross_class"),
         ({}, torch.ones(2, 48, 48), "data_range"),

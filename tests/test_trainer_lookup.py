@@ -12,24 +12,11 @@ import pytest
 from nnunetv2_glrp.environment import trainers_folder
 from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES
 from nnunetv2_glrp.finetuning.recipes import BUDGETS, RECIPES
-from tiny_trainers.glrp_tiny_trainers import TINY_BUDGET
 
 #: the shipped budgets and the tests' own tiny one (tests/tiny_trainers, on nnUNet_extTrainer via conftest)
-ALL_BUDGETS = {**BUDGETS, TINY_BUDGET.name: TINY_BUDGET}
 
 BASES = {"GLRPTrainer": "GLRP", "GRPTrainer": "GRP", "LRPTrainer": "LRP",
          "GLRPLinearTrainer": "GLRPLinear", "RandomInitTrainer": None}
-
-
-def all_names() -> list[str]:
-    names = []
-    for base in BASES:
-        for k in (None, *PAPER_K_VALUES):
-            for recipe in RECIPES:
-                for budget in ALL_BUDGETS:
-                    name = base + (f"_k{k}" if k else "") + ("_paper" if recipe == "paper" else "")
-                    names.append(name + ("" if budget == "full" else f"_{budget}"))
-    return names
 
 
 def test_ext_trainer_points_at_our_folder():
@@ -37,24 +24,43 @@ def test_ext_trainer_points_at_our_folder():
 
 
 def test_nnunet_lookup_finds_every_trainer_and_variant():
+    """Every trainer class of the trainers module, hand-written or generated, is what nnU-Net's lookup returns
+    for its name, and its name spells its attributes; every (method, k, recipe) has its full and cpu budgets."""
+    import importlib.util
+
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    names = all_names()
-    assert len(names) == 5 * 8 * 2 * 3 == 240
-    assert "GLRPTrainer_k6" in names and "RandomInitTrainer_k2_cpu" in names
-    for name in names:
-        cls = recursive_find_trainer_class_by_name(name)
-        assert cls.__name__ == name
-        # ours, not a built-in of the same name; the _tiny ones from the tests' folder
-        assert cls.__module__ == ("glrp_tiny_trainers" if name.endswith("_tiny") else "glrp_trainers")
-        assert issubclass(cls, nnUNetTrainer)
-        assert cls.pretraining_method == BASES[name.split("_")[0]]
-        k_part = [p for p in name.split("_") if p.startswith("k") and p[1:].isdigit()]
-        assert cls.k_labeled == (int(k_part[0][1:]) if k_part else None)
-        assert cls.recipe.name == ("paper" if "_paper" in name else "nnunet")
-        suffix = name.rsplit("_", 1)[-1]
-        assert cls.budget.name == (suffix if suffix in ("cpu", "tiny") else "full")
+    from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
+    from nnunetv2_glrp.finetuning.variants import variant_name
+
+    spec = importlib.util.spec_from_file_location("glrp_trainers", trainers_folder() / "glrp_trainers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a copy of the module nnU-Net imports (and then drops from sys.modules)
+    classes = {name: cls for name, cls in vars(module).items()
+               if isinstance(cls, type) and issubclass(cls, GLRPFineTuningTrainer) and cls.__module__ == module.__name__}
+    for name, cls in classes.items():
+        found = recursive_find_trainer_class_by_name(name)
+        assert found.__name__ == name and issubclass(found, nnUNetTrainer)
+        assert found.__module__ == "glrp_trainers"  # ours, not a built-in of the same name
+        assert (found.pretraining_method, found.k_labeled, found.recipe, found.budget) == \
+            (cls.pretraining_method, cls.k_labeled, cls.recipe, cls.budget), name
+        base = name.split("_")[0]
+        assert found.pretraining_method == BASES[base]
+        assert variant_name(base, found.k_labeled, found.recipe, found.budget) == name
+    for base in BASES:
+        for k in (None, *PAPER_K_VALUES):
+            for recipe in RECIPES.values():
+                for budget in ("full", "cpu"):
+                    name = variant_name(base, k, recipe, BUDGETS[budget])
+                    assert name in classes, name
+                    assert (classes[name].k_labeled, classes[name].recipe.name, classes[name].budget.name) == \
+                        (k, recipe.name, budget)
+    k6 = recursive_find_trainer_class_by_name("GLRPTrainer_k6")
+    assert (k6.pretraining_method, k6.k_labeled, k6.recipe.name, k6.budget.name) == ("GLRP", 6, "nnunet", "full")
+    random_cpu = recursive_find_trainer_class_by_name("RandomInitTrainer_k2_paper_cpu")
+    assert (random_cpu.pretraining_method, random_cpu.k_labeled, random_cpu.recipe.name,
+            random_cpu.budget.name) == (None, 2, "paper", "cpu")
 
 
 def test_unknown_trainer_is_a_clear_error():
@@ -75,7 +81,8 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
                          capture_output=True, text=True, check=True)
-    assert out.stdout.split() == [str(5 * 8 * 2), "0"]  # the _tiny trainers are the tests' own
+    # 5 methods x 8 k x 2 recipes at the cpu budget, plus NnunetControlTrainer_cpu; _tiny trainers are the tests' own
+    assert out.stdout.split() == [str(5 * 8 * 2 + 1), "0"]
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
 
@@ -91,7 +98,8 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 
     assert main(["trainers"]) == 0
     listed = capsys.readouterr().out.split()
-    assert len(listed) == len(set(listed)) == 5 * 8 * 2 * 2
+    assert len(listed) == len(set(listed)) == 5 * 8 * 2 * 2 + 1  # + NnunetControlTrainer_cpu
+    assert "NnunetControlTrainer_cpu" in listed
     for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "RandomInitTrainer_k2_cpu",
                  "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper"):
         assert name in listed

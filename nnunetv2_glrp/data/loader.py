@@ -5,8 +5,8 @@ bins; each batch visits the bins in a random order and draws, from each bin, a r
 not yet in the batch when the bin has one (any slice of the bin otherwise; any slice at all when the bin
 is empty). A batch therefore spans base to apex and mixes patients, which is what the relative-position
 losses contrast. Batch layout: ``data`` [2N, C, H, W] = first views of the N slices, then their second
-views; ``positions`` [2N]; ``psm`` [9 * 2N, 9 * 2N] the patch SSIM matrix of the views (patch index =
-view * 9 + row-major cell), computed here, in the data workers, so the training step does not pay for it.
+views; ``positions`` [2N]; ``psm`` [g^2 2N, g^2 2N] the patch SSIM matrix of the views on the g x g grid (patch
+index = view * g^2 + row-major cell), computed here, in the data workers, so the training step does not pay for it.
 """
 
 from __future__ import annotations
@@ -49,30 +49,53 @@ class PositionStratifiedSampler:
         return picks
 
 
+def epoch_data_seed(seed: int, epoch: int) -> int:
+    """The data loader's seed of ``epoch`` of a run seeded ``seed`` (a word of SeedSequence([seed, epoch]))."""
+    return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(4)[3])
+
+
 class PretrainingSliceLoader(SlimDataLoaderBase):
     """Infinite batches for GLRP pretraining (batchgenerators data loader, usable in nnU-Net's augmenters).
 
-    ``psm_fn`` maps views [V, H, W] to the [9V, 9V] PSM; None skips the PSM (global-only methods)."""
+    ``psm_fn`` maps views [V, H, W] to the [g^2 V, g^2 V] PSM; None skips the PSM (global-only methods).
+
+    Seeding: without ``iterations_per_epoch`` one stream seeded by (seed, thread id). With it, the loader
+    serves a whole run from ``first_epoch`` on: every ``iterations_per_epoch`` batches it reseeds its
+    sampler from (``epoch_data_seed(seed, epoch)``, thread id), so the batches of an epoch depend on
+    (seed, epoch) only, and one loader (one set of augmentation workers) can serve all epochs while a
+    resumed run still draws the same batches as an uninterrupted one (single-threaded loading; the
+    augmentation itself draws from the process's global RNGs, which the training loop seeds per epoch)."""
 
     def __init__(self, records: Sequence[SliceRecord], batch_size: int, patch_size: Sequence[int], seed: int,
                  augmentation: ViewAugmentation = ViewAugmentation(),
-                 psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 iterations_per_epoch: int | None = None, first_epoch: int = 0):
         super().__init__(list(records), batch_size, None)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.seed = int(seed)
         self.sampler = PositionStratifiedSampler(self._data, batch_size)
         self.transform = build_view_transform(self.patch_size, augmentation)
         self.psm_fn = psm_fn
+        self.iterations_per_epoch = iterations_per_epoch
+        self.first_epoch = int(first_epoch)
+        self._batches = 0
         self._rng: np.random.Generator | None = None
+        self._rng_epoch: int | None = None
 
     @property
     def rng(self) -> np.random.Generator:
-        if self._rng is None:  # created lazily: set_thread_id runs after construction in the workers
-            self._rng = np.random.default_rng([self.seed, self.thread_id])
+        """The sampler's generator for the next batch (the current epoch's, see the class docstring)."""
+        epoch = None
+        if self.iterations_per_epoch is not None:
+            epoch = self.first_epoch + self._batches // self.iterations_per_epoch
+        if self._rng is None or epoch != self._rng_epoch:  # lazily: set_thread_id runs after construction
+            seed = self.seed if epoch is None else epoch_data_seed(self.seed, epoch)
+            self._rng, self._rng_epoch = np.random.default_rng([seed, self.thread_id]), epoch
         return self._rng
 
     def generate_train_batch(self) -> dict:
         picks = [self._data[i] for i in self.sampler.sample(self.rng)]
+        self._batches += 1
         first, second = [], []
         with torch.no_grad():
             for r in picks:

@@ -58,11 +58,6 @@ def _open_image(folder: str, case: str):
     return data
 
 
-def clear_open_cases() -> None:
-    """Close every cached image array (e.g. before a folder is rewritten)."""
-    with _open_cases_lock:
-        _open_cases.clear()
-
 
 def read_properties(folder: Path, case: str) -> dict:
     from batchgenerators.utilities.file_and_folder_operations import load_pickle

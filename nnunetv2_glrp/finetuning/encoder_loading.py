@@ -68,16 +68,9 @@ def load_encoder_state(network: nn.Module, state: Mapping[str, torch.Tensor], so
         raise ValueError(f"cannot load {source}: network {type(module).__name__} has no .encoder")
     check_encoder_state(encoder, state, source)
     device_state = {key: value.detach() for key, value in state.items()}
-    result = encoder.load_state_dict(device_state, strict=True)
-    if result.missing_keys or result.unexpected_keys:  # defensive: strict=True raises before this
-        raise ValueError(f"{source}: load_state_dict reported {result}")
+    encoder.load_state_dict(device_state, strict=True)
     n_params = sum(1 for _ in encoder.parameters())
     logger.info("loaded %d encoder tensors (%d parameters, %d buffers) from %s",
                 len(state), n_params, len(state) - n_params, source)
     return len(state)
 
-
-def decoder_keys(network: nn.Module) -> list[str]:
-    """State-dict keys of the decoder's own tensors (without the decoder's reference to the encoder)."""
-    module = unwrap_network(network)
-    return [key for key in module.state_dict() if key.startswith("decoder.") and not key.startswith("decoder.encoder.")]

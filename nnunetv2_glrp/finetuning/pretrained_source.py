@@ -43,9 +43,3 @@ def obtain_pretrained_encoder(
         raise FileNotFoundError(f"ensure_pretrained returned {path}, which does not exist")
     return path
 
-
-def read_encoder_state(path: Path) -> dict[str, torch.Tensor]:
-    """The encoder state dict stored at ``path`` (keys relative to ``network.encoder``)."""
-    from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
-
-    return load_pretrained_encoder_state(path)

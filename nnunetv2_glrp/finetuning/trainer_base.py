@@ -43,12 +43,13 @@ from nnunetv2_glrp.finetuning.patient_draw import (
     check_patient_level_split, count_patients, ensure_patient_level_splits, select_cases,
     write_selection,
 )
-from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder, read_encoder_state
+from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, recipe_for_budget,
     warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import warmup_factor
+from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
 
 SELECTION_FILE = "k_patients.json"
 SETUP_FILE = "glrp_finetuning.json"
@@ -111,7 +112,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
 
     def configure_optimizers(self):
         if self.pretrained_encoder_path is not None:
-            state = read_encoder_state(self.pretrained_encoder_path)
+            state = load_pretrained_encoder_state(self.pretrained_encoder_path)
             self.loaded_encoder_tensors = load_encoder_state(self.network, state, os.fspath(self.pretrained_encoder_path))
             self.print_to_log_file(
                 f"GLRP: loaded {self.loaded_encoder_tensors} pretrained encoder tensors ({self.pretraining_method}) "

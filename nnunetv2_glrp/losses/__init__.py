@@ -8,7 +8,6 @@ from .global_local import (
     global_relative_position_loss,
     glrp_loss,
     local_pair_weights,
-    local_relative_position_loss,
 )
 from .relative_position import FORMULATIONS, relative_position_loss
 from .slice_similarity import SIMILARITY_KINDS, slice_similarity
@@ -21,7 +20,6 @@ __all__ = [
     "global_relative_position_loss",
     "glrp_loss",
     "local_pair_weights",
-    "local_relative_position_loss",
     "relative_position_loss",
     "slice_similarity",
 ]

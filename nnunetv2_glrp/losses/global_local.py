@@ -84,19 +84,6 @@ def local_pair_weights(
     return psm.float() * d[idx][:, idx]
 
 
-def local_relative_position_loss(
-    patch_z: torch.Tensor,
-    patch_weights: torch.Tensor,
-    tau: float = 0.1,
-    formulation: str = "soft-target",
-) -> torch.Tensor:
-    """LRP loss: patch_z [P, D] (P = 9 * 2N), patch_weights [P, P] from :func:`local_pair_weights`.
-
-    Returns a scalar float32 loss (see :func:`relative_position_loss`).
-    """
-    return relative_position_loss(patch_z, patch_weights, tau=tau, formulation=formulation)
-
-
 @dataclass(frozen=True)
 class LossWeights:
     """lambda1 (GRP), lambda2 (LRP) and the slice-similarity kind of one pretraining method."""

@@ -2,8 +2,8 @@
 
 Global head (GRP): the bottleneck is pooled per channel into three statistics (mean, standard
 deviation, maximum over the spatial positions), batch-normalised, then Linear -> ReLU -> Linear ->
-512-d. Local head (LRP): the chosen stage's feature map is cut into the 3 x 3 grid of
-``nnunetv2_glrp.similarity.patches`` (the same cells the PSM is computed on), each cell is pooled
+512-d. Local head (LRP): the chosen stage's feature map is cut into the g x g grid (3 x 3 by default) of
+``nnunetv2_glrp.patch_grid`` (the same cells the PSM is computed on), each cell is pooled
 into the same three statistics, then the same BatchNorm -> MLP (shared over the 9 patches) gives a
 512-d vector per patch.
 
@@ -32,8 +32,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nnunetv2_glrp.models.taps import encoder_features
-from nnunetv2_glrp.similarity.patches import feature_patch_boxes
+from nnunetv2_glrp.patch_grid import feature_patch_boxes
 
 #: head pooling choices: "mean-std-max" (default, see above) or "mean" (the paper's head: average
 #: pool -> Linear -> ReLU -> Linear, no normalisation; for reproducing it on BatchNorm networks)
@@ -96,7 +95,8 @@ class LocalProjectionHead(nn.Module):
 
 
 class ProjectionHeads(nn.Module):
-    """Both heads; ``forward(features)`` takes the encoder's stage list and returns (z_global, z_local)."""
+    """Both heads; ``forward(features)`` takes the encoder's stage list and returns (z_global, z_local)
+    (None for a head switched off: a method without that loss term does not pay for it)."""
 
     def __init__(self, features_per_stage: Sequence[int], local_stage: int, hidden: int = 512,
                  out_dim: int = 512, grid: int = 3, pooling: str = "mean-std-max"):
@@ -108,10 +108,8 @@ class ProjectionHeads(nn.Module):
         self.global_head = GlobalProjectionHead(int(features_per_stage[-1]), hidden, out_dim, pooling)
         self.local_head = LocalProjectionHead(int(features_per_stage[self.local_stage]), hidden, out_dim, grid, pooling)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.global_head(features[-1]), self.local_head(features[self.local_stage])
-
-
-def embed(network: nn.Module, heads: ProjectionHeads, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder + heads: images [B, C, H, W] -> (z_global [B, D], z_local [B * 9, D])."""
-    return heads(encoder_features(network, x))
+    def forward(self, features: Sequence[torch.Tensor], use_global: bool = True,
+                use_local: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        z_global = self.global_head(features[-1]) if use_global else None
+        z_local = self.local_head(features[self.local_stage]) if use_local else None
+        return z_global, z_local

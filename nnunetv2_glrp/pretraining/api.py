@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 
+from nnunetv2_glrp.data import data_digest, pretraining_data_manifest
+from nnunetv2_glrp.dataset_split import read_split
+from nnunetv2_glrp.models import load_plans_context
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.config import PretrainingConfig, make_config
 from nnunetv2_glrp.pretraining.loop import ENCODER, run_pretraining
@@ -35,9 +38,6 @@ def _dataset_name(dataset_name_or_id: str | int) -> str:
 
 def data_manifest(dataset_name: str) -> dict:
     """The pretraining data manifest of a preprocessed dataset (from its ``glrp_split.json``)."""
-    from nnunetv2_glrp.data import pretraining_data_manifest
-    from nnunetv2_glrp.dataset_split import read_split
-
     return pretraining_data_manifest(read_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
 
 
@@ -50,8 +50,6 @@ def folder_for_config(dataset_name: str, configuration: str, plans_identifier: s
 
 
 def _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed, overrides):
-    from nnunetv2_glrp.data import data_digest
-
     config = make_config(method, preset, seed, **overrides)
     dataset_name = _dataset_name(dataset_name_or_id)
     manifest = data_manifest(dataset_name)
@@ -61,8 +59,6 @@ def _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identi
 
 def verify_pretraining_data(folder: Path, manifest: dict) -> None:
     """Raise ValueError naming ``folder`` unless its ``config.json`` records this data digest and patients."""
-    from nnunetv2_glrp.data import data_digest
-
     record_path = Path(folder) / "config.json"
     try:
         recorded = json.loads(record_path.read_text())["data"]
@@ -91,8 +87,6 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
     """Path of ``pretrained_encoder.pth``; runs (or resumes) pretraining only when it is missing.
 
     A reused encoder's folder must record the current data digest and patients (ValueError otherwise)."""
-    from nnunetv2_glrp.models import load_plans_context
-
     config, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
                                                                   plans_identifier, preset, seed, overrides)
     final = folder / ENCODER

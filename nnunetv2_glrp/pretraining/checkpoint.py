@@ -1,4 +1,11 @@
-"""Atomic writes, the resumable training checkpoint and the lock that serialises concurrent runs."""
+"""Atomic writes, the resumable training checkpoint, the final encoder file and the lock that serialises
+concurrent runs.
+
+Checkpoint (``checkpoint_latest.pth``): epoch, encoder and heads weights, optimizer, scheduler, RNG states,
+per-epoch statistics (``history``), config and the digest of the data it was trained on. Final encoder
+(``pretrained_encoder.pth``): ``encoder_state_dict`` (keys relative to ``network.encoder``), method, config,
+plans identifier, configuration and network class.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +63,47 @@ def seed_epoch(seed: int, epoch: int) -> np.random.SeedSequence:
     np.random.seed(int(s[1]))
     random.seed(int(s[2]))
     return ss
+
+
+def load_checkpoint(path: Path, data_digest: str, device: torch.device) -> dict | None:
+    """The checkpoint at ``path`` (None when there is none); ValueError when it was trained on other data
+    (a run never resumes weights trained on patients that are not in its split any more)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("data_digest") != data_digest:
+        raise ValueError(f"{path.parent}: its checkpoint was trained on data with digest {ckpt.get('data_digest')}, "
+                         f"the dataset now gives {data_digest} (re-converted or re-split?); delete {path.parent} to "
+                         f"pretrain again")
+    return ckpt
+
+
+def save_checkpoint(path: Path, epoch: int, network, heads, optimizer, scheduler, history: dict, config,
+                    data_digest: str) -> None:
+    """Atomically write the state after ``epoch`` (0-based), the RNG states of this moment included."""
+    atomic_torch_save({"epoch": epoch, "encoder": network.encoder.state_dict(), "heads": heads.state_dict(),
+                       "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "rng": rng_state(), "history": history, "config": config.to_dict(),
+                       "data_digest": data_digest}, path)
+
+
+def restore_checkpoint(ckpt: dict, network, heads, optimizer, scheduler) -> tuple[dict, int]:
+    """Load ``ckpt`` into the models, optimizer, scheduler and RNGs; return (history, first epoch to run)."""
+    network.encoder.load_state_dict(ckpt["encoder"])
+    heads.load_state_dict(ckpt["heads"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["history"], ckpt["epoch"] + 1
+
+
+def save_pretrained_encoder(path: Path, network, config, ctx) -> None:
+    """Atomically write the final ``pretrained_encoder.pth`` of a run on ``ctx`` (a ``PlansContext``)."""
+    atomic_torch_save({"encoder_state_dict": network.encoder.state_dict(), "method": config.method,
+                       "config": config.to_dict(), "plans_identifier": ctx.plans_identifier,
+                       "configuration": ctx.configuration,
+                       "network_class": ctx.configuration_manager.network_arch_class_name}, path)
 
 
 @contextlib.contextmanager

@@ -79,13 +79,6 @@ class PretrainingConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "PretrainingConfig":
-        d = dict(d)
-        aug = d.pop("augmentation", {})
-        aug = ViewAugmentation(**{k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()})
-        return cls(**d, augmentation=aug)
-
     def digest(self) -> str:
         """Short hash of every field (seed included): the cache key of the output folder."""
         text = json.dumps(self.to_dict(), sort_keys=True, default=list)

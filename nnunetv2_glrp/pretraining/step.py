@@ -14,10 +14,10 @@ import time
 import torch
 
 from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
-    local_relative_position_loss, slice_similarity
+    relative_position_loss, slice_similarity
 from nnunetv2_glrp.models import encoder_features
+from nnunetv2_glrp.patch_grid import patch_view_index
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
-from nnunetv2_glrp.similarity.patches import patch_view_index
 
 
 class StepTimer:
@@ -30,7 +30,6 @@ class StepTimer:
     def __init__(self, device: torch.device):
         self.device = device
         self.step = self.loss_forward = self.loss_backward = self.psm = 0.0
-        self.steps = 0
 
     @property
     def loss(self) -> float:
@@ -55,15 +54,15 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
                   timer: StepTimer | None = None) -> dict[str, float]:
     """One SGD step on one batch; returns the loss terms (floats).
 
-    batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [9 * 2N, 9 * 2N] (None without LRP)."""
+    batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
+    without LRP)."""
     x = batch["data"].to(device, non_blocking=True)
     pos = batch["positions"].to(device, non_blocking=True)
     clock = timer.now if timer else (lambda: 0.0)
     t0 = clock()
     optimizer.zero_grad(set_to_none=True)
     feats = encoder_features(network, x)
-    z_g = heads.global_head(feats[-1]) if config.lambda_global > 0 else None
-    z_l = heads.local_head(feats[heads.local_stage]) if config.lambda_local > 0 else None
+    z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
@@ -74,7 +73,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
         w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
                                d)
-        l_lrp = local_relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
+        l_lrp = relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
     loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
     t2 = clock()
     if not torch.isfinite(loss):
@@ -91,6 +90,5 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         timer.loss_forward += t2 - t1
         timer.loss_backward += t3 - t2
         timer.psm += float(batch.get("psm_seconds", 0.0))
-        timer.steps += 1
     return {"loss": loss.item(), "grp": float("nan") if l_grp is None else l_grp.item(),
             "lrp": float("nan") if l_lrp is None else l_lrp.item()}

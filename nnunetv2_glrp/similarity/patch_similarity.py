@@ -1,17 +1,19 @@
-"""PSM: the SSIM-based similarity of every pair of 3 x 3 patches over a batch of views (LRP).
+"""PSM: the SSIM-based similarity of every pair of grid x grid patches (3 x 3 in the paper) over a batch of
+views (LRP).
 
 What is compared. Patch k of view v is the input region ``boxes[k]`` of images[v] (default
-:func:`grid_boxes`, or :func:`receptive_field_boxes` for a given encoder stride). Each region is
+``patch_grid.grid_boxes``, or ``patch_grid.receptive_field_boxes`` for a given encoder stride). Each region is
 brought to the canonical orientation of its position class and resized to a common square size
 (bilinear, antialiased):
 
 - corners (class 2) are rotated by a multiple of 90 degrees to the top-left corner: the image
   corner of the patch sits at its top-left, the image centre towards its bottom-right;
 - edges (class 1) are rotated to the top edge: the image border lies along the patch's top;
-- the centre (class 0) is not rotated.
+- centre cells (class 0, no image border) are not rotated.
 
 Rotation alone cannot undo a flip: a flipped corner patch arrives transposed, a flipped edge patch
-mirrored left-right, a centre patch in any of the 8 orientations of the square. So the SSIM of a
+mirrored left-right, a centre patch in any of the 8 orientations of the square (for grids other than
+3 a rotated centre cell also lands on another centre cell). So the SSIM of a
 same-class pair is the maximum over the transforms that keep the canonical place fixed:
 {identity, transpose} for corners, {identity, left-right mirror} for edges, all 8 for the centre.
 This makes the PSM exactly invariant (up to the permutation of patch positions) when each view of
@@ -37,12 +39,14 @@ far less on a GPU. ``patch_size`` trades accuracy for speed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .patches import CENTRE, CORNER, EDGE, Box, canonical_rotation, grid_boxes, position_class
+from nnunetv2_glrp.patch_grid import CENTRE, CORNER, EDGE, Box, canonical_rotation, grid_boxes, position_class
+
 from .ssim import pairwise_ssim
 
 MAPPINGS = ("affine", "clamp")
@@ -66,10 +70,12 @@ STABILISERS: dict[int, list[Transform]] = {
 def canonical_patches(
     images: torch.Tensor, boxes: Sequence[Box], patch_size: int
 ) -> torch.Tensor:
-    """[V, H, W] -> [V * 9, S, S] patches in canonical orientation, view-major, row-major."""
+    """[V, H, W] -> [V * grid^2, S, S] patches in canonical orientation, view-major, row-major
+    (``boxes``: the grid^2 cells, row-major)."""
+    grid = _grid_of(boxes)
     out = []
     for k, (y0, y1, x0, x1) in enumerate(boxes):
-        crop = torch.rot90(images[:, y0:y1, x0:x1], canonical_rotation(k), dims=(-2, -1))
+        crop = torch.rot90(images[:, y0:y1, x0:x1], canonical_rotation(k, grid), dims=(-2, -1))
         resized = F.interpolate(
             crop[:, None], size=(patch_size, patch_size), mode="bilinear",
             align_corners=False, antialias=True,
@@ -78,10 +84,17 @@ def canonical_patches(
     return torch.stack(out, dim=1).reshape(-1, patch_size, patch_size)
 
 
-def _validate_boxes(boxes: Sequence[Box], height: int, width: int) -> list[Box]:
+def _grid_of(boxes: Sequence[Box]) -> int:
+    grid = math.isqrt(len(boxes))
+    if grid < 1 or grid * grid != len(boxes):
+        raise ValueError(f"need grid x grid boxes, got {len(boxes)}")
+    return grid
+
+
+def _validate_boxes(boxes: Sequence[Box], grid: int, height: int, width: int) -> list[Box]:
     boxes = [tuple(int(v) for v in b) for b in boxes]
-    if len(boxes) != 9:
-        raise ValueError(f"patch_ssim_matrix: need 9 boxes (3 x 3 grid), got {len(boxes)}")
+    if len(boxes) != grid * grid:
+        raise ValueError(f"patch_ssim_matrix: need {grid * grid} boxes ({grid} x {grid} grid), got {len(boxes)}")
     for k, (y0, y1, x0, x1) in enumerate(boxes):
         if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
             raise ValueError(
@@ -89,6 +102,42 @@ def _validate_boxes(boxes: Sequence[Box], height: int, width: int) -> list[Box]:
                 f"{height} x {width} image"
             )
     return boxes
+
+
+def _validate_images(images: torch.Tensor) -> torch.Tensor:
+    """[V, H, W] or [V, 1, H, W] finite images -> detached float32 [V, H, W]."""
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    if images.ndim != 3:
+        raise ValueError(
+            "patch_ssim_matrix: images must be [V, H, W] or [V, 1, H, W], "
+            f"got {tuple(images.shape)}"
+        )
+    images = images.detach().float()
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("patch_ssim_matrix: images contain NaN or infinite values")
+    return images
+
+
+def _class_pair_ssim(patches: torch.Tensor, classes: torch.Tensor, cross_class: str, ssim_kw: dict) -> torch.Tensor:
+    """[P, P] SSIM of the canonical patches, maximised over the pair's transforms; NaN where not compared."""
+    n = patches.shape[0]
+    ssim_matrix = torch.full((n, n), float("nan"), device=patches.device)
+    for ca in (CENTRE, EDGE, CORNER):
+        ia = torch.nonzero(classes == ca).flatten().to(patches.device)
+        for cb in (CENTRE, EDGE, CORNER):
+            ib = torch.nonzero(classes == cb).flatten().to(patches.device)
+            if ca == cb:
+                transforms = STABILISERS[ca]
+            elif cross_class == "ssim":
+                transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
+            else:
+                continue
+            best = torch.stack(
+                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
+            ).amax(dim=0)
+            ssim_matrix[ia[:, None], ib[None, :]] = best.float()
+    return ssim_matrix
 
 
 @torch.no_grad()
@@ -107,8 +156,8 @@ def patch_ssim_matrix(
 
     Args:
         images: [V, H, W] (or [V, 1, H, W]) input slices of the V = 2N views.
-        grid: must be 3 (the position classes are defined for the 3 x 3 grid).
-        boxes: 9 input boxes (y0, y1, x0, x1), row-major; default ``grid_boxes(H, W)``.
+        grid: cells per side of the patch grid (3 in the paper).
+        boxes: grid^2 input boxes (y0, y1, x0, x1), row-major; default ``grid_boxes(H, W, grid)``.
         patch_size: common side S of the compared patches; default the largest box side.
         mapping: ``"affine"`` (1 + SSIM) / 2 or ``"clamp"`` max(SSIM, 0).
         cross_class: ``"zero"`` or ``"ssim"`` (see the module docstring).
@@ -116,28 +165,17 @@ def patch_ssim_matrix(
         win_size, sigma: SSIM Gaussian window (11 taps, 1.5 as skimage).
 
     Returns:
-        [9V, 9V] float32 symmetric weights; patch index = view * 9 + row-major position.
+        [g^2 V, g^2 V] float32 symmetric weights (g = grid); patch index = view * g^2 + row-major position.
     """
-    if grid != 3:
-        raise ValueError(f"patch_ssim_matrix: only the 3 x 3 grid is supported, got grid={grid}")
     if mapping not in MAPPINGS:
         raise ValueError(f"patch_ssim_matrix: mapping must be one of {MAPPINGS}, got {mapping!r}")
     if cross_class not in CROSS_CLASS:
         raise ValueError(
             f"patch_ssim_matrix: cross_class must be one of {CROSS_CLASS}, got {cross_class!r}"
         )
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise ValueError(
-            "patch_ssim_matrix: images must be [V, H, W] or [V, 1, H, W], "
-            f"got {tuple(images.shape)}"
-        )
-    images = images.detach().float()
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("patch_ssim_matrix: images contain NaN or infinite values")
+    images = _validate_images(images)
     height, width = images.shape[-2:]
-    boxes = _validate_boxes(grid_boxes(height, width) if boxes is None else boxes, height, width)
+    boxes = _validate_boxes(grid_boxes(height, width, grid) if boxes is None else boxes, grid, height, width)
     if patch_size is None:
         patch_size = max(max(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes)
     if patch_size < win_size:
@@ -152,24 +190,9 @@ def patch_ssim_matrix(
         )
 
     patches = canonical_patches(images, boxes, patch_size)
-    classes = torch.tensor([position_class(k) for k in range(9)]).repeat(images.shape[0])
+    classes = torch.tensor([position_class(k, grid) for k in range(grid * grid)]).repeat(images.shape[0])
     ssim_kw = dict(data_range=data_range, win_size=win_size, sigma=sigma)
-    n = patches.shape[0]
-    ssim_matrix = torch.full((n, n), float("nan"), device=images.device)
-    for ca in (CENTRE, EDGE, CORNER):
-        ia = torch.nonzero(classes == ca).flatten().to(images.device)
-        for cb in (CENTRE, EDGE, CORNER):
-            ib = torch.nonzero(classes == cb).flatten().to(images.device)
-            if ca == cb:
-                transforms = STABILISERS[ca]
-            elif cross_class == "ssim":
-                transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
-            else:
-                continue
-            best = torch.stack(
-                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
-            ).amax(dim=0)
-            ssim_matrix[ia[:, None], ib[None, :]] = best.float()
+    ssim_matrix = _class_pair_ssim(patches, classes, cross_class, ssim_kw)
     known = ~torch.isnan(ssim_matrix)
     weights = (1 + ssim_matrix) / 2 if mapping == "affine" else ssim_matrix.clamp_min(0)
     return torch.where(known, weights, torch.zeros_like(weights))

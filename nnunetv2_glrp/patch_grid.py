@@ -1,11 +1,17 @@
-"""The 3 x 3 patch grid of LRP: feature-map patches, their input boxes, and position classes.
+"""The grid x grid patch grid of LRP (3 x 3 in the paper): feature-map patches, their input boxes, and
+position classes. Shared by the projection heads (``models.heads``, which pool the feature patches) and the
+PSM (``similarity.patch_similarity``, which compares the input boxes), so both cut the same cells.
 
 Split rule (chosen; the paper is silent): a length L is cut into ``grid`` parts at
-``floor(k * L / grid + 1/2)``, k = 0..grid, so part sizes differ by at most 1. For grid = 3 the
-split is mirror-symmetric (k L / 3 never ends in .5), so rotating or flipping an image by a
-multiple of 90 degrees maps grid cells exactly onto grid cells (e.g. 128 -> 43, 42, 43).
+``floor(k * L / grid + 1/2)``, k = 0..grid, so part sizes differ by at most 1. For an odd grid
+(3 included) the split is mirror-symmetric (k L / grid never ends in .5), so rotating or flipping an
+image by a multiple of 90 degrees maps grid cells exactly onto grid cells (e.g. 128 -> 43, 42, 43);
+for an even grid only when grid divides L.
 
-Patch order everywhere in this package: row-major within a view (index = 3 * row + col) and
+Position classes, for any grid: centre (no image border: the interior cells), edge (one border),
+corner (two borders); for grid = 3 one centre, four edges, four corners, for grid = 2 four corners.
+
+Patch order everywhere in this package: row-major within a view (index = grid * row + col) and
 view-major across views (patch index = view * grid**2 + index).
 
 Input region of a feature patch: the strided projection of its feature cells, i.e. feature rows
@@ -95,18 +101,18 @@ def position_class(index: int, grid: int = 3) -> int:
 def canonical_rotation(index: int, grid: int = 3) -> int:
     """k such that ``torch.rot90(patch, k, dims=(-2, -1))`` brings a patch to its class's
     canonical place: corners to the top-left corner, edges to the top edge (so the image border
-    lies at the patch's top, and for corners also at its left), the centre stays (k = 0).
+    lies at the patch's top, and for corners also at its left), centre cells stay (k = 0).
 
     Found by rotating a marker grid, so it follows torch.rot90's convention by construction.
     """
     cls = position_class(index, grid)
     if cls == CENTRE:
         return 0
-    target = (0, 0) if cls == CORNER else (0, grid // 2)
     marker = torch.zeros(grid, grid)
     marker.view(-1)[index] = 1.0
     for k in range(4):
-        if torch.rot90(marker, k, dims=(0, 1))[target] == 1.0:
+        turned = torch.rot90(marker, k, dims=(0, 1))
+        if (turned[0, 0] if cls == CORNER else turned[0, 1:grid - 1].sum()) == 1.0:
             return k
     raise ValueError(f"patch {index} of a {grid}x{grid} grid has no canonical rotation")
 
@@ -114,21 +120,3 @@ def canonical_rotation(index: int, grid: int = 3) -> int:
 def patch_view_index(num_views: int, grid: int = 3) -> torch.Tensor:
     """[num_views * grid**2] view index of each patch in the view-major patch order."""
     return torch.arange(num_views).repeat_interleave(grid * grid)
-
-
-def pool_feature_patches(features: torch.Tensor, grid: int = 3) -> torch.Tensor:
-    """Average-pool each of the grid x grid patches of a feature map.
-
-    Args:
-        features: [V, C, h, w] encoder features of V views.
-
-    Returns:
-        [V * grid**2, C] patch vectors in the view-major, row-major order used by the PSM.
-    """
-    if features.ndim != 4:
-        raise ValueError(
-            f"pool_feature_patches: features must be [V, C, h, w], got {tuple(features.shape)}"
-        )
-    boxes = feature_patch_boxes(features.shape[-2:], grid)
-    pooled = [features[:, :, y0:y1, x0:x1].mean(dim=(-2, -1)) for y0, y1, x0, x1 in boxes]
-    return torch.stack(pooled, dim=1).reshape(-1, features.shape[1])

@@ -1,0 +1,205 @@
+"""Few-label benchmark: nnU-Net's own trainer from scratch vs the plugin's RandomInit and GLRP.
+
+On the realistic phantom (``make_phantom(difficulty="realistic")``), for every k and every seed of the
+k-patient draw, trains through ``nnUNetv2_train`` at one budget (default ``cpu``):
+
+* ``nnU-Net``: ``NnunetControlTrainer_<budget>`` (nnU-Net's ``nnUNetTrainer`` with only the budget's
+  epochs/iterations/optimizer; it draws no patients: the benchmark writes the k drawn patients as an
+  extra fold of ``splits_final.json``, with the same draw as the plugin's trainers);
+* ``Random``: ``RandomInitTrainer_k<K>_<budget>``; ``GLRP``: ``GLRPTrainer_k<K>_<budget>`` (pretrained
+  once, cached, shared by all seeds);
+
+predicts the test patients (``nnUNetv2_predict``, no test-time mirroring, to save CPU time) and prints
+the test Dice (mean, per class) and, per method, the paired difference to nnU-Net's trainer over the
+test cases of all seeds with a 95 % bootstrap interval (cases resampled, seeds kept).
+
+    .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
+        [--seeds 0 1 2] [--plans small_cpu] [--budget cpu] [--out bench_output/few_label.json]
+
+Each seed gets its own ``nnUNet_results`` under ``--root`` (the pretraining cache is shared), so a
+rerun with the same ``--root`` skips finished trainings and predictions and a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
+
+CLASSES = ("RV", "MYO", "LV")
+CONTROL = "nnU-Net"
+
+
+def _trainers(k: int, budget: str) -> dict[str, str]:
+    return {CONTROL: f"NnunetControlTrainer_{budget}", "Random": f"RandomInitTrainer_k{k}_{budget}",
+            "GLRP": f"GLRPTrainer_k{k}_{budget}"}
+
+
+def _prepare(root: Path, args) -> Path:
+    from nnunetv2_glrp.conversion import convert_acdc
+    from nnunetv2_glrp.conversion.phantom import make_phantom
+    from nnunetv2_glrp.preparation.pipeline import prepare_dataset
+
+    phantom = root / "phantom"
+    if not (phantom / "DONE").exists():
+        make_phantom(phantom, n_patients=args.patients, seed=args.phantom_seed, difficulty="realistic")
+        (phantom / "DONE").write_text("ok\n")
+    existing = sorted(Path(os.environ["nnUNet_raw"]).glob(f"Dataset{args.dataset:03d}_*"))
+    raw = existing[0] if existing else convert_acdc(phantom, args.dataset, split=args.split, seed=args.phantom_seed)
+    args.configuration = prepare_dataset(args.dataset, overlay=args.plans, num_processes=2)
+    return raw
+
+
+def _use_results(root: Path, dataset_name: str, seed: int) -> None:
+    results = root / f"results_seed{seed}"
+    os.environ["nnUNet_results"] = os.fspath(results)
+    os.environ["GLRP_SEED"] = str(seed)
+    shared = root / "pretraining_cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    link = results / dataset_name / "glrp_pretraining"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(shared, target_is_directory=True)
+
+
+def _run(cmd: list[str], log: Path) -> None:
+    with open(log, "a") as f:
+        f.write("$ " + " ".join(cmd) + "\n")
+        f.flush()
+        done = subprocess.run(cmd, env=os.environ.copy(), stdout=f, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}); see {log}")
+
+
+def _train_and_predict(root: Path, raw: Path, trainer: str, fold: int, args, tag: str) -> Path:
+    from nnunetv2_glrp.environment import nnunet_command
+
+    model = Path(os.environ["nnUNet_results"]) / raw.name / f"{trainer}__nnUNetPlans__{args.configuration}" / f"fold_{fold}"
+    log = root / "logs" / f"{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if not (model / "checkpoint_final.pth").exists():
+        cmd = [nnunet_command("nnUNetv2_train"), str(args.dataset), args.configuration, str(fold), "-tr", trainer,
+               "-device", args.device]
+        _run(cmd + (["--c"] if (model / "checkpoint_latest.pth").exists() else []), log)
+    pred = root / "predictions" / tag
+    if not (pred / "DONE").exists():
+        _run([nnunet_command("nnUNetv2_predict"), "-i", os.fspath(raw / "imagesTs"), "-o", os.fspath(pred),
+              "-d", str(args.dataset), "-c", args.configuration, "-f", str(fold), "-tr", trainer,
+              "-device", args.device, "--disable_tta", "--continue_prediction", "-npp", "1", "-nps", "1"], log)
+        (pred / "DONE").write_text("ok\n")
+    return pred
+
+
+def _case_dice(pred: Path, raw: Path, out: Path) -> dict[str, dict[str, float]]:
+    """{case: {class: Dice}} from evaluate_folder's per-case CSV."""
+    from nnunetv2_glrp.evaluate import evaluate_folder
+
+    evaluate_folder(pred, raw / "labelsTs", out_dir=out)
+    with open(out / "metrics_per_case.csv") as f:
+        return {row["case"]: {c: float(row[f"{c}_dice"]) for c in CLASSES} for row in csv.DictReader(f)}
+
+
+def paired_interval(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean paired difference and its 95 % bootstrap interval; diffs [seeds, cases], cases resampled."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, diffs.shape[1], size=(n_boot, diffs.shape[1]))
+    boots = diffs[:, idx].mean(axis=(0, 2))
+    return float(diffs.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
+
+
+def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
+    """dice[(method, k, seed)] = {case: {class: Dice}} -> per (method, k): means, per-class means, paired diff."""
+    out = {}
+    for k in ks:
+        cases = sorted(dice[(CONTROL, k, seeds[0])])
+        for method in (m for m in ("nnU-Net", "Random", "GLRP") if (m, k, seeds[0]) in dice):
+            per = np.array([[[dice[(method, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in seeds])
+            ctrl = np.array([[[dice[(CONTROL, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in seeds])
+            entry = {"mean_dice": float(per.mean()), "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
+                     "classes": {cl: float(per[:, :, i].mean()) for i, cl in enumerate(CLASSES)}}
+            if method != CONTROL:
+                mean, lo, hi = paired_interval(per.mean(axis=2) - ctrl.mean(axis=2))
+                entry["paired_vs_nnunet"] = {"mean": mean, "ci95": [lo, hi]}
+            out[f"{method} k={k}"] = entry
+    return out
+
+
+def _print_table(summary: dict) -> None:
+    print(f"\n{'run':<16}{'mean Dice':>10}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}{'vs nnU-Net [95% CI]':>30}")
+    for name, e in summary.items():
+        c = e["classes"]
+        seeds = " ".join(f"{v:.3f}" for v in e["per_seed"])
+        diff = e.get("paired_vs_nnunet")
+        dtext = f"{diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else "-"
+        print(f"{name:<16}{e['mean_dice']:>10.3f}{c['RV']:>7.3f}{c['MYO']:>7.3f}{c['LV']:>7.3f}  {seeds:<24}{dtext:>30}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("bench_output") / "few_label_run",
+                        help="working folder (phantom, nnU-Net folders, predictions); reused by a rerun")
+    parser.add_argument("-d", "--dataset", type=int, default=911)
+    parser.add_argument("--patients", type=int, default=40)
+    parser.add_argument("--split", default="6:1:3", help="train:val:test patients of the converted dataset")
+    parser.add_argument("--phantom-seed", type=int, default=0)
+    parser.add_argument("--plans", default="small_cpu", help="plans overlay (CPU configuration)")
+    parser.add_argument("--budget", default="cpu", help="trainer budget suffix (cpu)")
+    parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
+    args = parser.parse_args(argv)
+
+    root = args.root.resolve()
+    for name in ("nnUNet_raw", "nnUNet_preprocessed"):
+        os.environ[name] = os.fspath(root / name)
+    os.environ["nnUNet_results"] = os.fspath(root / "results_seed0")
+    for key, value in (("nnUNet_n_proc_DA", "2"), ("nnUNet_def_n_proc", "1"), ("nnUNet_compile", "false")):
+        os.environ.setdefault(key, value)
+    from nnunetv2_glrp.environment import configure_nnunet_environment
+
+    configure_nnunet_environment(root)
+    t_start = time.perf_counter()
+    raw = _prepare(root, args)
+    from nnunetv2_glrp.finetuning.nnunet_control import write_control_folds
+
+    folds = write_control_folds(Path(os.environ["nnUNet_preprocessed"]) / raw.name, args.k, args.seeds)
+    runs = [(m, k, s) for s in args.seeds for k in args.k for m in args.methods]
+    print(f"{len(runs)} trainings + predictions on {raw.name} ({args.configuration}, budget {args.budget})")
+    dice, wall = {}, {}
+    for method, k, seed in runs:
+        _use_results(root, raw.name, seed)
+        trainer = _trainers(k, args.budget)[method]
+        fold = folds[(k, seed)] if method == CONTROL else 0
+        tag = f"{trainer}_k{k}_seed{seed}"
+        t0 = time.perf_counter()
+        pred = _train_and_predict(root, raw, trainer, fold, args, tag)
+        dice[(method, k, seed)] = _case_dice(pred, raw, root / "evaluation" / tag)
+        wall[tag] = time.perf_counter() - t0
+        print(f"{tag}: mean test Dice {np.mean([list(v.values()) for v in dice[(method, k, seed)].values()]):.3f} "
+              f"({wall[tag]:.0f} s)", flush=True)
+    summary = summarise(dice, args.k, args.seeds)
+    _print_table(summary)
+    record = {"dataset": raw.name, "configuration": args.configuration, "budget": args.budget, "k": args.k,
+              "seeds": args.seeds, "patients": args.patients, "split": args.split, "phantom_seed": args.phantom_seed,
+              "summary": summary, "wall_seconds": wall, "total_seconds": time.perf_counter() - t_start}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, args.out)
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""One pretraining epoch: the SGD steps over the augmenter's batches, their timing and loss statistics.
+
+``run_epoch`` takes the step as a function of (batch, timer), so a method with another loss or a
+distributed step reuses the epoch unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nnunetv2_glrp.pretraining.step import StepTimer
+
+Step = Callable[[dict, StepTimer], dict[str, float]]
+
+
+def epoch_loss_statistics(terms: list[dict[str, float]]) -> dict[str, float]:
+    """Per-epoch summary of the iteration losses: mean of each term, and std/min/max/last of the total."""
+    out = {}
+    for key in ("loss", "grp", "lrp"):
+        values = np.array([t[key] for t in terms], dtype=float)
+        out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    total = np.array([t["loss"] for t in terms], dtype=float)
+    out.update(loss_std=float(total.std()), loss_min=float(total.min()), loss_max=float(total.max()),
+               loss_last=float(total[-1]), iterations=len(terms))
+    return out
+
+
+def run_epoch(step: Step, batches: Iterator[dict], iterations: int, batch_size: int, scheduler,
+              device: torch.device, desc: str) -> tuple[dict, StepTimer]:
+    """``iterations`` steps of ``batch_size`` slices, the scheduler stepped after each; returns (the epoch's
+    time split and loss statistics, its timer)."""
+    timer = StepTimer(device)
+    terms = []
+    t_epoch = time.perf_counter()
+    bar = tqdm(range(iterations), desc=desc, leave=False, disable=None)
+    for _ in bar:
+        out = step(next(batches), timer)
+        scheduler.step()
+        terms.append(out)
+        bar.set_postfix(loss=f"{out['loss']:.4f}")
+    seconds = time.perf_counter() - t_epoch
+    stats = {"seconds": seconds, "slices_per_s": iterations * batch_size / seconds,
+             "step_seconds": timer.step, "loss_fn_share": timer.loss_share,
+             "loss_fn_forward_seconds": timer.loss_forward, "loss_fn_backward_seconds": timer.loss_backward,
+             "psm_seconds": timer.psm, **epoch_loss_statistics(terms)}
+    return stats, timer
+
