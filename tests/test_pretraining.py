@@ -80,6 +80,14 @@ def test_loss_decreases_on_a_fixed_batch(ctx):
     first, last = np.mean([l["loss"] for l in losses[:3]]), np.mean([l["loss"] for l in losses[-3:]])
     assert last < first - 0.05, [round(l["loss"], 4) for l in losses]
     assert all(np.isfinite(l["grp"]) and np.isfinite(l["lrp"]) for l in losses)
+    # the excess over the soft-target floor (target entropy) is a KL: never negative, and it falls
+    from nnunetv2_glrp.losses import slice_similarity, soft_target_entropy
+
+    floor = soft_target_entropy(slice_similarity(batch["positions"], a=config.a, kind=config.similarity_kind)).item()
+    assert losses[0]["grp_excess"] == pytest.approx(losses[0]["grp"] - floor, abs=1e-6)
+    assert all(l["grp_excess"] > -1e-5 and l["lrp_excess"] > -1e-5 for l in losses)
+    assert np.mean([l["grp_excess"] + l["lrp_excess"] for l in losses[-3:]]) < \
+        np.mean([l["grp_excess"] + l["lrp_excess"] for l in losses[:3]])
     assert timer.loss_forward > 0 and timer.loss_backward > 0 and timer.loss < timer.step
     assert timer.loss_share == pytest.approx(timer.loss / timer.step)
 

@@ -9,7 +9,7 @@ from .global_local import (
     glrp_loss,
     local_pair_weights,
 )
-from .relative_position import FORMULATIONS, relative_position_loss
+from .relative_position import FORMULATIONS, relative_position_loss, soft_target_entropy
 from .slice_similarity import SIMILARITY_KINDS, slice_similarity
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "local_pair_weights",
     "relative_position_loss",
     "slice_similarity",
+    "soft_target_entropy",
 ]

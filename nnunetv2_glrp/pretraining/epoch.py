@@ -19,14 +19,18 @@ Step = Callable[[dict, StepTimer], dict[str, float]]
 
 
 def epoch_loss_statistics(terms: list[dict[str, float]]) -> dict[str, float]:
-    """Per-epoch summary of the iteration losses: mean of each term, and std/min/max/last of the total."""
+    """Per-epoch summary of the iteration losses: mean of each term and of each term's excess over its floor
+    (``*_excess``, the KL divergence), std/min/max/last of the total, and the per-iteration excess of
+    each term (``*_excess_per_iteration``, for the loss-curve plot)."""
     out = {}
-    for key in ("loss", "grp", "lrp"):
-        values = np.array([t[key] for t in terms], dtype=float)
+    for key in ("loss", "grp", "lrp", "grp_excess", "lrp_excess"):
+        values = np.array([t.get(key, np.nan) for t in terms], dtype=float)
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     total = np.array([t["loss"] for t in terms], dtype=float)
     out.update(loss_std=float(total.std()), loss_min=float(total.min()), loss_max=float(total.max()),
                loss_last=float(total[-1]), iterations=len(terms))
+    for key in ("grp_excess", "lrp_excess"):
+        out[f"{key}_per_iteration"] = [float(t.get(key, np.nan)) for t in terms]
     return out
 
 

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from nnunetv2_glrp.losses import glrp_loss, global_relative_position_loss, local_pair_weights, \
-    relative_position_loss, slice_similarity
+from nnunetv2_glrp.losses import (glrp_loss, global_relative_position_loss, local_pair_weights,
+                                  relative_position_loss, slice_similarity, soft_target_entropy)
 from nnunetv2_glrp.models import encoder_features
 from nnunetv2_glrp.patch_grid import patch_view_index
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
@@ -52,7 +52,8 @@ def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
                   timer: StepTimer | None = None) -> dict[str, float]:
-    """One SGD step on one batch; returns the loss terms (floats).
+    """One SGD step on one batch; returns the loss terms (floats) and, as ``grp_excess``/``lrp_excess``,
+    each term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`).
 
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
     without LRP)."""
@@ -66,14 +67,17 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
+    floors = {"grp": float("nan"), "lrp": float("nan")}  # soft-target loss floors (target entropies)
+    d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
     if leaf_g is not None:
         l_grp = global_relative_position_loss(leaf_g, pos, a=config.a, tau=config.tau, kind=config.similarity_kind,
                                               formulation=config.formulation)
+        floors["grp"] = _floor(d, config)
     if leaf_l is not None:
-        d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
         w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
                                d)
         l_lrp = relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
+        floors["lrp"] = _floor(w, config)
     loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
     t2 = clock()
     if not torch.isfinite(loss):
@@ -90,5 +94,15 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         timer.loss_forward += t2 - t1
         timer.loss_backward += t3 - t2
         timer.psm += float(batch.get("psm_seconds", 0.0))
-    return {"loss": loss.item(), "grp": float("nan") if l_grp is None else l_grp.item(),
-            "lrp": float("nan") if l_lrp is None else l_lrp.item()}
+    grp = float("nan") if l_grp is None else l_grp.item()
+    lrp = float("nan") if l_lrp is None else l_lrp.item()
+    return {"loss": loss.item(), "grp": grp, "lrp": lrp, "grp_excess": grp - floors["grp"],
+            "lrp_excess": lrp - floors["lrp"]}
+
+
+def _floor(weights: torch.Tensor, config: PretrainingConfig) -> float:
+    """Target entropy of the soft-target loss for these pair weights (NaN for the paper-literal loss,
+    whose floor is not a target entropy): loss minus floor is the KL divergence still to remove."""
+    if config.formulation != "soft-target":
+        return float("nan")
+    return soft_target_entropy(weights).item()
