@@ -14,7 +14,7 @@ the test Dice (mean, per class) and, per method, the paired difference to nnU-Ne
 test cases of all seeds with a 95 % bootstrap interval (cases resampled, seeds kept).
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
-        [--seeds 0 1 2] [--plans small_cpu] [--budget cpu] [--out bench_output/few_label.json]
+        [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--out bench_output/few_label.json]
 
 Each seed gets its own ``nnUNet_results`` under ``--root`` (the pretraining cache is shared), so a
 rerun with the same ``--root`` skips finished trainings and predictions and a killed run resumes.
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=40)
     parser.add_argument("--split", default="6:1:3", help="train:val:test patients of the converted dataset")
     parser.add_argument("--phantom-seed", type=int, default=0)
-    parser.add_argument("--plans", default="small_cpu", help="plans overlay (CPU configuration)")
+    parser.add_argument("--plans", default="nnunet_cpu", help="plans overlay (CPU configuration)")
     parser.add_argument("--budget", default="cpu", help="trainer budget suffix (cpu)")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "add the configurations of a plans overlay (plans/*.json, or a bare name: small_cpu, paper) to a dataset's nnU-Net plans"
+HELP = "add the configurations of a plans overlay (plans/*.json, or a bare name: nnunet_cpu, paper_cpu, paper) to a dataset's nnU-Net plans"
 
 
 def configure(parser) -> None:

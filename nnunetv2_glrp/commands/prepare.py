@@ -8,8 +8,9 @@ HELP = ("prepare a converted dataset in one call: nnU-Net fingerprint (+ integri
 
 def configure(parser) -> None:
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 901)")
-    parser.add_argument("-p", "--plans", default="small_cpu",
-                        help="plans overlay: small_cpu (default), paper, or a path to an overlay JSON")
+    parser.add_argument("-p", "--plans", default="nnunet_cpu",
+                        help="plans overlay: nnunet_cpu (default: nnU-Net's 2d design at CPU size), paper_cpu "
+                             "(the paper's BatchNorm/ReLU network at CPU size), paper, or a path to an overlay JSON")
     parser.add_argument("-np", "--num_processes", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("-pl", "--plans_identifier", default="nnUNetPlans",
                         help="nnU-Net plans identifier (default: nnUNetPlans)")

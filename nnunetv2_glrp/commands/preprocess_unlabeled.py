@@ -9,7 +9,7 @@ HELP = ("preprocess the unlabeled cine frames (unlabeledTr/) of a planned datase
 def configure(parser) -> None:
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 901 or Dataset901_ACDC)")
     parser.add_argument("-c", "--configuration", required=True,
-                        help="plans configuration whose preprocessing is applied (e.g. small_cpu, glrp_paper, 2d)")
+                        help="plans configuration whose preprocessing is applied (e.g. paper_cpu, glrp_paper, 2d)")
     parser.add_argument("-pl", "--plans_identifier", default="nnUNetPlans",
                         help="nnU-Net plans identifier (default: nnUNetPlans)")
     parser.add_argument("-np", "--num_processes", type=int, default=1, help="worker processes (default 1)")

@@ -11,7 +11,7 @@ PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one
 
 def configure(parser) -> None:
     parser.add_argument("-d", dest="dataset", required=True, help="dataset name or id")
-    parser.add_argument("-c", dest="configuration", required=True, help="2D plans configuration (e.g. 2d, small_cpu)")
+    parser.add_argument("-c", dest="configuration", required=True, help="2D plans configuration (e.g. 2d, paper_cpu)")
     parser.add_argument("-m", dest="method", default="GLRP", choices=["GLRP", "GRP", "LRP", "GLRPLinear"])
     parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
     parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"],

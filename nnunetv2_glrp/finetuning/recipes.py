@@ -15,7 +15,7 @@ Choices where the paper is silent:
   epochs of one pass each over the labeled slices (``iterations_per_epoch=None``), nnU-Net
   augmentation.
 * Budgets: ``full`` keeps the recipe's length and pretrains with the "paper" preset; ``cpu`` is
-  sized for the demo on a 2-core CPU with the small_cpu plan (~0.8 s per iteration: 10 epochs x 20
+  sized for the demo on a 2-core CPU with the paper_cpu plan (~0.8 s per iteration: 10 epochs x 20
   iterations + 3 validation iterations per epoch, ~3 min per run), pretrains with the "cpu" preset
   and, because 200 SGD iterations at lr 1e-2 learn almost nothing, runs nnU-Net's recipe with Adam
   lr 1e-3 (see ``CPU_BUDGET``; the trainer records the recipe it ran in ``glrp_finetuning.json``).

@@ -1,4 +1,4 @@
-"""Plans overlays: new configurations (``small_cpu``, ``paper``) added to nnU-Net's own plans file.
+"""Plans overlays: new configurations (``nnunet_cpu``, ``paper_cpu``, ``paper``) added to nnU-Net's own plans file.
 
 Why its own module inside :mod:`nnunetv2_glrp.preparation`: applying an overlay is one step of the
 prepare pipeline (after planning, before preprocessing) and ``nnUNetv2_glrp apply-plans`` runs it
@@ -49,7 +49,7 @@ OVERLAY_MARKER = "glrp_overlay"
 
 
 def resolve_overlay_path(overlay: str | os.PathLike) -> Path:
-    """A path to an overlay JSON, or a bare name (``small_cpu``, ``paper``) of the repository's ``plans/``."""
+    """A path to an overlay JSON, or a bare name (``nnunet_cpu``, ``paper_cpu``, ``paper``) of the repository's ``plans/``."""
     path = Path(overlay)
     if path.is_file():
         return path

@@ -43,7 +43,7 @@ def _labeled_done(dataset_name: str, plans_identifier: str, configuration: str,
     return done, record_file, fingerprint
 
 
-def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = "small_cpu", num_processes: int = 1,
+def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = "nnunet_cpu", num_processes: int = 1,
                     plans_identifier: str = "nnUNetPlans", verify: bool = True) -> str:
     """Fingerprint (+ integrity check) -> plan -> overlay -> preprocess labeled + unlabeled -> splits.
 
