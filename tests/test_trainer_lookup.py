@@ -81,8 +81,8 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
                          capture_output=True, text=True, check=True)
-    # 5 methods x 8 k x 2 recipes at the cpu budget, plus NnunetControlTrainer_cpu; _tiny trainers are the tests' own
-    assert out.stdout.split() == [str(5 * 8 * 2 + 1), "0"]
+    # 5 methods x 8 k x 3 recipes at the cpu budget, plus NnunetControlTrainer_cpu; _tiny trainers are the tests' own
+    assert out.stdout.split() == [str(5 * 8 * 3 + 1), "0"]
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
 
@@ -98,9 +98,9 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 
     assert main(["trainers"]) == 0
     listed = capsys.readouterr().out.split()
-    assert len(listed) == len(set(listed)) == 5 * 8 * 2 * 2 + 1  # + NnunetControlTrainer_cpu
+    assert len(listed) == len(set(listed)) == 5 * 8 * 3 * 2 + 1  # + NnunetControlTrainer_cpu
     assert "NnunetControlTrainer_cpu" in listed
-    for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "RandomInitTrainer_k2_cpu",
+    for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "GLRPTrainer_k6_decwarm_cpu", "RandomInitTrainer_k2_cpu",
                  "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper"):
         assert name in listed
     for name in ("GLRPTrainer_k7", "GLRPTrainer_k2_tiny", "GLRPFineTuningTrainer", "nnUNetTrainer"):

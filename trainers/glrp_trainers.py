@@ -2,9 +2,9 @@
 
 Hand-written below: the five methods. Generated at import by
 :func:`nnunetv2_glrp.finetuning.variants.generate_variants` (so searching the code for a generated
-name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 160 in all). Name grammar::
+name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 240 in all, plus NnunetControlTrainer_cpu). Name grammar::
 
-    <Method>Trainer[_k<K>][_paper][_cpu]
+    <Method>Trainer[_k<K>][_paper|_decwarm][_cpu]
 
 - ``<Method>``: ``GLRP`` (GLRP-cl), ``GRP`` (GRP-cl), ``LRP`` (LRP-cl), ``GLRPLinear`` (GLRP-cl*),
   ``RandomInit`` (no pretraining, the paper's Random row);
@@ -12,6 +12,8 @@ name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 160 in all). N
   without it, all training patients of the fold;
 - ``_paper``: the paper's recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it exactly
   nnU-Net's recipe (Dice+CE, SGD, poly, 1000 x 250 iterations);
+- ``_decwarm``: nnU-Net's recipe with a decoder-only warm-up (encoder frozen for the first 10 % of
+  the iterations, then at half the learning rate), to keep what pretraining learned;
 - ``_cpu``: the demo budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one.
 
 Examples: ``GLRPTrainer`` (all patients, nnU-Net recipe, full budget), ``GLRPTrainer_k6``,

@@ -6,15 +6,48 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnunetv2_glrp.finetuning.encoder_loading import unwrap_network
 from nnunetv2_glrp.finetuning.recipes import FineTuningRecipe
 from nnunetv2_glrp.finetuning.schedules import CosineLRScheduler
+
+
+class GroupFactorScheduler:
+    """An epoch-level scheduler that then scales each parameter group by its ``lr_factor``.
+
+    nnU-Net's schedulers set one lr for every group; the encoder group of a recipe with
+    ``encoder_lr_factor`` gets that lr times the factor. Same ``step(epoch)`` interface."""
+
+    def __init__(self, scheduler, optimizer: torch.optim.Optimizer):
+        self.scheduler, self.optimizer = scheduler, optimizer
+
+    def step(self, current_step: int | None = None) -> None:
+        self.scheduler.step(current_step)
+        for group in self.optimizer.param_groups:
+            group["lr"] *= group.get("lr_factor", 1.0)
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+def parameter_groups(network: nn.Module, recipe: FineTuningRecipe) -> list:
+    """nnU-Net's single group, or [encoder (``lr_factor``), rest] when the recipe treats the encoder apart."""
+    if not recipe.splits_encoder:
+        return list(network.parameters())
+    encoder = list(unwrap_network(network).encoder.parameters())
+    ids = {id(p) for p in encoder}
+    rest = [p for p in network.parameters() if id(p) not in ids]
+    return [{"params": encoder, "name": "encoder", "lr_factor": recipe.encoder_lr_factor},
+            {"params": rest, "name": "decoder", "lr_factor": 1.0}]
 
 
 def build_optimizer(network: nn.Module, recipe: FineTuningRecipe, num_epochs: int):
     """(optimizer, epoch-level lr scheduler with nnU-Net's ``step(epoch)`` interface)."""
     from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
 
-    params = network.parameters()
+    params = parameter_groups(network, recipe)
     if recipe.optimizer == "sgd":
         optimizer = torch.optim.SGD(params, recipe.initial_lr, weight_decay=recipe.weight_decay,
                                     momentum=recipe.momentum, nesterov=recipe.momentum > 0)
@@ -24,7 +57,7 @@ def build_optimizer(network: nn.Module, recipe: FineTuningRecipe, num_epochs: in
         scheduler = PolyLRScheduler(optimizer, recipe.initial_lr, num_epochs)
     else:
         scheduler = CosineLRScheduler(optimizer, recipe.initial_lr, num_epochs)
-    return optimizer, scheduler
+    return optimizer, (GroupFactorScheduler(scheduler, optimizer) if recipe.splits_encoder else scheduler)
 
 
 def build_cross_entropy_loss(ignore_label: int | None, deep_supervision_scales: list | None,

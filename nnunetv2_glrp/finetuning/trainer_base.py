@@ -15,7 +15,9 @@ all training patients of the fold), ``recipe`` and ``budget``. Hooks into nnU-Ne
   (e.g. a hand-made file, or a fold beyond the file: nnU-Net's random per-case 80:20), then keeps
   the k drawn patients (ED and ES) of the fold's training cases; validation stays the fold's whole
   validation set; the draw is written to ``k_patients.json``.
-* ``train_step``: linear lr warm-up over the recipe's first iterations.
+* ``train_step``: the recipe's linear lr warm-up and decoder-only warm-up (the encoder group's lr is
+  0 for the first ``encoder_frozen_fraction`` of the iterations; its optimizer state is then reset).
+  lr 0 rather than ``requires_grad=False`` keeps DDP's gradient hooks valid.
 Inference (``nnUNetv2_predict -tr``) only calls the inherited ``build_network_architecture``: it
 never needs the pretraining cache or the projection heads.
 Environment: ``GLRP_SEED`` (k-patient draw and fine-tuning init, default 0), ``GLRP_PRETRAIN_SEED``
@@ -45,8 +47,8 @@ from nnunetv2_glrp.finetuning.patient_draw import (
 )
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
 from nnunetv2_glrp.finetuning.recipes import (
-    FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, recipe_for_budget,
-    warmup_iterations,
+    FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, encoder_frozen_iterations,
+    recipe_for_budget, warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import warmup_factor
 from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
@@ -91,6 +93,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self._global_iteration = 0
         self._epoch_lrs: list[float] = []
         self._warmup_iterations = 0
+        self._frozen_iterations = 0
 
     # ---- pretrained encoder -------------------------------------------------------------------
     def initialize(self):
@@ -179,6 +182,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
     def on_train_start(self):
         super().on_train_start()
         self._warmup_iterations = warmup_iterations(self.recipe, self.num_epochs, self.num_iterations_per_epoch)
+        self._frozen_iterations = encoder_frozen_iterations(self.recipe, self.num_epochs, self.num_iterations_per_epoch)
         if self.local_rank == 0:
             self._write_setup()
 
@@ -191,7 +195,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             "pretraining_seed": self.pretraining_seed, "recipe": asdict(self.recipe), "budget": asdict(self.budget),
             "num_epochs": self.num_epochs, "num_iterations_per_epoch": self.num_iterations_per_epoch,
             "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
-            "warmup_iterations": self._warmup_iterations,
+            "warmup_iterations": self._warmup_iterations, "encoder_frozen_iterations": self._frozen_iterations,
         }
         atomic_write_json(Path(self.output_folder) / SETUP_FILE, record, default=str)
 
@@ -201,9 +205,22 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self._global_iteration = self.current_epoch * self.num_iterations_per_epoch
 
     def train_step(self, batch: dict) -> dict:
-        if self._warmup_iterations and self._global_iteration <= self._warmup_iterations:
-            factor = warmup_factor(self._global_iteration, self._warmup_iterations)
+        it = self._global_iteration
+        if self._warmup_iterations or self._frozen_iterations:
+            factor = warmup_factor(it, self._warmup_iterations)
+            frozen = it < self._frozen_iterations
             for group, lr in zip(self.optimizer.param_groups, self._epoch_lrs):
-                group["lr"] = lr * factor
+                group["lr"] = 0.0 if frozen and group.get("name") == "encoder" else lr * factor
+            if it == self._frozen_iterations:
+                self._release_encoder()
         self._global_iteration += 1
         return super().train_step(batch)
+
+    def _release_encoder(self) -> None:
+        """End of the decoder-only warm-up: the encoder's optimizer state (momentum accumulated from
+        gradients it never applied) starts fresh."""
+        for group in self.optimizer.param_groups:
+            if group.get("name") == "encoder":
+                for p in group["params"]:
+                    self.optimizer.state.pop(p, None)
+        self.print_to_log_file(f"GLRP: encoder released after {self._frozen_iterations} decoder-only iterations")

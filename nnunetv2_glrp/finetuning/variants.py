@@ -1,4 +1,4 @@
-"""Generated trainer variants: ``<Base>[_k<K>][_paper][_cpu]`` for every k, recipe and budget.
+"""Generated trainer variants: ``<Base>[_k<K>][_paper|_decwarm][_cpu]`` for every k, recipe and budget.
 
 Classes are made with ``type()`` and put into the calling module's namespace by ``trainers/``; their
 ``__module__`` is that module, so nnU-Net's name lookup (``hasattr(module, name)``) finds them like
