@@ -41,7 +41,7 @@ CONTROL = "nnU-Net"
 
 def _trainers(k: int, budget: str) -> dict[str, str]:
     return {CONTROL: f"NnunetControlTrainer_{budget}", "Random": f"RandomInitTrainer_k{k}_{budget}",
-            "GLRP": f"GLRPTrainer_k{k}_{budget}"}
+            "GLRP": f"GLRPTrainer_k{k}_{budget}", "GLRP-decwarm": f"GLRPTrainer_k{k}_decwarm_{budget}"}
 
 
 def _prepare(root: Path, args) -> Path:
@@ -120,11 +120,14 @@ def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
     """dice[(method, k, seed)] = {case: {class: Dice}} -> per (method, k): means, per-class means, paired diff."""
     out = {}
     for k in ks:
-        cases = sorted(dice[(CONTROL, k, seeds[0])])
-        for method in (m for m in ("nnU-Net", "Random", "GLRP") if (m, k, seeds[0]) in dice):
-            per = np.array([[[dice[(method, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in seeds])
-            ctrl = np.array([[[dice[(CONTROL, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in seeds])
-            entry = {"mean_dice": float(per.mean()), "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
+        for method in (CONTROL, "Random", "GLRP", "GLRP-decwarm"):
+            done = [s for s in seeds if (method, k, s) in dice and (CONTROL, k, s) in dice]  # a partial run too
+            if not done:
+                continue
+            cases = sorted(dice[(CONTROL, k, done[0])])
+            per = np.array([[[dice[(method, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
+            ctrl = np.array([[[dice[(CONTROL, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
+            entry = {"mean_dice": float(per.mean()), "seeds": done, "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
                      "classes": {cl: float(per[:, :, i].mean()) for i, cl in enumerate(CLASSES)}}
             if method != CONTROL:
                 mean, lo, hi = paired_interval(per.mean(axis=2) - ctrl.mean(axis=2))
@@ -155,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="cpu", help="trainer budget suffix (cpu)")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"])
+    parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"],
+                        help="any of nnU-Net, Random, GLRP, GLRP-decwarm (GLRP with the _decwarm recipe)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
     args = parser.parse_args(argv)
@@ -188,17 +192,21 @@ def main(argv: list[str] | None = None) -> int:
         wall[tag] = time.perf_counter() - t0
         print(f"{tag}: mean test Dice {np.mean([list(v.values()) for v in dice[(method, k, seed)].values()]):.3f} "
               f"({wall[tag]:.0f} s)", flush=True)
-    summary = summarise(dice, args.k, args.seeds)
-    _print_table(summary)
+        _write(args, raw, summarise(dice, args.k, args.seeds), wall, t_start)  # a killed run keeps what it has
+    _print_table(summarise(dice, args.k, args.seeds))
+    print(f"written {args.out}")
+    return 0
+
+
+def _write(args, raw: Path, summary: dict, wall: dict, t_start: float) -> None:
     record = {"dataset": raw.name, "configuration": args.configuration, "budget": args.budget, "k": args.k,
               "seeds": args.seeds, "patients": args.patients, "split": args.split, "phantom_seed": args.phantom_seed,
-              "summary": summary, "wall_seconds": wall, "total_seconds": time.perf_counter() - t_start}
+              "methods": args.methods, "summary": summary, "wall_seconds": wall,
+              "total_seconds": time.perf_counter() - t_start}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, args.out)
-    print(f"written {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
