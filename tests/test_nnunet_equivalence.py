@@ -74,3 +74,27 @@ def test_random_init_follows_nnunet_trainer_exactly(phantom_preprocessed):
     assert plugin_lrs == nnunet_lrs and nnunet_lrs[0] == 1e-2 and nnunet_lrs[-1] < 1e-2
     assert plugin_state.keys() == nnunet_state.keys()
     assert all(torch.equal(plugin_state[k], nnunet_state[k]) for k in nnunet_state)
+
+
+def test_control_folds_hold_the_plugins_draw_and_keep_their_index(phantom_preprocessed, tmp_path):
+    import shutil
+
+    from nnunetv2_glrp.dataset_split import read_cases_table
+    from nnunetv2_glrp.finetuning.nnunet_control import CONTROL_FOLD_BASE, write_control_folds
+    from nnunetv2_glrp.finetuning.patient_draw import select_cases
+
+    source = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
+    for name in ("splits_final.json", "glrp_split.json"):
+        shutil.copy(source / name, tmp_path / name)
+    original = json.loads((tmp_path / "splits_final.json").read_text())
+    first = write_control_folds(tmp_path, [2], [0, 1])
+    assert first == {(2, 0): CONTROL_FOLD_BASE, (2, 1): CONTROL_FOLD_BASE + 1}
+    again = write_control_folds(tmp_path, [2, 6], [1, 0])  # other order, more cells: known folds keep their index
+    assert again[(2, 0)] == first[(2, 0)] and again[(2, 1)] == first[(2, 1)]
+    splits = json.loads((tmp_path / "splits_final.json").read_text())
+    assert splits[:CONTROL_FOLD_BASE] == original[:CONTROL_FOLD_BASE] and len(splits) == CONTROL_FOLD_BASE + 4
+    table = read_cases_table(tmp_path)
+    for (k, seed), index in again.items():
+        patients, cases = select_cases(original[0]["train"], k, 0, seed, table)
+        assert splits[index] == {"train": cases, "val": original[0]["val"]} and len(patients) == k
+    assert set(splits[again[(2, 0)]]["train"]) < set(splits[again[(6, 0)]]["train"])  # nested across k

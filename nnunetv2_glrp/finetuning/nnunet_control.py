@@ -55,18 +55,21 @@ def write_control_folds(preprocessed_dataset_folder: str | os.PathLike, ks: Iter
 
     Fold ``CONTROL_FOLD_BASE + i`` (i-th (k, seed) pair) trains on the cases of the k patients that
     the plugin's trainers draw at ``GLRP_SEED=seed`` from ``fold`` (same function, same draw) and validates on ``fold``'s
-    validation cases. Rewritten every time (idempotent: folds from ``CONTROL_FOLD_BASE`` on are
-    replaced; nnU-Net's folds 0-4 are kept as they are).
+    validation cases. A control fold already in the file with the same cases keeps its index (so the
+    index of a (k, seed) does not depend on which others a later call asks for, and finished
+    trainings are found again); new ones are appended. nnU-Net's folds 0-4 are never touched.
     Returns {(k, seed): fold index}."""
     folder = Path(preprocessed_dataset_folder)
     splits = json.loads((folder / "splits_final.json").read_text())
     base = splits[fold]
-    splits = splits[:CONTROL_FOLD_BASE]
     table = read_cases_table(folder)
     folds: dict[tuple[int, int], int] = {}
     for k, seed in ((k, s) for k in ks for s in seeds):
         _, cases = select_cases(base["train"], k, fold, seed, table)
-        folds[(k, seed)] = len(splits)
-        splits.append({"train": cases, "val": list(base["val"])})
+        entry = {"train": cases, "val": list(base["val"])}
+        known = [i for i in range(CONTROL_FOLD_BASE, len(splits)) if splits[i] == entry]
+        if not known:
+            splits.append(entry)
+        folds[(k, seed)] = known[0] if known else len(splits) - 1
     atomic_write_json(folder / "splits_final.json", splits)
     return folds
