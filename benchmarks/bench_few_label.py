@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -210,10 +209,10 @@ def _write(args, raw: Path, summary: dict, wall: dict, t_start: float) -> None:
               "seeds": args.seeds, "patients": args.patients, "split": args.split, "phantom_seed": args.phantom_seed,
               "methods": args.methods, "summary": summary, "wall_seconds": wall,
               "total_seconds": time.perf_counter() - t_start}
+    from nnunetv2_glrp.atomic_files import atomic_write_json
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, args.out)
+    atomic_write_json(args.out, record)
 
 
 if __name__ == "__main__":

@@ -111,9 +111,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     with _step("plan + preprocess", timings):
         configuration = prepare_dataset(cfg.dataset_id, overlay=cfg.plans, num_processes=2)
         # nnU-Net's own trainer draws no patients: it gets the plugin's k = 2 draw (GLRP_SEED) as a fold
-        os.environ.setdefault("GLRP_SEED", str(cfg.seed))
+        draw_seed = int(os.environ.setdefault("GLRP_SEED", str(cfg.seed)))
         control_fold = write_control_folds(Path(os.environ["nnUNet_preprocessed"]) / raw_dataset.name, [cfg.k],
-                                           [int(os.environ["GLRP_SEED"])], cfg.fold)[(cfg.k, int(os.environ["GLRP_SEED"]))]
+                                           [draw_seed], cfg.fold)[(cfg.k, draw_seed)]
 
     results = {}
     for trainer in cfg.trainers:
