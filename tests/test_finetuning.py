@@ -156,6 +156,8 @@ def test_train_pretrains_once_and_writes_the_draw(trained):
 
     n = len(load_pretrained_encoder_state(trained["encoder"]))
     assert f"GLRP: loaded {n} pretrained encoder tensors (GLRP)" in trained["glrp_log"]
+    assert "GLRP: GLRP encoder from the pretraining cache (preset 'cpu', seed 0); if it is missing, pretraining runs " \
+           "first: 1 epochs x 2 iterations" in trained["glrp_log"]
     fold = _fold0("GLRPTrainer_k2_tiny", config)
     assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
     setup = json.loads((fold / "glrp_finetuning.json").read_text())
@@ -203,6 +205,33 @@ def test_second_trainer_reuses_the_cache_and_loads_the_encoder(trained):
     assert tr_g == tr_r and val_g == val_r and glrp.selected_patients == random_.selected_patients
     k2 = json.loads((_fold0("GLRPTrainer_k2_tiny", config) / "k_patients.json").read_text())["patients"]
     assert glrp.selected_patients[:2] == k2 and len(set(glrp.selected_patients)) == 6
+
+
+def test_named_encoder_is_used_without_pretraining_and_checked(trained, tmp_path, monkeypatch):
+    """GLRP_PRETRAINED_ENCODER: the trainer starts from exactly that file (another preset's cache entry
+    is never created) and says so; a file of another method or pretrained on other patients is refused."""
+    config = trained["config"]
+    monkeypatch.setenv("GLRP_PRETRAINED_ENCODER", os.fspath(trained["encoder"]))
+    monkeypatch.setenv("GLRP_PRETRAIN_SEED", "7")  # would be a new cache entry without the named encoder
+    glrp = _in_process_trainer("GLRPTrainer_k2_tiny", config)
+    before = _pretraining_folders()
+    glrp.initialize()
+    assert _pretraining_folders() == before and glrp.pretrained_encoder_path == trained["encoder"]
+    assert glrp.pretrained_encoder_source == "named by GLRP_PRETRAINED_ENCODER"
+    with pytest.raises(ValueError, match=r"pretrained_encoder.pth: pretrained with method 'GLRP', but .* 'GRP'"):
+        _in_process_trainer("GRPTrainer_k2_tiny", config).initialize()
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "pretrained_encoder.pth").write_bytes(trained["encoder"].read_bytes())
+    record = json.loads((trained["encoder"].parent / "config.json").read_text())
+    record["data"]["patients"] = record["data"]["patients"][:-1]  # pretrained on other patients
+    (moved / "config.json").write_text(json.dumps(record))
+    monkeypatch.setenv("GLRP_PRETRAINED_ENCODER", os.fspath(moved / "pretrained_encoder.pth"))
+    with pytest.raises(ValueError, match="elsewhere: pretrained on data with patients"):
+        _in_process_trainer("GLRPTrainer_k6_tiny", config).initialize()
+    monkeypatch.setenv("GLRP_PRETRAINED_ENCODER", os.fspath(tmp_path / "missing.pth"))
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        _in_process_trainer("GLRPTrainer_k6_tiny", config).initialize()
 
 
 def test_paper_recipe_and_too_large_k(trained):
@@ -302,8 +331,8 @@ import os, sys
 import torch.distributed as dist
 dist.init_process_group("gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
-path = obtain_pretrained_encoder("Dataset901_ACDC", sys.argv[1], "GRP", "nnUNetPlans", "cpu", "cpu", 1,
-                                 TINY_OVERRIDES)
+path, _ = obtain_pretrained_encoder("Dataset901_ACDC", sys.argv[1], "GRP", "nnUNetPlans", "cpu", "cpu", 1,
+                                    TINY_OVERRIDES)
 print("PATH", path, flush=True)
 dist.destroy_process_group()
 """.replace("TINY_OVERRIDES", repr(dict(TINY_PRETRAINING_OVERRIDES)))

@@ -5,16 +5,41 @@ is missing and is lock-file safe for concurrent callers. Under DDP every rank ca
 rank to take the lock pretrains, the others block on the lock file (no NCCL collective, so a long
 pretraining cannot hit the process-group timeout) and then reuse the cache; a ``dist.barrier()``
 afterwards lines the ranks up before each loads the same file into its unwrapped network.
+
+A user who pretrained once with settings of their own (``nnUNetv2_glrp pretrain ... --epochs 60``)
+points every fine-tuning at exactly that encoder with ``GLRP_PRETRAINED_ENCODER=<its
+pretrained_encoder.pth>``: the trainer then never pretrains, and refuses a file of another method,
+plans identifier or configuration, or one pretrained on other patients (see
+``pretraining.check_named_encoder``). The trainer's log and ``glrp_finetuning.json`` say which encoder
+it used and why.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+#: environment variable naming the ``pretrained_encoder.pth`` every fine-tuning should start from
+ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"
+
+
+def describe_pretraining(method: str, preset: str, seed: int, overrides: dict | None = None) -> str:
+    """One line for the trainer's log before it asks for the encoder: where it will come from and, when
+    the cache entry is missing, how long the pretraining that runs first is."""
+    from nnunetv2_glrp.pretraining import make_config
+
+    named = os.environ.get(ENCODER_ENV)
+    if named:
+        return f"GLRP: {method} encoder named by {ENCODER_ENV}: {named}"
+    c = make_config(method, preset, seed, **(overrides or {}))
+    its = c.iterations_per_epoch or "one pass over the slices"
+    return (f"GLRP: {method} encoder from the pretraining cache (preset {preset!r}, seed {seed}); if it is missing, "
+            f"pretraining runs first: {c.epochs} epochs x {its} iterations of {c.batch_size} slices, lr {c.lr}")
 
 
 def obtain_pretrained_encoder(
@@ -26,12 +51,17 @@ def obtain_pretrained_encoder(
     device: torch.device | str,
     seed: int,
     overrides: dict | None = None,
-) -> Path:
-    """Path of ``pretrained_encoder.pth`` for ``method``; pretrains first when it is missing."""
+) -> tuple[Path, str]:
+    """(path of ``pretrained_encoder.pth`` for ``method``, why this one); pretrains first when the cache
+    entry of ``preset``/``seed``/``overrides`` is missing, unless ``$GLRP_PRETRAINED_ENCODER`` names one."""
     from torch import distributed as dist
 
-    from nnunetv2_glrp.pretraining import ensure_pretrained
+    from nnunetv2_glrp.pretraining import check_named_encoder, ensure_pretrained
 
+    named = os.environ.get(ENCODER_ENV)
+    if named:
+        path = check_named_encoder(named, dataset_name, configuration, method, plans_identifier)
+        return path, f"named by {ENCODER_ENV}"
     device_name = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
     path = Path(ensure_pretrained(
         dataset_name, configuration, method=method, plans_identifier=plans_identifier,
@@ -41,5 +71,6 @@ def obtain_pretrained_encoder(
         dist.barrier()
     if not path.is_file():
         raise FileNotFoundError(f"ensure_pretrained returned {path}, which does not exist")
-    return path
+    extra = f", overrides {overrides}" if overrides else ""
+    return path, f"cache of preset {preset!r}, pretraining seed {seed}{extra} (set {ENCODER_ENV} to use another)"
 

@@ -21,7 +21,8 @@ all training patients of the fold), ``recipe`` and ``budget``. Hooks into nnU-Ne
 Inference (``nnUNetv2_predict -tr``) only calls the inherited ``build_network_architecture``: it
 never needs the pretraining cache or the projection heads.
 Environment: ``GLRP_SEED`` (k-patient draw and fine-tuning init, default 0), ``GLRP_PRETRAIN_SEED``
-(pretraining, default 0).
+(pretraining, default 0), ``GLRP_PRETRAINED_ENCODER`` (a ``pretrained_encoder.pth`` to start from instead
+of the budget's pretraining preset; see pretrained_source).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from nnunetv2_glrp.finetuning.patient_draw import (
     check_patient_level_split, count_patients, ensure_patient_level_splits, select_cases,
     write_selection,
 )
-from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
+from nnunetv2_glrp.finetuning.pretrained_source import describe_pretraining, obtain_pretrained_encoder
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, encoder_frozen_iterations,
     recipe_for_budget, warmup_iterations,
@@ -88,6 +89,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.seed = _env_int("GLRP_SEED", 0)
         self.pretraining_seed = _env_int("GLRP_PRETRAIN_SEED", 0)
         self.pretrained_encoder_path: Path | None = None
+        self.pretrained_encoder_source: str | None = None
         self.loaded_encoder_tensors = 0
         self.selected_patients: list[str] | None = None
         self._global_iteration = 0
@@ -99,7 +101,10 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
     def initialize(self):
         if not self.was_initialized:
             if self.pretraining_method is not None:
-                self.pretrained_encoder_path = obtain_pretrained_encoder(
+                self.print_to_log_file(describe_pretraining(self.pretraining_method, self.budget.pretraining_preset,
+                                                            self.pretraining_seed,
+                                                            dict(self.budget.pretraining_overrides)))
+                self.pretrained_encoder_path, self.pretrained_encoder_source = obtain_pretrained_encoder(
                     self.plans_manager.dataset_name, self.configuration_name, self.pretraining_method,
                     self.plans_manager.plans_name, self.budget.pretraining_preset, self.device,
                     self.pretraining_seed, dict(self.budget.pretraining_overrides),
@@ -119,7 +124,8 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             self.loaded_encoder_tensors = load_encoder_state(self.network, state, os.fspath(self.pretrained_encoder_path))
             self.print_to_log_file(
                 f"GLRP: loaded {self.loaded_encoder_tensors} pretrained encoder tensors ({self.pretraining_method}) "
-                f"from {self.pretrained_encoder_path}; decoder and segmentation layers freshly initialised"
+                f"from {self.pretrained_encoder_path} ({self.pretrained_encoder_source}); decoder and segmentation "
+                "layers freshly initialised"
             )
         else:
             self.print_to_log_file("GLRP: random initialisation (no pretrained encoder)")
@@ -190,6 +196,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         record = {
             "trainer": type(self).__name__, "pretraining_method": self.pretraining_method,
             "pretrained_encoder": os.fspath(self.pretrained_encoder_path) if self.pretrained_encoder_path else None,
+            "pretrained_encoder_source": self.pretrained_encoder_source,
             "loaded_encoder_tensors": self.loaded_encoder_tensors, "k_labeled": self.k_labeled,
             "selected_patients": self.selected_patients, "fold": self.fold, "seed": self.seed,
             "pretraining_seed": self.pretraining_seed, "recipe": asdict(self.recipe), "budget": asdict(self.budget),

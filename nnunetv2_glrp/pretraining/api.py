@@ -105,6 +105,27 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
     return final
 
 
+def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, configuration: str, method: str,
+                        plans_identifier: str) -> Path:
+    """Check a ``pretrained_encoder.pth`` a user names for fine-tuning; return its path.
+
+    It must be a finished run of ``method`` on this plans identifier and configuration, and its folder's
+    ``config.json`` must record this dataset's pretraining data (digest and patients): an encoder
+    pretrained on another split may have seen today's test patients. ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained encoder {path} not found")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(blob, dict) or "encoder_state_dict" not in blob:
+        raise ValueError(f"{path} is not a GLRP pretrained encoder (no 'encoder_state_dict' key)")
+    expected = {"method": method, "plans_identifier": plans_identifier, "configuration": configuration}
+    for key, value in expected.items():
+        if blob.get(key) != value:
+            raise ValueError(f"{path}: pretrained with {key} {blob.get(key)!r}, but this fine-tuning needs {value!r}")
+    verify_pretraining_data(path.parent, data_manifest(_dataset_name(dataset_name_or_id)))
+    return path
+
+
 def load_pretrained_encoder_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The encoder state dict of a ``pretrained_encoder.pth`` (keys relative to ``network.encoder``)."""
     path = Path(path)
