@@ -98,3 +98,26 @@ def test_control_folds_hold_the_plugins_draw_and_keep_their_index(phantom_prepro
         patients, cases = select_cases(original[0]["train"], k, 0, seed, table)
         assert splits[index] == {"train": cases, "val": original[0]["val"]} and len(patients) == k
     assert set(splits[again[(2, 0)]]["train"]) < set(splits[again[(6, 0)]]["train"])  # nested across k
+
+
+def _initial_weights(name: str, config: str, seed: int, monkeypatch) -> dict[str, torch.Tensor]:
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    monkeypatch.setenv("GLRP_SEED", str(seed))
+    torch.manual_seed(12345)  # whatever state the process is in: the trainer must seed itself
+    trainer = get_trainer_from_args("901", config, 0, name, "nnUNetPlans", device=torch.device("cpu"))
+    trainer.initialize()
+    return {k: v.detach().clone() for k, v in trainer.network.state_dict().items()}
+
+
+def test_control_trainer_is_seeded_like_the_plugins_trainers(phantom_preprocessed, monkeypatch):
+    """nnU-Net never seeds (every run starts from torch's default seed); the benchmark's control row must
+    vary its initialisation with GLRP_SEED exactly as RandomInit does, or one draw of the initial
+    weights is shared by all its seeds."""
+    control_3 = _initial_weights("NnunetControlTrainer_cpu", phantom_preprocessed, 3, monkeypatch)
+    random_3 = _initial_weights("RandomInitTrainer_cpu", phantom_preprocessed, 3, monkeypatch)
+    control_4 = _initial_weights("NnunetControlTrainer_cpu", phantom_preprocessed, 4, monkeypatch)
+    assert control_3.keys() == random_3.keys()
+    assert all(torch.equal(control_3[k], random_3[k]) for k in control_3)
+    weights = [k for k in control_3 if k.endswith("weight") and control_3[k].ndim > 1]
+    assert weights and not any(torch.equal(control_3[k], control_4[k]) for k in weights)

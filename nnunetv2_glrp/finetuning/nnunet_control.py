@@ -1,8 +1,11 @@
 """nnU-Net's own trainer at one of the plugin's budgets: the control row of the few-label benchmark.
 
 ``NnunetControlTrainer`` is ``nnUNetTrainer`` with only what a budget must change: the number of
-epochs and iterations and, where the budget overrides nnU-Net's recipe (the ``cpu`` budget runs Adam
-1e-3, see ``recipes.CPU_BUDGET``), the optimizer. Everything else (split handling, data loading,
+epochs and iterations, where the budget overrides nnU-Net's recipe (the ``cpu`` budget runs Adam
+1e-3, see ``recipes.CPU_BUDGET``) the optimizer, and the seed: like the plugin's trainers it seeds its
+initial weights with ``GLRP_SEED`` (see ``seeding``), where nnU-Net would start every run from torch's
+default seed. With the same seed and the same k patients its network starts from the same weights as
+``RandomInitTrainer``'s. Everything else (split handling, data loading,
 augmentation, network, loss, training step) is nnU-Net's code, untouched; it draws no k patients, so
 the benchmark hands it the k drawn patients as an extra fold of ``splits_final.json``. At the full
 budget it is exactly ``nnUNetTrainer``. ``tests/test_nnunet_equivalence.py`` shows that the plugin's
@@ -24,6 +27,7 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.finetuning.optimization import build_optimizer
 from nnunetv2_glrp.dataset_split import read_cases_table
 from nnunetv2_glrp.finetuning.patient_draw import select_cases
+from nnunetv2_glrp.finetuning.seeding import env_seed, seed_everything
 from nnunetv2_glrp.finetuning.recipes import (FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, ResolvedSchedule,
                                               recipe_for_budget)
 
@@ -40,6 +44,11 @@ class NnunetControlTrainer(nnUNetTrainer):
         self.num_iterations_per_epoch = schedule.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = schedule.val_iterations_per_epoch
         self.initial_lr = self.control_recipe.initial_lr
+
+    def initialize(self):
+        if not self.was_initialized:
+            seed_everything(env_seed("GLRP_SEED"))
+        super().initialize()
 
     def configure_optimizers(self):
         return build_optimizer(self.network, self.control_recipe, self.num_epochs)

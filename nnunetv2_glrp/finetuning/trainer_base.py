@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -52,18 +50,11 @@ from nnunetv2_glrp.finetuning.recipes import (
     recipe_for_budget, warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import warmup_factor
+from nnunetv2_glrp.finetuning.seeding import env_seed, seed_everything
 from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
 
 SELECTION_FILE = "k_patients.json"
 SETUP_FILE = "glrp_finetuning.json"
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    try:
-        return int(value) if value.strip() else default
-    except ValueError as err:
-        raise ValueError(f"environment variable {name}={value!r} must be an integer") from err
 
 
 class GLRPFineTuningTrainer(nnUNetTrainer):
@@ -86,8 +77,8 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.enable_deep_supervision = self.recipe.deep_supervision
         if self.recipe.batch_size is not None:  # private deep copy of the plan's configuration
             self.configuration_manager.configuration["batch_size"] = self.recipe.batch_size
-        self.seed = _env_int("GLRP_SEED", 0)
-        self.pretraining_seed = _env_int("GLRP_PRETRAIN_SEED", 0)
+        self.seed = env_seed("GLRP_SEED")
+        self.pretraining_seed = env_seed("GLRP_PRETRAIN_SEED")
         self.pretrained_encoder_path: Path | None = None
         self.pretrained_encoder_source: str | None = None
         self.loaded_encoder_tensors = 0
@@ -110,9 +101,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
                     self.pretraining_seed, dict(self.budget.pretraining_overrides),
                 )
             # seeded after (maybe) pretraining in this process, right before the network is built
-            random.seed(self.seed)
-            np.random.seed(self.seed)
-            torch.manual_seed(self.seed)
+            seed_everything(self.seed)
         super().initialize()
         if self.one_pass_per_epoch:
             self.num_iterations_per_epoch = self._one_pass_iterations()
