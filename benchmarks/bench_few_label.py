@@ -14,7 +14,13 @@ the test Dice (mean, per class) and, per method, the paired difference to nnU-Ne
 test cases of all seeds with a 95 % bootstrap interval (seeds and cases resampled).
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
-        [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--out bench_output/few_label.json]
+        [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--pretrained-encoder PTH]
+        [--out bench_output/few_label.json]
+
+``--pretrained-encoder`` fine-tunes the GLRP rows from one encoder pretrained beforehand with settings of
+one's own (``nnUNetv2_glrp pretrain ... --epochs 60``; passed to the trainers as
+``GLRP_PRETRAINED_ENCODER``) instead of the budget's preset; those runs get their own results and
+prediction folders (named after the encoder's folder), so rows of different pretrainings never mix.
 
 Each seed gets its own ``nnUNet_results`` under ``--root`` (the pretraining cache is shared), so a
 rerun with the same ``--root`` skips finished trainings and predictions and a killed run resumes.
@@ -58,8 +64,8 @@ def _prepare(root: Path, args) -> Path:
     return raw
 
 
-def _use_results(root: Path, dataset_name: str, seed: int) -> None:
-    results = root / f"results_seed{seed}"
+def _use_results(root: Path, dataset_name: str, seed: int, variant: str = "") -> None:
+    results = root / f"results_seed{seed}{variant}"
     os.environ["nnUNet_results"] = os.fspath(results)
     os.environ["GLRP_SEED"] = str(seed)
     shared = root / "pretraining_cache"
@@ -166,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"],
                         help="any of nnU-Net, Random, GLRP, GLRP-decwarm (GLRP with the _decwarm recipe)")
+    parser.add_argument("--pretrained-encoder", type=Path, default=None,
+                        help="pretrained_encoder.pth of a GLRP pretraining on this dataset to fine-tune the GLRP rows "
+                             "from (default: the budget's pretraining preset, pretrained by the first GLRP trainer)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
     args = parser.parse_args(argv)
@@ -187,11 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(m, k, s) for s in args.seeds for k in args.k for m in args.methods]
     print(f"{len(runs)} trainings + predictions on {raw.name} ({args.configuration}, budget {args.budget})")
     dice, wall = {}, {}
+    encoder_tag = _named_encoder(args)
     for method, k, seed in runs:
-        _use_results(root, raw.name, seed)
+        variant = encoder_tag if method.startswith("GLRP") else ""
+        _use_results(root, raw.name, seed, variant)
         trainer = _trainers(k, args.budget)[method]
         fold = folds[(k, seed)] if method == CONTROL else 0
-        tag = f"{trainer}_k{k}_seed{seed}"
+        tag = f"{trainer}_k{k}_seed{seed}{variant}"
         t0 = time.perf_counter()
         pred = _train_and_predict(root, raw, trainer, fold, args, tag)
         dice[(method, k, seed)] = _case_dice(pred, raw, root / "evaluation" / tag)
@@ -204,8 +215,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _named_encoder(args) -> str:
+    """Export ``GLRP_PRETRAINED_ENCODER`` for ``--pretrained-encoder``; the folder-name suffix of its runs."""
+    if args.pretrained_encoder is None:
+        os.environ.pop("GLRP_PRETRAINED_ENCODER", None)
+        return ""
+    path = args.pretrained_encoder.resolve()
+    os.environ["GLRP_PRETRAINED_ENCODER"] = os.fspath(path)
+    return f"__{path.parent.name}"
+
+
+def _pretraining_record(args) -> dict | None:
+    if args.pretrained_encoder is None:
+        return None
+    import json
+
+    config = args.pretrained_encoder.resolve().parent / "config.json"
+    return {"encoder": os.fspath(args.pretrained_encoder), **json.loads(config.read_text())}
+
+
 def _write(args, raw: Path, summary: dict, wall: dict, t_start: float) -> None:
-    record = {"dataset": raw.name, "configuration": args.configuration, "budget": args.budget, "k": args.k,
+    record = {"pretrained_encoder": _pretraining_record(args),"dataset": raw.name, "configuration": args.configuration, "budget": args.budget, "k": args.k,
               "seeds": args.seeds, "patients": args.patients, "split": args.split, "phantom_seed": args.phantom_seed,
               "methods": args.methods, "summary": summary, "wall_seconds": wall,
               "total_seconds": time.perf_counter() - t_start}
