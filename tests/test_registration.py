@@ -81,11 +81,13 @@ def test_dice_paid_with_hausdorff_distance_is_refused(monkeypatch):
 def test_registration_file_round_trip(tmp_path):
     decision = choose_setting([_case("bump", 0)], LABELS, candidates=[NO_CRF, PAPER_SETTING])
     path = tmp_path / "crf.json"
-    write_registration(path, decision, {"trainers": ["T1", "T2"], "fold": 0})
+    write_registration(path, decision, {"trainers": ["T1", "T2"], "fold": 0, "weights": None})
     data = json.loads(path.read_text())
     assert data["fold"] == 0 and data["chosen"]["name"] == "paper (always on)"
     assert load_setting(path, ["T1", "T2"]) == PAPER_SETTING
     with pytest.raises(ValueError, match=r"determined for the fusion of \['T1', 'T2'\], not of \['T1'\]"):
         load_setting(path, ["T1"])
+    with pytest.raises(ValueError, match=r"determined with fusion weights None, not \[2.0, 1.0\]"):
+        load_setting(path, ["T1", "T2"], weights=(2.0, 1.0))
     with pytest.raises(FileNotFoundError, match="run nnUNetv2_glrp determine-crf first"):
         load_setting(tmp_path / "missing.json")

@@ -32,7 +32,7 @@ CRF_MODES = ("auto", "on", "off")
 def resolve_setting(mode: str, ensemble: Ensemble) -> CRFSetting:
     """``auto``: the setting registered by determine-crf; ``on``: the paper's always-on CRF; ``off``: none."""
     if mode == "auto":
-        return load_setting(ensemble.registration_path, ensemble.trainers)
+        return load_setting(ensemble.registration_path, ensemble.trainers, ensemble.weights)
     if mode == "on":
         return PAPER_SETTING
     if mode == "off":

@@ -125,10 +125,12 @@ def write_registration(path: Path, decision: dict, context: dict) -> None:
     atomic_write_json(path, {**context, **decision})
 
 
-def load_setting(path: Path, trainers: Sequence[str] | None = None) -> CRFSetting:
+def load_setting(path: Path, trainers: Sequence[str] | None = None,
+                 weights: Sequence[float] | None = None) -> CRFSetting:
     """The setting in a ``crf.json`` written by ``determine-crf`` (key ``chosen``) or a bare setting dict.
 
-    With ``trainers``, a registration made for another set of fused models is an error."""
+    With ``trainers``, a registration made for another set of fused models (or, when it records
+    them, other fusion weights) is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no registered CRF setting at {path}: run nnUNetv2_glrp determine-crf first "
@@ -141,4 +143,7 @@ def load_setting(path: Path, trainers: Sequence[str] | None = None) -> CRFSettin
     if trainers is not None and registered is not None and list(registered) != list(trainers):
         raise ValueError(f"{path} was determined for the fusion of {registered}, not of {list(trainers)}: "
                          "run determine-crf with these trainers")
+    if trainers is not None and "weights" in data and data["weights"] != (list(weights) if weights else None):
+        raise ValueError(f"{path} was determined with fusion weights {data['weights']}, not "
+                         f"{list(weights) if weights else None}: run determine-crf with these weights")
     return CRFSetting.from_dict(data["chosen"] if "chosen" in data else data)

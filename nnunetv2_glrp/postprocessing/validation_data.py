@@ -39,6 +39,8 @@ def validation_case_names(ensemble: Ensemble) -> list[str]:
     if not splits.is_file():
         raise FileNotFoundError(f"no {splits}: prepare the dataset (nnUNetv2_glrp prepare) or train once first")
     folds = json.loads(splits.read_text())
+    if not str(ensemble.fold).isdigit():
+        raise ValueError(f"fold {ensemble.fold!r}: determine-crf needs a fold with validation cases (0, 1, ...)")
     fold = int(ensemble.fold)
     if not 0 <= fold < len(folds):
         raise ValueError(f"fold {fold} is not in {splits} ({len(folds)} folds)")
