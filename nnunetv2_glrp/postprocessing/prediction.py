@@ -104,7 +104,7 @@ def crf_folder(probabilities: Path, images: Path, out: Path, setting: CRFSetting
     cases = list_cases(images, file_ending)
     for case in cases:  # before OUT exists: every file present, every header consistent
         _, pkl = probability_files(probabilities, case)
-        shape, geometry = read_geometry(case_image_files(images, case, file_ending)[0])
+        _, geometry = read_geometry(case_image_files(images, case, file_ending)[0])
         if not read_properties_geometry(pkl, case).matches(geometry):
             raise ValueError(f"case {case}: geometry of {pkl} differs from its image's {geometry}")
     record = {"mode": "crf", "setting": setting.to_dict(), "probabilities": str(probabilities.resolve())}
