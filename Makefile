@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_conversion.py --patients 20 --n4
 	$(PY) benchmarks/bench_pretraining.py
 	$(PY) benchmarks/bench_finetuning.py
+	$(PY) benchmarks/bench_postprocessing.py
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -28,3 +29,20 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, data, indent: int = 2, **dumps_kwargs) -> None:
     """``json.dumps(data)`` written to ``path`` atomically."""
     atomic_write_text(path, json.dumps(data, indent=indent, **dumps_kwargs))
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike):
+    """Yield a temporary path beside ``path`` with the same name ending (``.nii.gz``, ``.npz``) for a
+    writer that takes a file name; it is renamed to ``path`` when the block ends without an error and
+    removed otherwise. Temporary names start with ``.`` and contain ``.tmp``."""
+    path = Path(path)
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

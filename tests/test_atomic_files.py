@@ -20,3 +20,20 @@ def test_failed_write_keeps_the_previous_file(tmp_path):
         atomic_write_json(target, {"not serialisable": object()})
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_atomic_output_keeps_the_name_ending_and_cleans_up(tmp_path):
+    from nnunetv2_glrp.atomic_files import atomic_output
+
+    target = tmp_path / "case.nii.gz"
+    with atomic_output(target) as tmp:
+        assert tmp.endswith(".nii.gz") and tmp != str(target)
+        with open(tmp, "w") as f:
+            f.write("done")
+    assert target.read_text() == "done"
+    with pytest.raises(RuntimeError):
+        with atomic_output(tmp_path / "other.npz") as tmp:
+            with open(tmp, "w") as f:
+                f.write("half")
+            raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["case.nii.gz"]

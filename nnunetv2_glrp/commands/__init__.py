@@ -15,6 +15,9 @@ SUBCOMMANDS = {
     "pretrain": "pretrain",
     "write-splits": "write_splits",
     "trainers": "trainers",
+    "determine-crf": "determine_crf",
+    "predict": "predict",
+    "crf": "crf",
     "evaluate": "evaluate",
     "demo": "demo",
 }

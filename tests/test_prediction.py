@@ -1,0 +1,146 @@
+"""``crf`` and ``predict`` on synthetic folders: output geometry, resume, and every bad input leaves OUT clean.
+
+``predict`` runs with stand-in predictors (monkeypatched) so that its own logic is tested in seconds;
+tests/test_postprocessing_e2e.py runs it with trained nnU-Net models."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_glrp.cli import main
+from nnunetv2_glrp.postprocessing import prediction, trained_models
+from nnunetv2_glrp.postprocessing.crf import NO_CRF, PAPER_SETTING, postprocess
+from nnunetv2_glrp.postprocessing.trained_models import Ensemble
+from nnunetv2_glrp.postprocessing.volumes import read_image, write_probabilities
+
+SHAPE = (2, 24, 20)
+SPACING_XYZ = (1.5, 1.25, 8.0)
+
+
+def _probs(seed: int, classes: int = 4, shape=SHAPE) -> np.ndarray:
+    e = np.exp(3 * np.random.default_rng(seed).normal(size=(classes, *shape)))
+    return (e / e.sum(0)).astype(np.float32)
+
+
+def _write_case(folder, case, seed, origin=(0.0, 0.0, 0.0), shape=SHAPE):
+    folder.mkdir(exist_ok=True)
+    image = sitk.GetImageFromArray(np.random.default_rng(seed).normal(100, 20, shape).astype(np.float32))
+    image.SetSpacing(SPACING_XYZ)
+    image.SetOrigin(origin)
+    sitk.WriteImage(image, str(folder / f"{case}_0000.nii.gz"))
+    return read_image(folder / f"{case}_0000.nii.gz")
+
+
+@pytest.fixture
+def exports(tmp_path):
+    """Two cases: images and nnU-Net-style probability exports (.npz + .pkl)."""
+    images, probs = tmp_path / "images", tmp_path / "probs"
+    probs.mkdir()
+    for i, case in enumerate(["c1", "c2"]):
+        _, geometry = _write_case(images, case, i)
+        write_probabilities(probs, case, _probs(i), {"sitk_stuff": geometry.as_sitk_stuff()})
+    return images, probs, tmp_path / "out"
+
+
+def test_crf_writes_label_maps_with_the_input_geometry_and_resumes(exports):
+    images, probs, out = exports
+    assert main(["crf", "-i", str(probs), "-images", str(images), "-o", str(out)]) == 0
+    for i, case in enumerate(["c1", "c2"]):
+        labels, geometry = read_image(out / f"{case}.nii.gz")
+        image, image_geometry = read_image(images / f"{case}_0000.nii.gz")
+        assert geometry == image_geometry and labels.shape == image.shape
+        assert np.array_equal(labels, postprocess(_probs(i), image, image_geometry.array_spacing, PAPER_SETTING))
+    (out / "c2.nii.gz").unlink()
+    stamp = (out / "c1.nii.gz").stat().st_mtime_ns
+    assert prediction.crf_folder(probs, images, out, PAPER_SETTING) == ["c2"]  # only the missing case
+    assert (out / "c1.nii.gz").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        prediction.crf_folder(probs, images, out, NO_CRF)
+
+
+def _corrupt_npz(probs_dir, case, change):
+    p = _probs(1)
+    change(p)
+    np.savez_compressed(probs_dir / f"{case}.npz", probabilities=p)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda img, pr: (pr / "c2.npz").unlink(), r"case c2: missing .*c2\.npz"),
+    (lambda img, pr: _write_case(img, "c2", 1, origin=(0.0, 0.0, 40.0)), r"case c2: geometry of .*c2\.pkl differs"),
+    (lambda img, pr: _write_case(img, "c2", 1, shape=(2, 24, 21)), r"case c2: probabilities \(4, 2, 24, 20\)"),
+    (lambda img, pr: _corrupt_npz(pr, "c2", lambda p: p.__setitem__((0, 0, 0, 0), np.inf)), "case c2.*non-finite"),
+    (lambda img, pr: _corrupt_npz(pr, "c2", lambda p: p.__setitem__((slice(0, 2), 0, 0, 0), [-0.2, 1.2])),
+     "case c2.*negative"),
+    (lambda img, pr: _corrupt_npz(pr, "c2", lambda p: p.__imul__(1.1)), "case c2.*do not sum to 1"),
+])
+def test_crf_bad_input_is_a_clear_error_and_out_stays_clean(exports, corrupt, message, capsys):
+    images, probs, out = exports
+    (images / "c1_0000.nii.gz").unlink()  # c2 alone: its error must come before anything is written
+    corrupt(images, probs)
+    assert main(["crf", "-i", str(probs), "-images", str(images), "-o", str(out)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists()
+
+
+class _FakePredictor:
+    def __init__(self, probs_by_case):
+        self.probs_by_case = probs_by_case
+
+
+@pytest.fixture
+def fake_models(monkeypatch, tmp_path):
+    """predict_folder with stand-in predictors: trainer name -> case -> probabilities."""
+    table: dict[str, dict[str, np.ndarray]] = {}
+    monkeypatch.setattr(Ensemble, "check_trained", lambda self: None)
+    monkeypatch.setattr(prediction, "load_predictors",
+                        lambda ensemble, device: [_FakePredictor(table[t]) for t in ensemble.trainers])
+    monkeypatch.setattr(trained_models, "predict_probabilities",
+                        lambda predictor, files: (predictor.probs_by_case[files[0].name[:-len("_0000.nii.gz")]],
+                                                  {"note": "fake"}))
+    return table
+
+
+def _ensemble(*trainers):
+    return Ensemble("Dataset999_Fake", "2d", "0", tuple(trainers))
+
+
+def test_predict_fuses_and_writes_with_the_input_geometry(fake_models, tmp_path):
+    images = tmp_path / "images"
+    image, geometry = _write_case(images, "c1", 0, origin=(3.0, -2.0, 5.0))
+    fake_models.update(A={"c1": _probs(1)}, B={"c1": _probs(2)})
+    out = tmp_path / "out"
+    assert prediction.predict_folder(images, out, _ensemble("A", "B"), crf="off", save_probabilities=True) == ["c1"]
+    labels, out_geometry = read_image(out / "c1.nii.gz")
+    assert out_geometry == geometry
+    mean = (_probs(1) + _probs(2)) / 2
+    assert np.array_equal(labels, mean.argmax(0))
+    assert np.allclose(np.load(out / "c1.npz")["probabilities"], mean, atol=1e-6)
+    assert prediction.predict_folder(images, out, _ensemble("A", "B"), crf="off", save_probabilities=True) == []
+
+
+@pytest.mark.parametrize("b_probs, message", [
+    (_probs(2, classes=3), r"case c1: B has 3 classes, A has 4"),
+    (_probs(2, shape=(2, 24, 21)), r"case c1: B predicted \(4, 2, 24, 21\), the image is \(2, 24, 20\)"),
+    (_probs(2) * 0.5, r"case c1 \(B\): probabilities do not sum to 1"),
+])
+def test_predict_bad_models_leave_out_clean(fake_models, tmp_path, b_probs, message):
+    images = tmp_path / "images"
+    _write_case(images, "c1", 0)
+    fake_models.update(A={"c1": _probs(1)}, B={"c1": b_probs})
+    with pytest.raises(ValueError, match=message):
+        prediction.predict_folder(images, tmp_path / "out", _ensemble("A", "B"), crf="on")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_auto_needs_a_registration(fake_models, tmp_path):
+    images = tmp_path / "images"
+    _write_case(images, "c1", 0)
+    with pytest.raises(FileNotFoundError, match="run nnUNetv2_glrp determine-crf first"):
+        prediction.predict_folder(images, tmp_path / "out", _ensemble("A"), crf="auto")
+    with pytest.raises(FileNotFoundError, match="no images named CASE_0000"):
+        prediction.predict_folder(tmp_path, tmp_path / "out", _ensemble("A"), crf="off")
+    assert not (tmp_path / "out").exists()
