@@ -14,13 +14,16 @@ def configure(parser) -> None:
                         help="realistic (default): look-alike structures around, inside and above the heart, "
                              "partial volume; easy: the heart in textured noise (what the tests use)")
     parser.add_argument("--first-patient", type=int, default=1, help="number of the first patient (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder (default: refuse; old and new patients would mix)")
 
 
 def run(args) -> int:
     from nnunetv2_glrp.conversion.phantom import make_phantom
 
     patients = make_phantom(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
-                            first_patient=args.first_patient, difficulty=args.difficulty)
+                            first_patient=args.first_patient, difficulty=args.difficulty,
+                            overwrite=args.overwrite)
     apex = [p.patient_id for p in patients if p.apex_first]
     print(f"{len(patients)} {args.difficulty} phantom patients written to {args.out} (seed {args.seed}); "
           f"stored apex-first: {', '.join(apex) or 'none'}")
