@@ -27,17 +27,20 @@ def trainers_folder() -> Path:
     return folder
 
 
-def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None) -> dict[str, str]:
+def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None,
+                                 create: bool = True) -> dict[str, str]:
     """Fill in unset nnU-Net variables in ``environ`` (default ``os.environ``) and return them.
 
-    ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders.
+    ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders, which
+    are created when ``create`` (commands that never touch them pass False).
     """
     env = os.environ if environ is None else environ
     root = Path(base if base is not None else env.get("GLRP_DATA", "nnunet_data")).resolve()
     for name in NNUNET_FOLDERS:
         if not env.get(name):
             env[name] = os.fspath(root / name)
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(env[name]).mkdir(parents=True, exist_ok=True)
     ours = os.fspath(trainers_folder())
     listed = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     if ours not in listed:

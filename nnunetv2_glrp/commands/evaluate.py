@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
 HELP = "evaluate predicted label maps against references (Dice, HD, HD95, ASSD per class; CSV + JSON)"
 
 
