@@ -40,12 +40,13 @@ import os
 from pathlib import Path
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.environment import shipped_folder
 from nnunetv2_glrp.preparation.overlay_schema import OverlayError, check_resolved, load_overlay
 from nnunetv2_glrp.preparation.records import plans_file as _plans_file
 
 logger = logging.getLogger(__name__)
 
-PLANS_FOLDER = Path(__file__).resolve().parents[2] / "plans"
+PLANS_FOLDER = shipped_folder("plans", must_exist=False)
 OVERLAY_MARKER = "glrp_overlay"
 
 
