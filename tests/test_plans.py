@@ -320,3 +320,13 @@ def test_prepare_checks_the_overlay_before_fingerprinting(tmp_path, monkeypatch)
     monkeypatch.setattr(pipeline, "plan_dataset", lambda *a, **k: pytest.fail("planned before checking the overlay"))
     with pytest.raises(ValueError, match="bad.json: configurations.schema_test.batch_size"):
         prepare_dataset(TINY_PLANS_ID, overlay=path)
+
+
+def test_prepare_refuses_a_truncated_raw_file_before_fingerprinting():
+    folder = write_tiny_raw_dataset(956, n_patients=1)
+    frame = folder / "unlabeledTr" / "patient001_t01_0000.nii.gz"
+    data = frame.read_bytes()
+    frame.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"Dataset956_TINY: 1 image file\(s\) incomplete .*patient001_t01_0000"):
+        prepare_dataset(956, overlay="paper_cpu", num_processes=1)
+    assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()
