@@ -21,6 +21,7 @@ differ by 1e-4 relative, origin by 1e-3 mm plus 1e-4 of the spacing, direction c
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import struct
 import zlib
@@ -103,10 +104,11 @@ def _content_chunks(path: Path):
 def _scan(path: Path) -> tuple[_Layout, int, int]:
     """(layout, content length, NaN/inf voxel count) of a NIfTI file, in one pass over its content."""
     layout, head, total, non_finite, pending = None, b"", 0, 0, b""
-    for chunk in _content_chunks(path):
+    # the empty chunk at the end gets the header of a file shorter than 540 bytes parsed too
+    for chunk in itertools.chain(_content_chunks(path), [b""]):
         if layout is None:
             head += chunk
-            if len(head) < 540:
+            if chunk and len(head) < 540:
                 continue
             layout, chunk = _header_layout(head, path), head
         if layout.float_dtype is not None:  # the chunk's bytes inside the voxel data, whole voxels only
@@ -118,20 +120,7 @@ def _scan(path: Path) -> tuple[_Layout, int, int]:
             non_finite += int(values.size - np.count_nonzero(np.isfinite(values)))
             pending = data[whole:]
         total += len(chunk)
-    if layout is None:
-        layout = _header_layout(head, path)
-        return _scan_small(path, head, layout)
     return layout, total, non_finite
-
-
-def _scan_small(path: Path, content: bytes, layout: _Layout) -> tuple[_Layout, int, int]:
-    """:func:`_scan` of a file whose whole content is shorter than 540 bytes."""
-    non_finite = 0
-    if layout.float_dtype is not None:
-        data = content[layout.data_start: layout.data_start + layout.data_bytes]
-        values = np.frombuffer(data[: len(data) - len(data) % layout.float_dtype.itemsize], layout.float_dtype)
-        non_finite = int(values.size - np.count_nonzero(np.isfinite(values)))
-    return layout, len(content), non_finite
 
 
 def check_complete(path: str | os.PathLike) -> int | None:

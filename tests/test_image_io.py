@@ -81,9 +81,13 @@ def test_geometry_mismatch_names_origin_and_direction():
     assert geometry_mismatch(a, c).startswith("direction")
 
 
+@pytest.mark.parametrize("chunk", [1 << 22, 7])  # 7 bytes: voxels and the header split across reads
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
-def test_nan_and_inf_voxels_are_an_error(tmp_path, dtype, suffix):
+def test_nan_and_inf_voxels_are_an_error(tmp_path, dtype, suffix, chunk, monkeypatch):
+    from nnunetv2_glrp import image_io
+
+    monkeypatch.setattr(image_io, "_CHUNK", chunk)
     array = np.ones((3, 50, 50), dtype)
     array[2, 49, 48], array[0, 0, 0] = np.nan, -np.inf  # the last voxels too: chunk and item boundaries
     path = tmp_path / f"a{suffix}"
@@ -92,6 +96,10 @@ def test_nan_and_inf_voxels_are_an_error(tmp_path, dtype, suffix):
     assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()
     with pytest.raises(ImageFileError, match=f"a{suffix}: has 2 NaN or infinite voxels"):
         read_image(path)
+    finite = tmp_path / f"finite{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.linspace(-1e30, 1e30, 7500, dtype=dtype).reshape(3, 50, 50)),
+                    str(finite))
+    assert check_complete(finite) == 7500
 
 
 def test_tiny_float_file_is_scanned_too(tmp_path):
