@@ -41,4 +41,5 @@ def run(args) -> int:
                              seed=args.seed, **overrides)
     n = len(load_pretrained_encoder_state(path))
     print(f"pretrained encoder ({n} tensors): {path}")
+    print(f"to fine-tune every k and fold from it: export GLRP_PRETRAINED_ENCODER={path}")
     return 0
