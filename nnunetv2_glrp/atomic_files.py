@@ -1,13 +1,14 @@
 """Atomic file writes: a temporary name in the same folder, then ``os.replace``.
 
 A reader never sees a half-written file and a killed process leaves the previous version intact;
-a failed write removes its temporary file.
+a failed write removes its temporary file. :func:`replacing_folder` does the same for a whole folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,4 +46,36 @@ def atomic_output(path: str | os.PathLike):
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def replacing_folder(target: str | os.PathLike, overwrite: bool = False):
+    """Build a folder atomically: yield a temporary sibling, which replaces ``target`` on success.
+
+    ``target`` must be absent or an empty folder unless ``overwrite`` (FileExistsError otherwise,
+    before anything is written). On success an existing ``target`` is first renamed aside, the new
+    folder takes its name, then the old one is deleted; on failure the temporary folder is removed
+    and ``target`` is untouched. Temporary folders left by a killed run are removed first."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise FileExistsError(f"{target} is not empty; refusing to mix old and new files "
+                              "(pass overwrite=True / --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

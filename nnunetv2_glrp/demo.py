@@ -102,7 +102,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     with _step("phantom", timings):
         if not (phantom_root / "DONE").exists():
             make_phantom(phantom_root, n_patients=cfg.patients, seed=cfg.seed, n_frames=cfg.frames,
-                         difficulty=cfg.difficulty)
+                         difficulty=cfg.difficulty, overwrite=True)
             (phantom_root / "DONE").write_text("ok\n")
     with _step("convert", timings):
         raw = Path(os.environ["nnUNet_raw"])

@@ -5,7 +5,8 @@ nnU-Net reads ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` onc
 (the CLI does it first thing). Variables the user has set are never overwritten; unset ones default
 to ``<base>/nnUNet_raw`` etc., where ``base`` is ``$GLRP_DATA`` or ``./nnunet_data``.
 ``nnUNet_extTrainer`` gets this repository's ``trainers/`` folder prepended when it is not already
-listed, so ``nnUNetv2_train -tr GLRPTrainer_k6`` finds our trainers.
+listed, so ``nnUNetv2_train -tr GLRPTrainer_k6`` finds our trainers (:func:`shipped_folder`: beside
+the package in a checkout, inside it in a wheel).
 """
 
 from __future__ import annotations
@@ -16,28 +17,44 @@ from pathlib import Path
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
 
 
+#: where a wheel (``pip install .``) carries the repository's ``plans/`` and ``trainers/`` (see setup.py)
+SHIPPED = "_shipped"
+_MARKERS = {"trainers": "glrp_trainers.py", "plans": "paper.json"}
+
+
+def shipped_folder(name: str, must_exist: bool = True) -> Path:
+    """The repository's ``plans/`` or ``trainers/`` folder: inside the package (``nnunetv2_glrp/_shipped/<name>``)
+    when installed from a wheel, beside it in a checkout (editable install)."""
+    package = Path(__file__).resolve().parent
+    candidates = (package / SHIPPED / name, package.parent / name)
+    for folder in candidates:
+        if (folder / _MARKERS[name]).is_file():
+            return folder
+    if must_exist:
+        raise FileNotFoundError(f"{name} folder not found at {candidates[0]} (wheel) or {candidates[1]} (checkout): "
+                                "reinstall nnunetv2_glrp (pip install . or pip install -e . from a checkout)")
+    return candidates[1]
+
+
 def trainers_folder() -> Path:
-    """The ``trainers/`` folder beside the package (the repository root of an editable install)."""
-    folder = Path(__file__).resolve().parent.parent / "trainers"
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"trainers folder not found at {folder}: install nnunetv2_glrp editable "
-            "(pip install -e .) from a checkout so that trainers/ sits beside the package"
-        )
-    return folder
+    """The folder of the trainer classes that ``nnUNet_extTrainer`` points at."""
+    return shipped_folder("trainers")
 
 
-def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None) -> dict[str, str]:
+def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None,
+                                 create: bool = True) -> dict[str, str]:
     """Fill in unset nnU-Net variables in ``environ`` (default ``os.environ``) and return them.
 
-    ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders.
+    ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders, which
+    are created when ``create`` (commands that never touch them pass False).
     """
     env = os.environ if environ is None else environ
     root = Path(base if base is not None else env.get("GLRP_DATA", "nnunet_data")).resolve()
     for name in NNUNET_FOLDERS:
         if not env.get(name):
             env[name] = os.fspath(root / name)
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
+        if create:
+            Path(env[name]).mkdir(parents=True, exist_ok=True)
     ours = os.fspath(trainers_folder())
     listed = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     if ours not in listed:

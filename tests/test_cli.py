@@ -40,3 +40,67 @@ def test_pretrain_preset_help_matches_the_presets():
             in PRESET_HELP)
     assert paper.iterations_per_epoch is None
     assert f"paper: {paper.epochs} epochs of one pass over the slices, batch {paper.batch_size}" in PRESET_HELP
+
+
+def _subparsers():
+    parser = build_parser()
+    choices = next(a for a in parser._actions if a.dest == "command").choices
+    return {name: choices[name] for name in SUBCOMMANDS}
+
+
+NNUNET_SPELLING = {"-d": "dataset", "-c": "configuration", "-p": "plans_identifier", "-np": "num_processes",
+                   "-device": "device", "-m": "method", "-o": "out"}
+
+
+def test_options_are_spelled_as_in_nnunet_and_the_same_everywhere():
+    seen = set()
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option in NNUNET_SPELLING:
+                    assert action.dest == NNUNET_SPELLING[option], (name, option, action.dest)
+                    seen.add(option)
+                if option.startswith("--"):
+                    assert "-" not in option[2:], f"{name} {option}: long options use underscores like nnU-Net"
+                if action.dest in NNUNET_SPELLING.values():
+                    short = {v: k for k, v in NNUNET_SPELLING.items()}[action.dest]
+                    assert short in action.option_strings, (name, action.option_strings)
+            has_default = action.default not in (None, False, "==SUPPRESS==") and action.option_strings
+            if has_default and action.dest not in ("help", "version"):
+                assert "default" in (action.help or ""), f"{name} {action.option_strings}: help gives no default"
+    assert seen == set(NNUNET_SPELLING)
+
+
+def test_old_spellings_still_parse_as_hidden_aliases(capsys):
+    parser = build_parser()
+    assert parser.parse_args(["prepare", "-d", "27", "-pl", "MyPlans"]).plans_identifier == "MyPlans"
+    assert parser.parse_args(["convert-acdc", "x", "--dataset-id", "27"]).dataset == 27
+    assert parser.parse_args(["pretrain", "-d", "27", "-c", "2d", "--batch-size", "4"]).batch_size == 4
+    assert parser.parse_args(["make-phantom", "x", "--first-patient", "3"]).first_patient == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prepare", "-h"])
+    help_text = capsys.readouterr().out
+    assert "-pl " not in help_text and "--overlay" in help_text and "-p PLANS_IDENTIFIER" in help_text
+
+
+def test_prepare_with_an_overlay_name_for_p_says_what_changed(capsys):
+    assert main(["prepare", "-d", "999", "-p", "paper"]) == 2
+    assert "use --overlay paper" in capsys.readouterr().err
+
+
+def test_version():
+    from nnunetv2_glrp import __version__
+
+    out = subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == f"nnUNetv2_glrp {__version__}"
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["prepar", "-d", "1"], ["prepare", "-h"], ["--version"],
+                                  ["make-phantom", "ph", "--patients", "1", "--frames", "3"],
+                                  ["evaluate", "nowhere", "nothing"]])
+def test_help_typos_and_folder_free_commands_create_no_nnunet_data(tmp_path, argv):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "GLRP_DATA"}
+    subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", *argv], cwd=tmp_path, env=env, capture_output=True)
+    assert not (tmp_path / "nnunet_data").exists()

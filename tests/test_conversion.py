@@ -229,6 +229,29 @@ def _corrupt(root: Path, kind: str) -> None:
         _write_like(img_path, np.zeros_like(sitk.GetArrayFromImage(img)), img)
     elif kind == "garbled-nifti":
         img_path.write_bytes(b"not a nifti file at all" * 10)
+    elif kind in ("truncated-image", "truncated-label", "truncated-4d"):
+        path = {"truncated-image": img_path, "truncated-label": gt_path,
+                "truncated-4d": folder / "patient002_4d.nii.gz"}[kind]
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])  # what an interrupted copy or download leaves
+    elif kind == "nan-image":
+        bad = sitk.GetArrayFromImage(img).astype(np.float32)
+        bad[1, 3, 3] = np.nan
+        _write_like(img_path, bad, img)
+    elif kind == "inf-4d":
+        cine_path = folder / "patient002_4d.nii.gz"
+        cine = sitk.ReadImage(str(cine_path))
+        bad = sitk.GetArrayFromImage(cine).astype(np.float32)
+        bad[2, 0, 0, 0] = np.inf
+        image = sitk.GetImageFromArray(bad, isVector=False)
+        image.CopyInformation(cine)
+        sitk.WriteImage(image, str(cine_path))
+    elif kind == "duplicate-info":
+        (folder / "Info.cfg").write_text((folder / "Info.cfg").read_text() + "ED: 2\n")
+    elif kind == "ed-equals-es":
+        text = (folder / "Info.cfg").read_text()
+        es = next(line for line in text.splitlines() if line.startswith("ES:"))
+        (folder / "Info.cfg").write_text(text.replace(es, "ES: 1"))
     elif kind == "4d-size":
         cine = folder / "patient002_4d.nii.gz"
         sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 2, 5, 5), np.int16), isVector=False), str(cine))
@@ -249,6 +272,13 @@ ERRORS = [
     ("constant", ValueError, "patient002: patient002_frame01.nii.gz is constant"),
     ("garbled-nifti", ValueError, "patient002: cannot read ED image"),
     ("4d-size", ValueError, "patient002: patient002_4d.nii.gz frames have size"),
+    ("truncated-image", ValueError, r"patient002: cannot read ED image .*patient002_frame01.nii.gz: .*incomplete"),
+    ("truncated-label", ValueError, r"patient002: cannot read ED label .*patient002_frame01_gt.nii.gz: .*incomplete"),
+    ("truncated-4d", ValueError, r"patient002: cannot read 4D cine .*patient002_4d.nii.gz: .*incomplete"),
+    ("nan-image", ValueError, "patient002: cannot read ED image .*patient002_frame01.nii.gz: has 1 NaN or infinite"),
+    ("inf-4d", ValueError, "patient002: cannot read 4D cine .*patient002_4d.nii.gz: has 1 NaN or infinite voxels"),
+    ("duplicate-info", ValueError, r"patient002: Info.cfg has 'ED' twice \(lines 1 and 7\)"),
+    ("ed-equals-es", ValueError, r"patient002: Info.cfg ED and ES are the same frame \(1\)"),
 ]
 
 
@@ -256,9 +286,36 @@ ERRORS = [
 def test_bad_input_is_a_clear_error_and_leaves_nothing(acdc_copy, tmp_path, kind, error, message):
     _corrupt(acdc_copy, kind)
     raw = tmp_path / "raw"
-    # 1:0:0 keeps patient002 in train so that its 4D file is read too
+    # 3:1:0 keeps patient002 in train or val so that its 4D file is read too
     with pytest.raises(error, match=message):
-        convert_acdc(acdc_copy, 953, split="1:0:0", raw_root=raw)
+        convert_acdc(acdc_copy, 953, split="3:1:0", raw_root=raw)
+    assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_info_cfg_with_a_byte_order_mark_is_read(acdc_copy, tmp_path):
+    info = acdc_copy / "training/patient002/Info.cfg"
+    info.write_bytes(b"\xef\xbb\xbf" + info.read_bytes())
+    out = convert_acdc(acdc_copy, 957, split="3:1:0", raw_root=tmp_path / "raw")
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert record["cases"]["patient002_ED"]["frame"] == 1
+
+
+def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path):
+    (acdc_copy / "training/patient003").rename(acdc_copy / "training/Patient003")
+    (acdc_copy / "testing/notes").mkdir()
+    with pytest.warns(UserWarning, match=r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes"):
+        out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert "patient003" not in record["train"] + record["val"] + record["test"]
+
+
+@pytest.mark.parametrize("split, counts", [("1:0:0", "4 train / 0 val / 0 test"),
+                                           ("1:100:100", "0 train / 2 val / 2 test"),
+                                           ("1:0:1", "2 train / 0 val / 2 test")])
+def test_split_leaving_an_empty_set_is_refused_with_the_counts(small_phantom, tmp_path, split, counts):
+    raw = tmp_path / "raw"
+    with pytest.raises(ValueError, match=f"split '{split}' over 4 patients gives {counts} patients"):
+        convert_acdc(small_phantom[0], 959, split=split, raw_root=raw)
     assert not raw.exists() or not list(raw.iterdir())
 
 

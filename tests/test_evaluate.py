@@ -51,3 +51,77 @@ def test_empty_prediction_counts_as_infinite_distance(tmp_path):
     assert summary["n_inf_hd"] == 1
     assert summary["mean_hd"] == pytest.approx(0.0)  # RV only: the finite class mean
     assert summary["mean_dice"] == pytest.approx(0.5)
+
+
+def _pair(tmp_path, n_cases=1):
+    """ref/ and pred/ with identical label maps a.nii.gz, b.nii.gz, ...; returns (pred_dir, ref_dir, ref array)."""
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir(), pred_dir.mkdir()
+    ref = np.zeros((3, 16, 16), np.uint8)
+    ref[:, 2:6, 2:6] = 1
+    ref[:, 8:12, 8:12] = 3
+    for name in "abcdefgh"[:n_cases]:
+        _write(ref_dir / f"{name}.nii.gz", ref)
+        _write(pred_dir / f"{name}.nii.gz", ref)
+    return pred_dir, ref_dir, ref
+
+
+def test_truncated_prediction_is_an_error_naming_it(tmp_path):
+    pred_dir, ref_dir, _ = _pair(tmp_path)
+    data = (pred_dir / "a.nii.gz").read_bytes()
+    (pred_dir / "a.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"pred/a.nii.gz: .*incomplete"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
+@pytest.mark.parametrize("geometry, problem", [({"Origin": (0.0, 0.0, 5.0)}, "origin"),
+                                               ({"Direction": (0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)},
+                                                "direction"),
+                                               ({"Spacing": (1.5, 1.5, 10.0)}, "spacing")])
+def test_prediction_on_another_grid_is_an_error(tmp_path, geometry, problem):
+    pred_dir, ref_dir, ref = _pair(tmp_path)
+    image = sitk.GetImageFromArray(ref)
+    image.SetSpacing((1.5, 1.5, 8.0))
+    for key, value in geometry.items():
+        getattr(image, f"Set{key}")(value)
+    sitk.WriteImage(image, str(pred_dir / "a.nii.gz"))
+    with pytest.raises(ValueError, match=f"case a.nii.gz: prediction and reference differ in {problem}"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
+def test_label_values_outside_the_labels_and_float_labels_are_errors(tmp_path):
+    pred_dir, ref_dir, ref = _pair(tmp_path)
+    bad = ref.copy()
+    bad[0, 0, 0] = 5
+    _write(pred_dir / "a.nii.gz", bad)
+    with pytest.raises(ValueError, match=r"pred/a.nii.gz: label values \[5\] are not background or one of"):
+        evaluate_folder(pred_dir, ref_dir)
+    floats = sitk.GetImageFromArray(ref.astype(np.float32) * 0.5)
+    floats.SetSpacing((1.5, 1.5, 8.0))
+    sitk.WriteImage(floats, str(pred_dir / "a.nii.gz"))
+    with pytest.raises(ValueError, match="pred/a.nii.gz: voxels are float32, a label map must have an integer"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
+def test_every_missing_case_is_listed(tmp_path):
+    pred_dir, ref_dir, _ = _pair(tmp_path, n_cases=4)
+    (pred_dir / "b.nii.gz").unlink(), (pred_dir / "d.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="2 of 4 cases have no prediction in .*: b.nii.gz, d.nii.gz"):
+        evaluate_folder(pred_dir, ref_dir)
+
+
+def test_cli_prints_infinite_counts_and_refuses_a_file_for_a_folder(tmp_path, capsys):
+    from nnunetv2_glrp.cli import main
+
+    pred_dir, ref_dir, ref = _pair(tmp_path)
+    pred = ref.copy()
+    pred[pred == 3] = 0  # LV missed
+    _write(pred_dir / "a.nii.gz", pred)
+    assert main(["evaluate", str(pred_dir), str(ref_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "mean_hd 0.000 mm (+ 1 infinite, not in the mean" in out
+    assert "LV nan mm (n=0, 1 infinite)" in out
+    assert main(["evaluate", str(pred_dir / "a.nii.gz"), str(ref_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "error: prediction folder" in err and "a.nii.gz is a file; expected a folder" in err
+    assert "Traceback" not in err

@@ -158,3 +158,39 @@ def test_realistic_phantom_has_dark_muscle_inside_the_lv_label(realistic):
         lv, myo = image[mid][labels[mid] == 3], image[mid][labels[mid] == 2]
         found += int((lv < np.median(myo) * 1.2).sum() > 0.02 * lv.size)
     assert found >= 2
+
+
+def test_non_empty_folder_is_refused_unless_overwrite_which_replaces_it(tmp_path, capsys, monkeypatch):
+    from nnunetv2_glrp.cli import main
+    from nnunetv2_glrp.conversion import phantom
+
+    out = tmp_path / "ph"
+    make_phantom(out, n_patients=3, seed=0, n_frames=3)  # patient001-002 training, patient003 testing
+    (out / "stray.txt").write_text("old")
+    before = _all_files(out)
+    with pytest.raises(FileExistsError, match="ph is not empty"):
+        make_phantom(out, n_patients=2, seed=1, n_frames=3)
+    assert main(["make-phantom", str(out), "--patients", "2", "--frames", "3"]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert _all_files(out) == before
+
+    # a failure half-way leaves the old folder as it was and no temporary folder behind
+    real = phantom.write_phantom_patient
+
+    def fail_on_second(out_dir, meta, seed):
+        if meta.patient_id == "patient002":
+            raise RuntimeError("disk full")
+        real(out_dir, meta, seed)
+    monkeypatch.setattr(phantom, "write_phantom_patient", fail_on_second)
+    with pytest.raises(RuntimeError, match="disk full"):
+        make_phantom(out, n_patients=2, seed=1, n_frames=3, overwrite=True)
+    assert _all_files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ph"]
+    monkeypatch.undo()
+
+    # 2 patients: patient001 training, patient002 testing; nothing of the 3-patient phantom is left
+    make_phantom(out, n_patients=2, seed=1, n_frames=3, overwrite=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("*/patient*")) == [
+        "testing/patient002", "training/patient001"]
+    assert not (out / "stray.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ph"]

@@ -197,7 +197,9 @@ def test_prepare_dataset_on_the_phantom(phantom_preprocessed, phantom_raw_datase
 def test_apply_plans_command(tiny_plans, capsys):
     from nnunetv2_glrp.cli import main
 
-    assert main(["apply-plans", str(TINY_PLANS_ID), "paper"]) == 0
+    assert main(["apply-plans", "-d", str(TINY_PLANS_ID), "--overlay", "paper"]) == 0
+    assert "glrp_paper" in capsys.readouterr().out
+    assert main(["apply-plans", str(TINY_PLANS_ID), "paper"]) == 0  # the earlier positional form
     assert "glrp_paper" in capsys.readouterr().out
     assert main(["apply-plans", str(TINY_PLANS_ID), "no_such_overlay"]) == 2
     assert "no_such_overlay" in capsys.readouterr().err
@@ -253,3 +255,78 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     assert labeled_record["glrp_split_sha256"] == unlabeled_record["glrp_split_sha256"] == split_hash
     assert "patient004_ED" in (preprocessed / "splits_final.json").read_text()
     assert "patient003" not in (preprocessed / "splits_final.json").read_text()
+
+
+def _paper_cpu_with(change) -> dict:
+    overlay = json.loads((PLANS_FOLDER / "paper_cpu.json").read_text())
+    spec = overlay["configurations"].pop("paper_cpu")
+    spec["data_identifier"] = "{plans_identifier}_schema_test"
+    overlay["configurations"]["schema_test"] = spec
+    change(overlay, spec, spec["architecture"]["arch_kwargs"])
+    return overlay
+
+
+def _set(target_key, value, where="spec"):
+    def change(overlay, spec, kwargs):
+        {"spec": spec, "kwargs": kwargs, "arch": spec["architecture"]}[where][target_key] = value
+    return change
+
+
+BAD_OVERLAYS = [  # (id, overlay content or change, field named in the error, problem)
+    ("top-level-list", ["paper_cpu"], "top level", "must be an object"),
+    ("arch-kwargs-null", _set("arch_kwargs", None, "arch"), "architecture.arch_kwargs", "must be an object"),
+    ("patch-size-int", _set("patch_size", 128), "schema_test.patch_size", "non-empty list of positive ints"),
+    ("string-number", _set("batch_size", "16"), "schema_test.batch_size", "integer >= 1"),
+    ("string-in-list", _set("spacing", [2.5, "2.5"]), r"schema_test.spacing\[1\]", "positive number"),
+    ("negative-spacing", _set("spacing", [2.5, -2.5]), r"schema_test.spacing\[1\]", "positive number"),
+    ("1d-strides", _set("strides", [1, 2, 2, 2, 2], "kwargs"), "arch_kwargs.strides", "one list of per-axis"),
+    ("batch-size-0", _set("batch_size", 0), "schema_test.batch_size", "integer >= 1"),
+    ("unknown-class", _set("network_class_name", "dynamic_network_architectures.NoSuchUNet", "arch"),
+     "architecture.network_class_name", "not a class nnU-Net can import"),
+    ("conv3d-in-2d", _set("conv_op", "torch.nn.modules.conv.Conv3d", "kwargs"), "arch_kwargs.conv_op",
+     "Conv3d in a 2D configuration"),
+    ("3d-kernels-in-2d", _set("kernel_sizes", [[3, 3, 3]] * 5, "kwargs"), r"arch_kwargs.kernel_sizes\[0\]",
+     "has 3 axes; the configuration is 2D"),
+    ("typo-key", _set("batchsize", 16), "schema_test.batchsize", "not a key of an nnU-Net configuration"),
+    ("features-short", _set("features_per_stage", [16, 32], "kwargs"), "arch_kwargs.features_per_stage",
+     "has 2 entries; n_stages = 5 needs 5"),
+    ("nan-spacing", _set("spacing", [2.5, float("nan")]), r"schema_test.spacing\[1\]", "positive number"),
+]
+
+
+@pytest.mark.parametrize("kind, content, field, problem", BAD_OVERLAYS, ids=[b[0] for b in BAD_OVERLAYS])
+def test_malformed_overlay_is_a_one_line_error_naming_file_and_field(tiny_plans, tmp_path, capsys,
+                                                                      kind, content, field, problem):
+    from nnunetv2_glrp.cli import main
+
+    overlay = content if not callable(content) else _paper_cpu_with(content)
+    path = tmp_path / f"{kind}.json"
+    path.write_text(json.dumps(overlay))
+    before = tiny_plans.read_bytes()
+    with pytest.raises(ValueError, match=f"{kind}.json: .*{field}: .*{problem}"):
+        apply_plans_overlay(TINY_PLANS_ID, path)
+    assert main(["apply-plans", "-d", str(TINY_PLANS_ID), "--overlay", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnUNetv2_glrp apply-plans: error: ") and f"{kind}.json" in err
+    assert "\n" not in err and "Traceback" not in err
+    assert tiny_plans.read_bytes() == before
+
+
+def test_prepare_checks_the_overlay_before_fingerprinting(tmp_path, monkeypatch):
+    from nnunetv2_glrp.preparation import pipeline
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_paper_cpu_with(_set("batch_size", 0))))
+    monkeypatch.setattr(pipeline, "plan_dataset", lambda *a, **k: pytest.fail("planned before checking the overlay"))
+    with pytest.raises(ValueError, match="bad.json: configurations.schema_test.batch_size"):
+        prepare_dataset(TINY_PLANS_ID, overlay=path)
+
+
+def test_prepare_refuses_a_truncated_raw_file_before_fingerprinting():
+    folder = write_tiny_raw_dataset(956, n_patients=1)
+    frame = folder / "unlabeledTr" / "patient001_t01_0000.nii.gz"
+    data = frame.read_bytes()
+    frame.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"Dataset956_TINY: 1 image file\(s\) incomplete .*patient001_t01_0000"):
+        prepare_dataset(956, overlay="paper_cpu", num_processes=1)
+    assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()

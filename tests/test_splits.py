@@ -43,10 +43,15 @@ def test_official_split():
     _check_partition(sets, PATIENTS)
 
 
-@pytest.mark.parametrize("bad", ["7:1", "a:b:c", "0:1:1", "7:-1:2", "0:0:0"])
+@pytest.mark.parametrize("bad", ["7:1", "a:b:c", "0:1:1", "7:-1:2", "0:0:0", "nan:1:1", "inf:1:1", "7:nan:2"])
 def test_bad_ratio(bad):
     with pytest.raises(ValueError, match="train:val:test"):
         parse_ratio(bad)
+
+
+def test_official_split_with_one_training_patient_is_refused():
+    with pytest.raises(ValueError, match="'official' over 3 patients gives 1 train / 0 val / 2 test"):
+        split_patients(PATIENTS[:3], "official", seed=0, official_test=PATIENTS[1:3])
 
 
 def _record(train, val, test) -> dict:

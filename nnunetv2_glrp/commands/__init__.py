@@ -1,8 +1,10 @@
 """One module per ``nnUNetv2_glrp`` subcommand.
 
 Each module defines ``HELP`` (one line), ``configure(parser)`` (adds its arguments) and
-``run(args) -> int``. Modules import heavy dependencies (torch, nnU-Net) inside ``run`` so that
-``nnUNetv2_glrp -h`` stays fast.
+``run(args) -> int``, and ``USES_NNUNET_FOLDERS = False`` when the command never touches nnU-Net's
+folders (the CLI then creates no ``./nnunet_data``). Modules import heavy dependencies (torch,
+nnU-Net) inside ``run`` so that ``nnUNetv2_glrp -h`` stays fast; shared options (spelled as in
+nnU-Net) come from :mod:`nnunetv2_glrp.commands.options`.
 """
 
 # subcommand name -> module under nnunetv2_glrp.commands

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import hidden_alias
+
 HELP = "convert an ACDC-layout folder to $nnUNet_raw/DatasetXXX_NAME (patient-level split, unlabeled cine frames)"
 
 
 def configure(parser) -> None:
     parser.add_argument("acdc_root", help="folder with training/ and testing/ patient folders")
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1-999)")
-    parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default 7:1:2) "
-                        "or 'official' (testing/ = test)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default 0)")
-    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction of every image written")
-    parser.add_argument("--name", default="ACDC", help="dataset name (default ACDC)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    hidden_alias(parser, parser.add_argument("-d", "--dataset", dest="dataset", type=int, required=True,
+                                             help="id of the new nnU-Net dataset (1-999)"), "--dataset-id")
+    parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default: 7:1:2) "
+                        "or 'official' (testing/ = test); train and val must get at least one patient each")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
+    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction of every image written (default: off)")
+    parser.add_argument("--name", default="ACDC", help="dataset name (default: ACDC)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")
 
 
 def run(args) -> int:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.dataset_split import read_split
 
-    out = convert_acdc(args.acdc_root, args.dataset_id, split=args.split, seed=args.seed, n4=args.n4,
+    out = convert_acdc(args.acdc_root, args.dataset, split=args.split, seed=args.seed, n4=args.n4,
                        dataset_name=args.name, overwrite=args.overwrite)
     record = read_split(out)
     flipped = [p for p, o in record["slice_order"].items() if o["flipped"]]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import add_device
+
 HELP = "run the end-to-end demo (phantom -> convert -> plan -> pretrain -> fine-tune k=2 -> predict -> Dice)"
 
 
 def configure(parser) -> None:
-    parser.add_argument("--out", default="demo_output", help="output folder (its own nnU-Net folders inside)")
-    parser.add_argument("--patients", type=int, default=20, help="phantom patients (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the phantom and the split (default 0)")
-    parser.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda"), help="training device")
+    parser.add_argument("-o", "--out", default="demo_output",
+                        help="output folder, its own nnU-Net folders inside (default: demo_output)")
+    parser.add_argument("--patients", type=int, default=20, help="phantom patients (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the phantom and the split (default: 0)")
+    add_device(parser, "training device (default: cpu)")
 
 
 def run(args) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
 HELP = "evaluate predicted label maps against references (Dice, HD, HD95, ASSD per class; CSV + JSON)"
 
 
@@ -13,13 +14,12 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    import json
     from pathlib import Path
 
-    from nnunetv2_glrp.evaluate import evaluate_folder
+    from nnunetv2_glrp.evaluate import evaluate_folder, format_summary
 
     out = Path(args.out) if args.out else Path(args.pred_dir) / "evaluation"
     summary = evaluate_folder(args.pred_dir, args.ref_dir, out_dir=out)
-    print(json.dumps({k: v for k, v in summary.items() if k.startswith("mean_") or k == "n_cases"}, indent=2))
+    print(format_summary(summary))
     print(f"written: {out / 'metrics_per_case.csv'}, {out / 'summary.json'}")
     return 0

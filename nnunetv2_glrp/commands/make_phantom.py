@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import hidden_alias
+
+USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
 HELP = "write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt)"
 
 
 def configure(parser) -> None:
     parser.add_argument("out", help="output folder (gets training/ and testing/)")
-    parser.add_argument("--patients", type=int, default=20, help="number of patients (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--frames", type=int, default=8, help="cine frames per patient (default 8)")
+    parser.add_argument("--patients", type=int, default=20, help="number of patients (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--frames", type=int, default=8, help="cine frames per patient (default: 8)")
     parser.add_argument("--difficulty", choices=("easy", "realistic"), default="realistic",
                         help="realistic (default): look-alike structures around, inside and above the heart, "
                              "partial volume; easy: the heart in textured noise (what the tests use)")
-    parser.add_argument("--first-patient", type=int, default=1, help="number of the first patient (default 1)")
+    hidden_alias(parser, parser.add_argument("--first_patient", type=int, default=1,
+                                             help="number of the first patient (default: 1)"), "--first-patient")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a non-empty output folder (default: refuse; old and new patients would mix)")
 
 
 def run(args) -> int:
     from nnunetv2_glrp.conversion.phantom import make_phantom
 
     patients = make_phantom(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
-                            first_patient=args.first_patient, difficulty=args.difficulty)
+                            first_patient=args.first_patient, difficulty=args.difficulty,
+                            overwrite=args.overwrite)
     apex = [p.patient_id for p in patients if p.apex_first]
     print(f"{len(patients)} {args.difficulty} phantom patients written to {args.out} (seed {args.seed}); "
           f"stored apex-first: {', '.join(apex) or 'none'}")

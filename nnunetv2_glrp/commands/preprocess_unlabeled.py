@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_num_processes, add_plans_identifier
+
 HELP = ("preprocess the unlabeled cine frames (unlabeledTr/) of a planned dataset with the preprocessing of a plans "
         "configuration, for pretraining (after nnUNetv2_plan_and_preprocess / nnUNetv2_preprocess by hand)")
 
 
 def configure(parser) -> None:
-    parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (e.g. 901 or Dataset901_ACDC)")
-    parser.add_argument("-c", "--configuration", required=True,
-                        help="plans configuration whose preprocessing is applied (e.g. paper_cpu, glrp_paper, 2d)")
-    parser.add_argument("-pl", "--plans_identifier", default="nnUNetPlans",
-                        help="nnU-Net plans identifier (default: nnUNetPlans)")
-    parser.add_argument("-np", "--num_processes", type=int, default=1, help="worker processes (default 1)")
+    add_dataset(parser)
+    add_configuration(parser, "plans configuration whose preprocessing is applied (e.g. paper_cpu, glrp_paper, 2d)")
+    add_plans_identifier(parser, "-pl")
+    add_num_processes(parser)
 
 
 def run(args) -> int:

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
+
 HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear); cached and resumable"
 # Written out rather than read from pretraining.config.PRESETS: importing it imports torch (~1.3 s), and
 # `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
 PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
-               "(default cpu)")
+               "(default: cpu)")
 
 
 def configure(parser) -> None:
-    parser.add_argument("-d", dest="dataset", required=True, help="dataset name or id")
-    parser.add_argument("-c", dest="configuration", required=True, help="2D plans configuration (e.g. 2d, paper_cpu)")
-    parser.add_argument("-m", dest="method", default="GLRP", choices=["GLRP", "GRP", "LRP", "GLRPLinear"])
-    parser.add_argument("-p", dest="plans", default="nnUNetPlans", help="plans identifier (default nnUNetPlans)")
-    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"],
-                        help=PRESET_HELP)
-    parser.add_argument("-device", "--device", dest="device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--iterations", type=int, default=None, help="iterations per epoch")
-    parser.add_argument("--batch-size", type=int, default=None, help="slices per batch (2x views)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_dataset(parser)
+    add_configuration(parser, "2D plans configuration (e.g. 2d, paper_cpu, glrp_paper)")
+    parser.add_argument("-m", "--method", dest="method", default="GLRP", choices=["GLRP", "GRP", "LRP", "GLRPLinear"],
+                        help="pretraining loss (default: GLRP)")
+    add_plans_identifier(parser)
+    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=PRESET_HELP)
+    add_device(parser)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations per epoch (default: the preset's; paper: one pass over the slices)")
+    hidden_alias(parser, parser.add_argument("--batch_size", type=int, default=None,
+                                             help="slices per batch, 2 views each (default: the preset's)"),
+                 "--batch-size")
+    parser.add_argument("--seed", type=int, default=0, help="pretraining seed (default: 0)")
 
 
 def run(args) -> int:
@@ -31,8 +36,10 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.iterations),
                                    ("batch_size", args.batch_size)) if v is not None}
-    path = ensure_pretrained(args.dataset, args.configuration, method=args.method, plans_identifier=args.plans,
-                             preset=args.preset, device=args.device, seed=args.seed, **overrides)
+    path = ensure_pretrained(args.dataset, args.configuration, method=args.method,
+                             plans_identifier=args.plans_identifier, preset=args.preset, device=args.device,
+                             seed=args.seed, **overrides)
     n = len(load_pretrained_encoder_state(path))
     print(f"pretrained encoder ({n} tensors): {path}")
+    print(f"to fine-tune every k and fold from it: export GLRP_PRETRAINED_ENCODER={path}")
     return 0

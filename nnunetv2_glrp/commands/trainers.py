@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
 HELP = "list every GLRP fine-tuning trainer (hand-written and generated) for nnUNetv2_train -tr NAME"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.commands.options import add_dataset
+
 HELP = "write $nnUNet_preprocessed/DATASET/splits_final.json (fold 0 = GLRP train/val, patient-level folds)"
 
 
 def configure(parser) -> None:
-    parser.add_argument("-d", "--dataset", required=True, help="dataset name or id (e.g. 901 or Dataset901_ACDC)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 5-fold patient shuffle for folds 1-4")
+    add_dataset(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the 5-fold patient shuffle for folds 1-4 "
+                                                            "(default: 0)")
 
 
 def run(args) -> int:

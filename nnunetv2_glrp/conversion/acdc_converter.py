@@ -28,9 +28,9 @@ from tqdm import tqdm
 from nnunetv2_glrp.conversion.acdc_reader import AcdcPatient, find_patients, read_cine_frames, read_labeled_frame
 from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices
 from nnunetv2_glrp.conversion.splits import split_patients
-from nnunetv2_glrp.conversion.validation import geometry_mismatch
 from nnunetv2_glrp.conversion.writer import N4Config, RawDatasetBuilder, existing_datasets_with_id, fit_log_bias
 from nnunetv2_glrp.dataset_split import SPLIT_FILE, new_split_record
+from nnunetv2_glrp.image_io import geometry_mismatch
 
 logger = logging.getLogger(__name__)
 

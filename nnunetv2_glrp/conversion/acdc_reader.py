@@ -2,21 +2,28 @@
 
 Each patient folder holds ``Info.cfg`` (``ED: 1``, ``ES: 12``, ``NbFrame: 30``, ``Group``,
 ``Height``, ``Weight``), ``patientXXX_frameYY.nii.gz`` + ``_gt`` for ED and ES and, in full copies,
-``patientXXX_4d.nii.gz``. ED, ES and NbFrame are required integers (1 <= ED, ES <= NbFrame);
-Group/Height/Weight are kept as text when present. The root may also be the ``database/`` parent
-of ``training/`` and ``testing/``.
+``patientXXX_4d.nii.gz``. ED, ES and NbFrame are required integers (1 <= ED, ES <= NbFrame,
+ED != ES); a key given twice is an error, a UTF-8 byte-order mark is ignored; Group/Height/Weight
+are kept as text when present. Folders not named ``patientNNN`` (e.g. ``Patient003``) are skipped
+with one warning that lists them. The root may also be the ``database/`` parent of ``training/``
+and ``testing/``.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from nnunetv2_glrp.conversion.validation import check_3d_image, check_labels, check_same_geometry, read_image
+from nnunetv2_glrp.conversion.validation import (check_3d_image, check_labels, check_same_geometry,
+                                                 read_image)
+
+logger = logging.getLogger(__name__)
 
 SUBSETS = ("training", "testing")
 PATIENT_PATTERN = re.compile(r"^patient\d+$")
@@ -63,12 +70,18 @@ def parse_info_cfg(path: Path, patient: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{patient}: Info.cfg missing: {path}")
     info: dict = {}
-    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+    lines: dict[str, int] = {}
+    # utf-8-sig: an editor's byte-order mark must not hide the first key
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         key, sep, value = line.partition(":")
         if not sep or not key.strip():
             raise ValueError(f"{patient}: Info.cfg line {number} is not 'Key: value': {line!r} ({path})")
+        if key.strip() in lines:
+            raise ValueError(f"{patient}: Info.cfg has {key.strip()!r} twice (lines {lines[key.strip()]} and "
+                             f"{number}); which one is meant is unclear ({path})")
+        lines[key.strip()] = number
         info[key.strip()] = value.strip()
     for key in REQUIRED_INFO_KEYS:
         if key not in info:
@@ -84,6 +97,8 @@ def parse_info_cfg(path: Path, patient: str) -> dict:
     for key in ("ED", "ES"):
         if not 1 <= info[key] <= info["NbFrame"]:
             raise ValueError(f"{patient}: Info.cfg {key} = {info[key]} outside 1..NbFrame={info['NbFrame']} ({path})")
+    if info["ED"] == info["ES"]:
+        raise ValueError(f"{patient}: Info.cfg ED and ES are the same frame ({info['ED']}); they must differ ({path})")
     return info
 
 
@@ -94,14 +109,21 @@ def find_patients(acdc_root: str | Path) -> list[AcdcPatient]:
         raise FileNotFoundError(f"ACDC root folder not found: {root}")
     if not any((root / s).is_dir() for s in SUBSETS) and (root / "database").is_dir():
         root = root / "database"
-    patients = []
+    patients, skipped = [], []
     for subset in SUBSETS:
         folder = root / subset
         if not folder.is_dir():
             continue
-        for pdir in sorted(p for p in folder.iterdir() if p.is_dir() and PATIENT_PATTERN.match(p.name)):
+        folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        skipped += [f"{subset}/{p.name}" for p in folders if not PATIENT_PATTERN.match(p.name)]
+        for pdir in (p for p in folders if PATIENT_PATTERN.match(p.name)):
             info = parse_info_cfg(pdir / "Info.cfg", pdir.name)
             patients.append(AcdcPatient(pdir.name, subset, pdir, info["ED"], info["ES"], info["NbFrame"], info))
+    if skipped:
+        message = (f"skipped {len(skipped)} folder(s) not named patientNNN (lower case, digits) under {root}: "
+                   f"{', '.join(skipped)}")
+        warnings.warn(message, stacklevel=2)
+        logger.warning(message)
     if not patients:
         raise FileNotFoundError(f"no patientXXX folders under {root}/training or {root}/testing")
     ids = [p.patient_id for p in patients]

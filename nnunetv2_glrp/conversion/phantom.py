@@ -32,6 +32,7 @@ import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
+from nnunetv2_glrp.atomic_files import replacing_folder
 from nnunetv2_glrp.conversion.phantom_anatomy import (PARTIAL_VOLUME_OFFSETS, draw_realistic_anatomy, paint_above_base,
                                                       paint_surroundings, papillary_mask)
 
@@ -224,14 +225,13 @@ def _to_image(array: np.ndarray, spacing: tuple[float, ...], origin: tuple[float
     return image
 
 
-def _write_atomic(image: sitk.Image, path: Path) -> None:
-    tmp = path.with_name(path.name[: -len(".nii.gz")] + ".partial.nii.gz")
-    sitk.WriteImage(image, os.fspath(tmp), useCompression=True)
-    os.replace(tmp, path)
+def _write(image: sitk.Image, path: Path) -> None:
+    sitk.WriteImage(image, os.fspath(path), useCompression=True)
 
 
 def write_phantom_patient(out_dir: Path, meta: PhantomPatient, seed: int) -> None:
-    """Write one patient's folder (Info.cfg, 4D cine, ED/ES frames and labels) under out_dir."""
+    """Write one patient's folder (Info.cfg, 4D cine, ED/ES frames and labels) under out_dir (a folder
+    that :func:`make_phantom` renames into place when complete)."""
     number = int(meta.patient_id[len("patient"):])
     rng = np.random.default_rng([seed, number, 1])
     images, labels = _patient_volume_series(rng, meta)
@@ -242,21 +242,20 @@ def write_phantom_patient(out_dir: Path, meta: PhantomPatient, seed: int) -> Non
     sx, sy, sz = meta.spacing
     n = meta.in_plane_size
     origin3 = (-(n - 1) / 2 * sx, -(n - 1) / 2 * sy, 0.0)
-    _write_atomic(_to_image(np.ascontiguousarray(images), (sx, sy, sz, 1.0), (*origin3, 0.0)),
+    _write(_to_image(np.ascontiguousarray(images), (sx, sy, sz, 1.0), (*origin3, 0.0)),
                   folder / f"{meta.patient_id}_4d.nii.gz")
     for frame in (meta.ed_frame, meta.es_frame):
         stem = f"{meta.patient_id}_frame{frame:02d}"
-        _write_atomic(_to_image(np.ascontiguousarray(images[frame - 1]), meta.spacing, origin3), folder / f"{stem}.nii.gz")
-        _write_atomic(_to_image(np.ascontiguousarray(labels[frame - 1]), meta.spacing, origin3), folder / f"{stem}_gt.nii.gz")
+        _write(_to_image(np.ascontiguousarray(images[frame - 1]), meta.spacing, origin3), folder / f"{stem}.nii.gz")
+        _write(_to_image(np.ascontiguousarray(labels[frame - 1]), meta.spacing, origin3), folder / f"{stem}_gt.nii.gz")
     height, weight = float(np.round(rng.uniform(150, 195), 1)), float(np.round(rng.uniform(50, 110), 1))
     info = (f"ED: {meta.ed_frame}\nES: {meta.es_frame}\nGroup: {meta.group}\nHeight: {height}\n"
             f"NbFrame: {meta.n_frames}\nWeight: {weight}\n")
-    (folder / "Info.cfg.partial").write_text(info)
-    os.replace(folder / "Info.cfg.partial", folder / "Info.cfg")
+    (folder / "Info.cfg").write_text(info)
 
 
 def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0, n_frames: int = 8,
-                 first_patient: int = 1, difficulty: str = "easy") -> list[PhantomPatient]:
+                 first_patient: int = 1, difficulty: str = "easy", overwrite: bool = False) -> list[PhantomPatient]:
     """Write ``n_patients`` phantom patients in the ACDC layout under ``out_dir``; return their metadata.
 
     ``difficulty``: "easy" (the heart in textured noise; the tests' phantom) or "realistic" (look-alike
@@ -265,18 +264,26 @@ def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0
 
     The first ``round(2/3 * n_patients)`` patients go to ``training/``, the rest to ``testing/``.
     ``phantom.json`` in ``out_dir`` records the seed and every patient's drawn parameters.
+    ``out_dir`` must be absent or empty unless ``overwrite`` (FileExistsError: old and new patients
+    would mix); the phantom is built in a temporary sibling folder that replaces ``out_dir`` when complete.
     """
-    import json
-    from dataclasses import asdict
-
     if n_patients < 1:
         raise ValueError(f"n_patients must be >= 1, got {n_patients}")
     if difficulty not in DIFFICULTIES:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
     if n_frames < 3:
         raise ValueError(f"n_frames must be >= 3 (ED, ES and a diastolic frame), got {n_frames}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with replacing_folder(out_dir, overwrite=overwrite) as out:
+        patients = _write_patients(out, n_patients, seed, n_frames, first_patient, difficulty)
+    logger.info("phantom: %d patients (seed %d) written to %s", n_patients, seed, out_dir)
+    return patients
+
+
+def _write_patients(out: Path, n_patients: int, seed: int, n_frames: int, first_patient: int,
+                    difficulty: str) -> list[PhantomPatient]:
+    import json
+    from dataclasses import asdict
+
     n_training = max(1, round(TRAINING_FRACTION * n_patients)) if n_patients > 1 else 1
     patients = []
     for i in tqdm(range(n_patients), desc="phantom patients", unit="patient", disable=n_patients < 2):
@@ -287,7 +294,5 @@ def make_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0
         patients.append(meta)
     record = {"seed": seed, "n_frames": n_frames, "first_patient": first_patient, "difficulty": difficulty,
               "patients": [asdict(p) for p in patients]}
-    (out / "phantom.json.partial").write_text(json.dumps(record, indent=1))
-    os.replace(out / "phantom.json.partial", out / "phantom.json")
-    logger.info("phantom: %d patients (seed %d) written to %s", n_patients, seed, out)
+    (out / "phantom.json").write_text(json.dumps(record, indent=1))
     return patients

@@ -22,7 +22,7 @@ def parse_ratio(split: str) -> tuple[float, float, float]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] == 0:
+    if len(values) != 3 or not all(np.isfinite(values)) or any(v < 0 for v in values) or values[0] == 0:
         raise ValueError(f"split must be 'official' or 'train:val:test' with a positive train part, got {split!r}")
     total = sum(values)
     return values[0] / total, values[1] / total, values[2] / total
@@ -35,6 +35,7 @@ def split_patients(patients: list[str], split: str = "7:1:2", seed: int = 0,
     ``split='a:b:c'``: shuffle all patients with ``np.random.default_rng(seed)``, take
     ``round(n*a)`` for train and ``round(n*b)`` for val (halves rounded up), the rest for test; each set with a positive
     ratio gets at least one patient when there are enough patients (taken from train).
+    ValueError when the train or the val set would be empty (the message gives the three counts).
     ``split='official'``: ``official_test`` is the test set; the others are shuffled and
     ``round(n/8)`` (halves up, at least 1 when n >= 2) go to val (ACDC's 7:1 inside its training/ folder).
     Returns sorted lists."""
@@ -49,7 +50,7 @@ def split_patients(patients: list[str], split: str = "7:1:2", seed: int = 0,
             raise ValueError("split='official': no patients outside the official test set")
         order = [pool[i] for i in rng.permutation(len(pool))]
         n_val = max(1, round_half_up(len(pool) / 8)) if len(pool) >= 2 else 0
-        return {"train": sorted(order[n_val:]), "val": sorted(order[:n_val]), "test": test}
+        return _checked({"train": sorted(order[n_val:]), "val": sorted(order[:n_val]), "test": test}, split)
     ratios = parse_ratio(split)
     n = len(ids)
     counts = [round_half_up(n * ratios[0]), round_half_up(n * ratios[1])]
@@ -64,4 +65,14 @@ def split_patients(patients: list[str], split: str = "7:1:2", seed: int = 0,
     order = [ids[i] for i in rng.permutation(n)]
     train, val = order[: counts[0]], order[counts[0]: counts[0] + counts[1]]
     test = order[counts[0] + counts[1]:]
-    return {"train": sorted(train), "val": sorted(val), "test": sorted(test)}
+    return _checked({"train": sorted(train), "val": sorted(val), "test": sorted(test)}, split)
+
+
+def _checked(sets: dict[str, list[str]], split: str) -> dict[str, list[str]]:
+    """The sets, or ValueError when training or validation would be empty (nnU-Net needs both)."""
+    if not sets["train"] or not sets["val"]:
+        n = sum(len(v) for v in sets.values())
+        raise ValueError(f"split {split!r} over {n} patients gives {len(sets['train'])} train / {len(sets['val'])} "
+                         f"val / {len(sets['test'])} test patients; training and validation need at least one "
+                         "patient each")
+    return sets

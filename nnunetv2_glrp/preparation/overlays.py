@@ -6,7 +6,7 @@ alone; the overlay format is a user-facing schema of its own, unrelated to the f
 staleness bookkeeping of the other steps, so it is kept apart from them. The overlay definitions
 are the JSON files of the repository's ``plans/`` folder (:data:`PLANS_FOLDER`).
 
-Overlay schema (``plans/*.json``)::
+Overlay schema (``plans/*.json``; checked field by field in :mod:`.overlay_schema`)::
 
     {
       "description": "free text",
@@ -40,11 +40,13 @@ import os
 from pathlib import Path
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.environment import shipped_folder
+from nnunetv2_glrp.preparation.overlay_schema import OverlayError, check_resolved, load_overlay
 from nnunetv2_glrp.preparation.records import plans_file as _plans_file
 
 logger = logging.getLogger(__name__)
 
-PLANS_FOLDER = Path(__file__).resolve().parents[2] / "plans"
+PLANS_FOLDER = shipped_folder("plans", must_exist=False)
 OVERLAY_MARKER = "glrp_overlay"
 
 
@@ -70,48 +72,17 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def _validate(name: str, entry: dict, parent: dict, source: Path) -> None:
-    """Raise ValueError naming the overlay file and configuration when the entry is inconsistent."""
-    where = f"{source}: configuration {name!r}"
-    kwargs = entry["architecture"]["arch_kwargs"]
-    n = kwargs["n_stages"]
-    for key in ("features_per_stage", "kernel_sizes", "strides", "n_conv_per_stage"):
-        if key in kwargs and isinstance(kwargs[key], list) and len(kwargs[key]) != n:
-            raise ValueError(f"{where}: {key} has {len(kwargs[key])} entries, n_stages is {n}")
-    decoder = kwargs.get("n_conv_per_stage_decoder")
-    if isinstance(decoder, list) and len(decoder) != n - 1:
-        raise ValueError(f"{where}: n_conv_per_stage_decoder needs n_stages - 1 = {n - 1} entries")
-    dims = len(parent["spacing"])
-    if len(entry["spacing"]) != dims or len(entry["patch_size"]) != dims:
-        raise ValueError(f"{where}: spacing and patch_size need {dims} entries like {entry['inherits_from']!r}")
-    for axis, size in enumerate(entry["patch_size"]):
-        factor = 1
-        for stride in kwargs["strides"]:
-            factor *= stride[axis]
-        if size % factor:
-            raise ValueError(f"{where}: patch_size {entry['patch_size']} is not divisible by the total stride "
-                             f"{factor} along axis {axis}")
-
-
 def _build_configurations(overlay_file: Path, plans: dict, plans_identifier: str) -> dict[str, dict]:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    try:
-        overlay = json.loads(overlay_file.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{overlay_file}: not valid JSON ({error})") from error
-    if not isinstance(overlay.get("configurations"), dict) or not overlay["configurations"]:
-        raise ValueError(f"{overlay_file}: expected a non-empty 'configurations' object (schema: see nnunetv2_glrp.preparation.overlays)")
+    overlay = load_overlay(overlay_file)
     manager = PlansManager(plans)
     built = {}
     for name, spec in overlay["configurations"].items():
-        for key in ("inherits_from", "data_identifier"):
-            if key not in spec:
-                raise ValueError(f"{overlay_file}: configuration {name!r} lacks {key!r}")
         parent_name = spec["inherits_from"]
         if parent_name not in plans["configurations"] or parent_name in overlay["configurations"]:
-            raise ValueError(f"{overlay_file}: configuration {name!r} inherits from {parent_name!r}, which is not one "
-                             f"of nnU-Net's configurations {sorted(plans['configurations'])}")
+            raise OverlayError(overlay_file, f"configurations.{name}.inherits_from",
+                               f"{parent_name!r} is not one of nnU-Net's configurations {sorted(plans['configurations'])}")
         parent = manager.get_configuration(parent_name).configuration
         entry = {k: copy.deepcopy(v) for k, v in spec.items() if k != "architecture"}
         entry["data_identifier"] = spec["data_identifier"].format(plans_identifier=plans_identifier)
@@ -123,7 +94,7 @@ def _build_configurations(overlay_file: Path, plans: dict, plans_identifier: str
                                                 plans["original_median_spacing_after_transp"])]
             entry["median_image_size_in_voxels"] = [round(mm / sp, 1)
                                                     for mm, sp in zip(shape_mm[-len(entry["spacing"]):], entry["spacing"])]
-        _validate(name, entry, parent, overlay_file)
+        check_resolved(overlay_file, name, entry, dims=len(parent["spacing"]))
         digest = hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
         entry[OVERLAY_MARKER] = {"overlay": overlay_file.name, "sha256": digest}
         built[name] = entry

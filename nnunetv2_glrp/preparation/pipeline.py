@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from nnunetv2_glrp.dataset_split import write_splits_final
-from nnunetv2_glrp.preparation.overlays import apply_plans_overlay
+from nnunetv2_glrp.preparation.overlay_schema import load_overlay
+from nnunetv2_glrp.preparation.overlays import apply_plans_overlay, resolve_overlay_path
 from nnunetv2_glrp.preparation.planning import dataset_number, plan_dataset
 from nnunetv2_glrp.preparation.records import (delete_stale_ground_truth, plans_file, preprocessing_fingerprint,
                                                raw_dataset_state, read_record, write_record)
@@ -55,6 +56,7 @@ def prepare_dataset(dataset_name_or_id: int | str, overlay: str | os.PathLike = 
     configurations gets all of them preprocessed."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
+    load_overlay(resolve_overlay_path(overlay))  # a bad overlay fails now, not after minutes of fingerprinting
     dataset_name = plan_dataset(dataset_name_or_id, plans_identifier, num_processes, verify)
     dataset_id = dataset_number(dataset_name)
     configurations = apply_plans_overlay(dataset_name, overlay, plans_identifier)

@@ -21,11 +21,37 @@ def dataset_number(dataset_name: str) -> int:
     return int(dataset_name[len("Dataset"):len("Dataset") + 3])
 
 
+RAW_IMAGE_FOLDERS = ("imagesTr", "labelsTr", "unlabeledTr", "imagesTs", "labelsTs")
+
+
+def check_raw_files_complete(folder: Path) -> None:
+    """Every image file of a raw dataset is complete and finite (:func:`nnunetv2_glrp.image_io.check_complete`):
+    nnU-Net reads them with SimpleITK, which turns a truncated file's missing voxels into zeros. ValueError
+    listing the bad files."""
+    from tqdm import tqdm
+
+    from nnunetv2_glrp.image_io import ImageFileError, check_complete
+
+    files = sorted(p for sub in RAW_IMAGE_FOLDERS if (folder / sub).is_dir() for p in (folder / sub).iterdir()
+                   if p.is_file())
+    bad = []
+    for path in tqdm(files, desc=f"checking {folder.name} files", unit="file", disable=len(files) < 50):
+        try:
+            check_complete(path)
+        except ImageFileError as error:
+            bad.append(str(error))
+    if bad:
+        raise ValueError(f"{folder}: {len(bad)} image file(s) incomplete or not finite: {'; '.join(bad[:10])}"
+                         + (f"; and {len(bad) - 10} more" if len(bad) > 10 else ""))
+
+
 def _verify_integrity(dataset_name: str, num_processes: int) -> None:
-    """nnU-Net's ``--verify_dataset_integrity``; its failures become a ValueError naming the dataset."""
+    """Our completeness check of every file, then nnU-Net's ``--verify_dataset_integrity``; its failures
+    become a ValueError naming the dataset."""
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
     folder = Path(os.environ["nnUNet_raw"]) / dataset_name
+    check_raw_files_complete(folder)
     logger.info("%s: verifying dataset integrity (nnU-Net)", dataset_name)
     try:
         verify_dataset_integrity(os.fspath(folder), num_processes)

@@ -1,0 +1,60 @@
+"""Options shared by the subcommands, spelled as nnU-Net's own commands spell them.
+
+``-d`` dataset, ``-c`` configuration, ``-p`` plans identifier, ``-np`` worker processes, ``-device``;
+long forms use underscores (``--plans_identifier``, ``--num_processes``) like nnU-Net's
+``--verify_dataset_integrity``. Earlier spellings of this package (``-pl``, ``--dataset-id``,
+``--batch-size``, ...) still parse as hidden aliases: :func:`hidden_alias` registers them with the
+parser without showing them in ``-h``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_PLANS = "nnUNetPlans"
+OVERLAY_NAMES = ("nnunet_cpu", "paper_cpu", "paper")
+
+
+def hidden_alias(parser: argparse.ArgumentParser, action: argparse.Action, *aliases: str) -> argparse.Action:
+    """Let ``aliases`` set ``action`` too, without listing them in the help."""
+    for alias in aliases:
+        parser._option_string_actions[alias] = action  # what add_argument does for shown option strings
+    return action
+
+
+def add_dataset(parser, help: str = "dataset name or id (e.g. 27 or Dataset027_ACDC)", **kwargs) -> argparse.Action:
+    return parser.add_argument("-d", "--dataset", dest="dataset", required=True, help=help, **kwargs)
+
+
+def add_configuration(parser, help: str) -> argparse.Action:
+    return parser.add_argument("-c", "--configuration", dest="configuration", required=True, help=help)
+
+
+def add_plans_identifier(parser, *aliases: str) -> argparse.Action:
+    action = parser.add_argument("-p", "--plans_identifier", dest="plans_identifier", default=DEFAULT_PLANS,
+                                 help=f"nnU-Net plans identifier, as in nnUNetv2_train -p (default: {DEFAULT_PLANS})")
+    return hidden_alias(parser, action, *aliases)
+
+
+def add_num_processes(parser) -> argparse.Action:
+    return parser.add_argument("-np", "--num_processes", dest="num_processes", type=int, default=1,
+                               help="worker processes (default: 1)")
+
+
+def add_device(parser, help: str = "device to run on (default: cpu)") -> argparse.Action:
+    return parser.add_argument("-device", "--device", dest="device", default="cpu", choices=("cpu", "cuda"), help=help)
+
+
+def add_overlay(parser, default: str | None = "nnunet_cpu") -> argparse.Action:
+    return parser.add_argument(
+        "--overlay", dest="overlay", default=default,
+        help="plans overlay adding a configuration: nnunet_cpu (nnU-Net's 2d design at CPU size), paper_cpu "
+             "(the paper's BatchNorm/ReLU network at CPU size), paper, or a path to an overlay JSON"
+             + (f" (default: {default})" if default else "; required"))
+
+
+def refuse_overlay_as_plans_identifier(plans_identifier: str) -> None:
+    """``-p paper`` meant the overlay before ``-p`` became nnU-Net's plans identifier: say so instead of planning."""
+    if plans_identifier in OVERLAY_NAMES:
+        raise ValueError(f"-p is nnU-Net's plans identifier (as in nnUNetv2_train -p), not the overlay; "
+                         f"use --overlay {plans_identifier}")
