@@ -68,10 +68,10 @@ def test_determine_crf_then_fused_predict_with_the_registered_crf(two_models, tm
 
     out = tmp_path / "fused"
     assert main(["predict", "-i", str(images), "-o", str(out), *_model_args(config, *TRAINERS), "--crf", "auto",
-                 "--save-probabilities"]) == 0
+                 "--save_probabilities"]) == 0
     single = tmp_path / "single_b"
     assert main(["predict", "-i", str(images), "-o", str(single), *_model_args(config, TRAINERS[1]), "--crf", "off",
-                 "--save-probabilities"]) == 0
+                 "--save_probabilities"]) == 0
     nnunet_a = tmp_path / "nnunet_a"
     _run([nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(nnunet_a), "-d", "901", "-c", config,
           "-f", "0", "-tr", TRAINERS[0], "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1"])

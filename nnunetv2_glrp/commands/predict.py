@@ -10,19 +10,19 @@ HELP = ("predict with one or more trainers (probabilities averaged), apply the r
 
 def configure(parser) -> None:
     parser.add_argument("-i", "--input", required=True, help="folder of images CASE_0000.nii.gz")
-    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("-o", "--out", dest="out", required=True, help="output folder")
     add_model_arguments(parser)
     parser.add_argument("--crf", default="auto", choices=("auto", "on", "off"),
                         help="auto: the setting determine-crf registered (default); on: the paper's always-on "
                         "CRF; off: argmax of the fused probabilities")
-    parser.add_argument("--save-probabilities", action="store_true",
+    parser.add_argument("--save_probabilities", action="store_true",
                         help="also write the fused probabilities as CASE.npz + CASE.pkl (nnU-Net's layout)")
 
 
 def run(args) -> int:
     from nnunetv2_glrp.postprocessing.prediction import predict_folder
 
-    written = predict_folder(args.input, args.output, ensemble_from_args(args), crf=args.crf,
+    written = predict_folder(args.input, args.out, ensemble_from_args(args), crf=args.crf,
                              save_probabilities=args.save_probabilities, device=args.device)
-    print(f"{len(written)} cases written to {args.output}")
+    print(f"{len(written)} cases written to {args.out}")
     return 0
