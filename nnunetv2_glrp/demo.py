@@ -4,7 +4,11 @@ realistic phantom -> ACDC conversion -> nnU-Net planning + the ``nnunet_cpu`` pl
 design at CPU size; labeled and unlabeled frames) -> through ``nnUNetv2_train``: nnU-Net's own
 trainer from scratch (``NnunetControlTrainer_cpu`` on the same k = 2 drawn patients, given as an
 extra fold), ``RandomInitTrainer_k2_cpu`` and GLRP pretraining + ``GLRPTrainer_k2_cpu`` ->
-``nnUNetv2_predict`` on the test patients -> Dice/HD table.
+``nnUNetv2_predict`` on the test patients -> post-processing: the Random and GLRP models fused (mean of
+their probabilities), the CRF registered on fold 0's validation cases (``determine-crf``), applied to the
+fused test probabilities, and the paper's always-on CRF beside it -> Dice/HD/HD95 table. The fusion of
+Random + GLRP only shows the machinery on the models the demo trains; the paper fuses GRP, LRP and GLRP
+models (``nnUNetv2_glrp predict -tr GRPTrainer_k2 LRPTrainer_k2 GLRPTrainer_k2``).
 
 The demo keeps its own nnU-Net folders under ``--out`` (it never touches a user's nnUNet_raw etc.),
 and every step is skipped when its output exists, so a killed demo resumes where it stopped.
@@ -39,6 +43,7 @@ class DemoConfig:
     fold: int = 0
     k: int = 2
     trainers: tuple[str, ...] = ("NnunetControlTrainer_cpu", "RandomInitTrainer_k2_cpu", "GLRPTrainer_k2_cpu")
+    fused: tuple[str, ...] = ("GLRPTrainer_k2_cpu", "RandomInitTrainer_k2_cpu")  # crf.json goes to the first
     device: str = "cpu"
 
 
@@ -67,7 +72,7 @@ def _step(name: str, timings: dict):
 def _record_config(cfg: DemoConfig, path: Path) -> None:
     """Write the demo's settings; a resumed demo must have the same ones (its outputs are reused)."""
     wanted = {k: v for k, v in asdict(cfg).items() if k != "out"}
-    wanted["trainers"] = list(wanted["trainers"])
+    wanted["trainers"], wanted["fused"] = list(wanted["trainers"]), list(wanted["fused"])
     if path.exists():
         previous = {k: v for k, v in json.loads(path.read_text()).items() if k != "out"}
         if previous != wanted:
@@ -133,11 +138,40 @@ def run_demo(cfg: DemoConfig) -> dict:
                   "-f", str(fold), "-tr", trainer, "-device", cfg.device, "--save_probabilities",
                   "--continue_prediction", "-npp", "1", "-nps", "1"])
         results[trainer] = evaluate_folder(pred_dir, raw_dataset / "labelsTs", out_dir=out / "evaluation" / trainer)
+    with _step("fusion + CRF", timings):
+        for name, pred_dir in _postprocess(cfg, raw_dataset, configuration, out).items():
+            results[name] = evaluate_folder(pred_dir, raw_dataset / "labelsTs", out_dir=out / "evaluation" / name)
 
     report = _format_report(results, timings)
     atomic_write_text(out / "demo_report.md", report)
     print(report)
     return {"results": results, "timings": timings}
+
+
+def _postprocess(cfg: DemoConfig, raw_dataset: Path, configuration: str, out: Path) -> dict[str, Path]:
+    """Fused predictions of ``cfg.fused`` without CRF, with the registered post-processing and with the
+    paper's always-on CRF: {row name: prediction folder}. Each step resumes (finished cases are skipped,
+    an existing registration is reused)."""
+    from nnunetv2_glrp.postprocessing.crf import PAPER_SETTING
+    from nnunetv2_glrp.postprocessing.prediction import crf_folder, predict_folder
+    from nnunetv2_glrp.postprocessing.registration import load_setting
+    from nnunetv2_glrp.postprocessing.trained_models import Ensemble
+    from nnunetv2_glrp.postprocessing.validation_data import determine_crf
+
+    ensemble = Ensemble(dataset=str(cfg.dataset_id), configuration=configuration, fold=str(cfg.fold),
+                        trainers=cfg.fused)
+    if not ensemble.registration_path.is_file():
+        determine_crf(ensemble, device=cfg.device)
+    registered = load_setting(ensemble.registration_path, ensemble.trainers)
+    images, fused = raw_dataset / "imagesTs", out / "predictions" / "fused"
+    predict_folder(images, fused, ensemble, crf="off", save_probabilities=True, device=cfg.device)
+    label = " + ".join(t.split("Trainer")[0] for t in cfg.fused)
+    rows = {f"fused {label}, no CRF": fused}
+    for name, setting in ((f"registered: {registered.name}", registered), ("paper CRF, always on", PAPER_SETTING)):
+        folder = out / "predictions" / f"fused_{setting.name.replace(' ', '_').replace('(', '').replace(')', '')}"
+        crf_folder(fused, images, folder, setting)
+        rows[f"fused {label}, {name}"] = folder
+    return rows
 
 
 def _model_folder(dataset_name: str, trainer: str, configuration: str, fold: int) -> Path:
@@ -148,16 +182,19 @@ def _format_report(results: dict, timings: dict) -> str:
     lines = ["# GLRP demo (realistic synthetic phantom, k = 2 labeled patients, CPU budget)", "",
              "NnunetControlTrainer_cpu is nnU-Net's own nnUNetTrainer from scratch (only the CPU budget applied), "
              "trained on the same two patients as the other rows.", "",
-             "| trainer | Dice RV | Dice MYO | Dice LV | mean Dice | mean HD (mm) | empty class predictions |",
-             "|---|---|---|---|---|---|---|"]
+             "| trainer | Dice RV | Dice MYO | Dice LV | mean Dice | mean HD (mm) | mean HD95 (mm) | "
+             "empty class predictions |", "|---|---|---|---|---|---|---|---|"]
     for trainer, s in results.items():
         c = s["classes"]
         lines.append(f"| {trainer} | {c['RV']['dice']['mean']:.3f} | {c['MYO']['dice']['mean']:.3f} | "
                      f"{c['LV']['dice']['mean']:.3f} | {s['mean_dice']:.3f} | {s['mean_hd']:.1f} | "
-                     f"{s['n_inf_hd']} |")
+                     f"{s['mean_hd95']:.1f} | {s['n_inf_hd']} |")
     lines += ["", f"Test set: {next(iter(results.values()))['n_cases']} cases (ED and ES of the test patients). "
               "HD is averaged over finite values; an empty prediction of a present class has no HD "
-              "and is counted in the last column."]
+              "and is counted in the last column. The fused rows average the probabilities of the models "
+              "named; 'registered' is the post-processing determine-crf chose on fold 0's validation cases "
+              "(a CRF only if it raised validation Dice without raising HD95, else no CRF or the largest "
+              "component per class); the paper's CRF is applied whatever it does."]
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += [f"| total | {sum(timings.values()):.1f} |", ""]
