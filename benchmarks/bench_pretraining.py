@@ -1,12 +1,13 @@
-"""Pretraining throughput on the phantom with the small CPU plan.
+"""Pretraining throughput on the phantom with the small CPU plan, for every method in one run.
 
-Prints slices/s (end to end, data loading included, single-threaded loader so its cost is visible),
+For each method (GLRP, GRP, LRP, GLRPLinear and the SimCLR, GCL, PCL baselines; ``--method`` picks some)
+prints slices/s (end to end, data loading included, single-threaded loader so its cost is visible),
 the model step time, the share of the step spent in the loss functions (their forward AND backward,
 timed by cutting the graph at the projected embeddings, see ``pretraining.step``), the PSM time per
 batch (computed in the data loader, outside the step) and peak memory (max RSS;
-torch.cuda.max_memory_allocated on CUDA).
+torch.cuda.max_memory_allocated on CUDA), then one summary table of all methods.
 
-    .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10]
+    .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10] [--method GCL PCL]
     .venv/bin/python benchmarks/bench_pretraining.py --epochs 4 --iterations 5 --workers 2 [--root DIR]
 
 The second form times whole ``run_pretraining`` epochs (data loading in ``--workers`` augmentation
@@ -47,7 +48,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=None)
     ap.add_argument("--batch-size", type=int, default=12)
     ap.add_argument("--iterations", type=int, default=10)
-    ap.add_argument("--method", default="GLRP")
+    ap.add_argument("--method", nargs="+", default=None, help="methods to time (default: all)")
     ap.add_argument("--psm-patch-size", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -59,7 +60,6 @@ def main() -> None:
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ[name] = os.fspath(root / name)
     os.environ["nnUNet_n_proc_DA"] = str(args.workers if args.epochs else 0)
-    import numpy as np
     import torch
 
     torch.set_num_threads(args.threads)
@@ -68,18 +68,36 @@ def main() -> None:
     configure_nnunet_environment(root)
     _prepare(root)
 
-    from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.models import load_plans_context
+    from nnunetv2_glrp.pretraining import METHODS
+
+    ctx = load_plans_context(901, "paper_cpu")
+    rows = []
+    for method in args.method or METHODS:
+        if args.epochs:
+            _time_epochs(ctx, args, method)
+        else:
+            rows.append(_time_steps(ctx, args, method))
+    if rows:
+        print(f"\n{'method':<11} {'slices/s':>9} {'step-only slices/s':>19} {'loss share':>11} {'PSM ms/batch':>13}")
+        for r in rows:
+            print(f"{r['method']:<11} {r['slices_per_s']:>9.2f} {r['step_slices_per_s']:>19.2f} "
+                  f"{100 * r['loss_share']:>10.2f}% {r['psm_ms']:>13.0f}")
+
+
+def _time_steps(ctx, args, method: str) -> dict:
+    """Single-process steps of ``method`` (data loading inline); prints its figures and returns them."""
+    import numpy as np
+    import torch
+
+    from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.pretraining import make_config
     from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+    from nnunetv2_glrp.pretraining.methods import batch_sampler
     from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
     dev = torch.device(args.device)
-    ctx = load_plans_context(901, "paper_cpu")
-    if args.epochs:
-        _time_epochs(ctx, args)
-        return
-    config = make_config(args.method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
+    config = make_config(method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -88,7 +106,8 @@ def main() -> None:
     heads.to(dev).train()
     psm_fn = psm_function(ctx, config, stage)
     loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
-                                    augmentation=config.augmentation, psm_fn=psm_fn)
+                                    augmentation=config.augmentation, psm_fn=psm_fn,
+                                    sampler=batch_sampler(records, config))
     params = list(network.encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     training_step(network, heads, loader.generate_train_batch(), config, opt, dev)  # warm-up
@@ -104,7 +123,7 @@ def main() -> None:
         training_step(network, heads, batch, config, opt, dev, timer)
     total = time.perf_counter() - t0
     n = args.iterations
-    print(f"plan paper_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
+    print(f"\n== {method}: plan paper_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
           f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
           f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'}")
     print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")
@@ -118,15 +137,18 @@ def main() -> None:
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if dev.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
+    return {"method": method, "slices_per_s": n * config.batch_size / total,
+            "step_slices_per_s": n * config.batch_size / timer.step, "loss_share": timer.loss_share,
+            "psm_ms": timer.psm / n * 1000}
 
 
-def _time_epochs(ctx, args) -> None:
+def _time_epochs(ctx, args, method: str) -> None:
     """Wall time of whole pretraining epochs (loader set-up and teardown included)."""
     import numpy as np
 
     from nnunetv2_glrp.pretraining import make_config, run_pretraining
 
-    config = make_config(args.method, "cpu", epochs=args.epochs, iterations_per_epoch=args.iterations,
+    config = make_config(method, "cpu", epochs=args.epochs, iterations_per_epoch=args.iterations,
                          batch_size=args.batch_size, psm_patch_size=args.psm_patch_size or 24)
     ends = []
     folder = Path(tempfile.mkdtemp(prefix="glrp-bench-run-"))
@@ -135,7 +157,7 @@ def _time_epochs(ctx, args) -> None:
     total = time.perf_counter() - t0
     per_epoch = np.diff([t0] + ends)
     n_slices = args.epochs * args.iterations * config.batch_size
-    print(f"run_pretraining: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
+    print(f"run_pretraining {method}: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
           f"{args.workers} augmentation processes, torch threads {args.threads}")
     print(f"wall {total:.1f} s ({n_slices / total:.2f} slices/s); per epoch "
           f"{' '.join(f'{s:.1f}' for s in per_epoch)} s (mean {per_epoch.mean():.2f} s)")

@@ -50,7 +50,7 @@ def test_config_presets_and_methods():
     with pytest.raises(ValueError, match="unknown pretraining config fields"):
         make_config(learning_rate=1)
     with pytest.raises(ValueError, match="unknown pretraining method"):
-        make_config("SimCLR")
+        make_config("MoCo")
     assert make_config("GLRP").psm_cross_class == "zero"
     assert make_config("GLRP", formulation="paper-literal").psm_cross_class == "ssim"
     with pytest.raises(ValueError, match="paper-literal.*needs psm_mapping='affine'"):

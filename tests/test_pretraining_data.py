@@ -275,3 +275,55 @@ def test_one_loader_for_a_run_reseeds_its_sampler_per_epoch(fake_dataset):
     assert whole[:4] != whole[4:]  # epochs differ
     other = keys(PretrainingSliceLoader(records, 3, (32, 32), seed=6, iterations_per_epoch=4, first_epoch=1), 4)
     assert other != resumed
+
+
+def test_volume_partitions_cut_the_original_stack():
+    from nnunetv2_glrp.data import volume_partition
+
+    assert [volume_partition(n, 10, 4) for n in range(1, 11)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert [volume_partition(n, 4, 4) for n in range(1, 5)] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="slice 0 outside a stack of 4"):
+        volume_partition(0, 4, 4)
+
+
+def test_gcl_sampler_draws_volumes_times_partitions(fake_dataset):
+    """Batches of V distinct volumes (distinct patients while there are enough) x one slice per partition;
+    p3 (slices 3-5 of 6: partitions 1 and 2 only) is never drawn; seeded; bad batch sizes are refused."""
+    from nnunetv2_glrp.data import VolumePartitionSampler
+
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index(labeled, unlabeled, read_split(root))
+    sampler = VolumePartitionSampler(records, 8, 4)
+    rng = np.random.default_rng(0)
+    cases = set()
+    for _ in range(30):
+        picks = [records[i] for i in sampler.sample(rng)]
+        volumes = [picks[:4], picks[4:]]
+        for volume in volumes:
+            assert len({(r.folder, r.case) for r in volume}) == 1
+            assert [sampler.partition(r) for r in volume] == [0, 1, 2, 3]
+        assert volumes[0][0].patient != volumes[1][0].patient and "p3" not in {r.patient for r in picks}
+        cases |= {r.case for r in picks}
+    assert len(cases) > 8  # volumes vary from batch to batch
+    assert sampler.sample(np.random.default_rng(4)) == sampler.sample(np.random.default_rng(4))
+    wide = VolumePartitionSampler(records, 16, 4)  # 4 volumes from 3 eligible patients: one repeats, volumes do not
+    picks = [records[i] for i in wide.sample(np.random.default_rng(1))]
+    assert len({r.case for r in picks}) == 4 and len({r.patient for r in picks}) == 3
+    with pytest.raises(ValueError, match="batch size 6 must be a positive multiple of the number of partitions 4"):
+        VolumePartitionSampler(records, 6, 4)
+    p3 = [r for r in records if r.patient == "p3"]
+    with pytest.raises(ValueError, match="only 0 of the 5 volumes have them"):
+        VolumePartitionSampler(p3, 4, 4)
+
+
+def test_loader_adds_the_partitions_of_a_gcl_sampler(fake_dataset):
+    from nnunetv2_glrp.data import VolumePartitionSampler, volume_partition
+
+    root, labeled, unlabeled = fake_dataset
+    records = build_slice_index(labeled, unlabeled, read_split(root))
+    loader = PretrainingSliceLoader(records, 8, (32, 32), seed=0, sampler=VolumePartitionSampler(records, 8, 4))
+    batch = loader.generate_train_batch()
+    expected = [volume_partition(int(round(float(read_slice(labeled if "frame" in c else unlabeled, c, k)[0, 20, 20])))
+                                 // 10, PATIENTS[c.split("_")[0]][1], 4) for c, k in batch["keys"]]
+    assert batch["partitions"].tolist() == expected * 2 == [0, 1, 2, 3] * 4
+    assert "partitions" not in PretrainingSliceLoader(records, 4, (32, 32), seed=0).generate_train_batch()

@@ -16,7 +16,8 @@ from nnunetv2_glrp.finetuning.recipes import BUDGETS, RECIPES
 #: the shipped budgets and the tests' own tiny one (tests/tiny_trainers, on nnUNet_extTrainer via conftest)
 
 BASES = {"GLRPTrainer": "GLRP", "GRPTrainer": "GRP", "LRPTrainer": "LRP",
-         "GLRPLinearTrainer": "GLRPLinear", "RandomInitTrainer": None}
+         "GLRPLinearTrainer": "GLRPLinear", "RandomInitTrainer": None,
+         "SimCLRTrainer": "SimCLR", "GCLTrainer": "GCL", "PCLTrainer": "PCL"}
 
 
 def test_ext_trainer_points_at_our_folder():
@@ -81,8 +82,9 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
                          capture_output=True, text=True, check=True)
-    # 5 methods x 8 k x 3 recipes at the cpu budget, plus NnunetControlTrainer_cpu; _tiny trainers are the tests' own
-    assert out.stdout.split() == [str(5 * 8 * 3 + 1), "0"]
+    # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 3 recipes at the cpu budget, plus NnunetControlTrainer_cpu;
+    # _tiny trainers are the tests' own
+    assert out.stdout.split() == [str(8 * 8 * 3 + 1), "0"]
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
 
@@ -98,10 +100,11 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 
     assert main(["trainers"]) == 0
     listed = capsys.readouterr().out.split()
-    assert len(listed) == len(set(listed)) == 5 * 8 * 3 * 2 + 1  # + NnunetControlTrainer_cpu
+    assert len(listed) == len(set(listed)) == 8 * 8 * 3 * 2 + 1  # 8 methods incl. baselines; + NnunetControlTrainer_cpu
     assert "NnunetControlTrainer_cpu" in listed
     for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "GLRPTrainer_k6_decwarm_cpu", "RandomInitTrainer_k2_cpu",
-                 "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper"):
+                 "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper", "SimCLRTrainer_k2_paper_cpu",
+                 "GCLTrainer_k6_decwarm", "PCLTrainer"):
         assert name in listed
     for name in ("GLRPTrainer_k7", "GLRPTrainer_k2_tiny", "GLRPFineTuningTrainer", "nnUNetTrainer"):
         assert name not in listed

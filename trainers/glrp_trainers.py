@@ -1,13 +1,15 @@
 """GLRP fine-tuning trainers for ``nnUNetv2_train/-predict -tr NAME`` (found via ``nnUNet_extTrainer``).
 
-Hand-written below: the five methods. Generated at import by
+Hand-written below: the eight methods. Generated at import by
 :func:`nnunetv2_glrp.finetuning.variants.generate_variants` (so searching the code for a generated
-name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 240 in all, plus NnunetControlTrainer_cpu). Name grammar::
+name finds nothing; ``nnUNetv2_glrp trainers`` prints every name, 384 in all, plus NnunetControlTrainer_cpu). Name grammar::
 
     <Method>Trainer[_k<K>][_paper|_decwarm][_cpu]
 
 - ``<Method>``: ``GLRP`` (GLRP-cl), ``GRP`` (GRP-cl), ``LRP`` (LRP-cl), ``GLRPLinear`` (GLRP-cl*),
-  ``RandomInit`` (no pretraining, the paper's Random row);
+  ``RandomInit`` (no pretraining, the paper's Random row), and the paper's baselines pretrained in the
+  same framework (same data, network, heads, augmentation, optimizer, cache; only the loss and, for
+  GCL, the batches differ; see ``nnunetv2_glrp.pretraining.methods``): ``SimCLR``, ``GCL``, ``PCL``;
 - ``_k<K>``: fine-tune on K labeled patients, K in 2, 6, 10, 15, 20, 30, 105 (the paper's Table 1);
   without it, all training patients of the fold;
 - ``_paper``: the paper's recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it exactly
@@ -62,12 +64,31 @@ class RandomInitTrainer(GLRPFineTuningTrainer):
     pretraining_method = None
 
 
+class SimCLRTrainer(GLRPFineTuningTrainer):
+    """Baseline: encoder pretrained with SimCLR's NT-Xent (positive = the other view of the slice)."""
+
+    pretraining_method = "SimCLR"
+
+
+class GCLTrainer(GLRPFineTuningTrainer):
+    """Baseline: encoder pretrained with GCL's global loss G^D (positives = same partition of other volumes)."""
+
+    pretraining_method = "GCL"
+
+
+class PCLTrainer(GLRPFineTuningTrainer):
+    """Baseline: encoder pretrained with PCL (positives = slices closer than the position threshold)."""
+
+    pretraining_method = "PCL"
+
+
 class NnunetControlTrainer_cpu(NnunetControlTrainer):
     """nnU-Net's nnUNetTrainer at the _cpu budget (epochs, iterations, Adam 1e-3); no k-patient draw."""
 
     budget = CPU_BUDGET
 
 
-for _base in (GLRPTrainer, GRPTrainer, LRPTrainer, GLRPLinearTrainer, RandomInitTrainer):
+for _base in (GLRPTrainer, GRPTrainer, LRPTrainer, GLRPLinearTrainer, RandomInitTrainer, SimCLRTrainer, GCLTrainer,
+              PCLTrainer):
     globals().update(generate_variants(_base, __name__))
 del _base

@@ -58,6 +58,9 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
     """Infinite batches for GLRP pretraining (batchgenerators data loader, usable in nnU-Net's augmenters).
 
     ``psm_fn`` maps views [V, H, W] to the [g^2 V, g^2 V] PSM; None skips the PSM (global-only methods).
+    ``sampler``: draws a batch's record indices from a seeded generator (``sample(rng)``); None: the
+    :class:`PositionStratifiedSampler`. A sampler with a ``partition(record)`` method (GCL's
+    ``VolumePartitionSampler``) adds ``partitions`` [2N] (int64) to the batch.
 
     Seeding: without ``iterations_per_epoch`` one stream seeded by (seed, thread id). With it, the loader
     serves a whole run from ``first_epoch`` on: every ``iterations_per_epoch`` batches it reseeds its
@@ -69,11 +72,11 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
     def __init__(self, records: Sequence[SliceRecord], batch_size: int, patch_size: Sequence[int], seed: int,
                  augmentation: ViewAugmentation = ViewAugmentation(),
                  psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 iterations_per_epoch: int | None = None, first_epoch: int = 0):
+                 iterations_per_epoch: int | None = None, first_epoch: int = 0, sampler=None):
         super().__init__(list(records), batch_size, None)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.seed = int(seed)
-        self.sampler = PositionStratifiedSampler(self._data, batch_size)
+        self.sampler = PositionStratifiedSampler(self._data, batch_size) if sampler is None else sampler
         self.transform = build_view_transform(self.patch_size, augmentation)
         self.psm_fn = psm_fn
         self.iterations_per_epoch = iterations_per_epoch
@@ -109,8 +112,11 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
                 t0 = time.perf_counter()
                 psm = self.psm_fn(data[:, 0])
                 psm_seconds = time.perf_counter() - t0
-        return {"data": data, "positions": positions, "psm": psm, "psm_seconds": psm_seconds,
-                "keys": [(r.case, r.slice_index) for r in picks]}
+        batch = {"data": data, "positions": positions, "psm": psm, "psm_seconds": psm_seconds,
+                 "keys": [(r.case, r.slice_index) for r in picks]}
+        if hasattr(self.sampler, "partition"):
+            batch["partitions"] = torch.tensor([self.sampler.partition(r) for r in picks] * 2, dtype=torch.long)
+        return batch
 
 
 def make_augmenter(loader: PretrainingSliceLoader, num_processes: int, seeds: Sequence[int]):

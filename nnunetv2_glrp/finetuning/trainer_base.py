@@ -1,7 +1,8 @@
 """The fine-tuning trainer every class in ``trainers/`` derives from.
 
 One nnU-Net trainer, configured by four class attributes: ``pretraining_method`` (``"GLRP"``,
-``"GRP"``, ``"LRP"``, ``"GLRPLinear"`` or None for random initialisation), ``k_labeled`` (None =
+``"GRP"``, ``"LRP"``, ``"GLRPLinear"``, the baselines ``"SimCLR"``, ``"GCL"``, ``"PCL"``, or None for
+random initialisation), ``k_labeled`` (None =
 all training patients of the fold), ``recipe`` and ``budget``. Hooks into nnU-Net 2.8.1's loop:
 
 * ``initialize``: ensures the pretraining cache (every rank; see pretrained_source), THEN seeds

@@ -14,6 +14,11 @@ soft-target loss (they stay negatives; see ``similarity.patch_similarity``). ``f
 takes the log of every pair weight and needs them all strictly positive, so with it the LRP term's PSM
 gives cross-class pairs their orientation-free SSIM (``cross_class="ssim"``) and the mapping must be
 ``"affine"`` ((1 + SSIM) / 2 > 0; ``"clamp"`` gives zeros and is refused). ``psm_cross_class`` says which.
+
+Baselines (``pretraining.methods``): ``pcl_threshold`` (PCL's positive pairs, 0.35 as on ACDC in the PCL paper)
+and ``gcl_partitions`` (GCL's partitions per volume, 4; the batch size must be a multiple). They need the
+soft-target formulation (their 0/1 weights have no logarithm). Fields added after the first release
+(``ADDED_FIELDS``) enter the digest only when they differ from their default, so existing caches keep their names.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import json
 from dataclasses import dataclass
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation
-from nnunetv2_glrp.losses import METHOD_LOSS_WEIGHTS
+from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
 
-METHODS = tuple(METHOD_LOSS_WEIGHTS)
+METHODS = tuple(PRETRAINING_METHODS)
+#: fields added after the first release, left out of the digest at their defaults (cache names stay valid)
+ADDED_FIELDS = ("pcl_threshold", "gcl_partitions")
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class PretrainingConfig:
     grid: int = 3
     seed: int = 0
     augmentation: ViewAugmentation = ViewAugmentation()
+    pcl_threshold: float = 0.35
+    gcl_partitions: int = 4
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -70,6 +79,19 @@ class PretrainingConfig:
         if self.formulation == "paper-literal" and self.lambda_local > 0 and self.psm_mapping != "affine":
             raise ValueError(f"formulation='paper-literal' with a local (LRP) term needs psm_mapping='affine' "
                              f"(strictly positive PSM weights), got {self.psm_mapping!r}")
+        self._check_baseline()
+
+    def _check_baseline(self) -> None:
+        method = PRETRAINING_METHODS[self.method]
+        if method.baseline and self.formulation != "soft-target":
+            raise ValueError(f"{self.method} uses 0/1 pair weights: only formulation='soft-target' is defined for it, "
+                             f"got {self.formulation!r}")
+        if not self.pcl_threshold > 0 or self.gcl_partitions < 1:
+            raise ValueError(f"pcl_threshold must be > 0 and gcl_partitions >= 1, got {self.pcl_threshold}, "
+                             f"{self.gcl_partitions}")
+        if method.volume_partitions and self.batch_size % self.gcl_partitions:
+            raise ValueError(f"{self.method} batches hold whole volumes: batch_size {self.batch_size} must be a multiple "
+                             f"of gcl_partitions {self.gcl_partitions}")
 
     @property
     def psm_cross_class(self) -> str:
@@ -81,7 +103,9 @@ class PretrainingConfig:
 
     def digest(self) -> str:
         """Short hash of every field (seed included): the cache key of the output folder."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=list)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == defaults[k])}
+        text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
@@ -100,7 +124,7 @@ def make_config(method: str = "GLRP", preset: str = "cpu", seed: int = 0, **over
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     if method not in METHODS:
         raise ValueError(f"unknown pretraining method {method!r}; choose one of {METHODS}")
-    w = METHOD_LOSS_WEIGHTS[method]
+    w = PRETRAINING_METHODS[method].loss_weights
     fields = {f.name for f in dataclasses.fields(PretrainingConfig)}
     unknown = sorted(set(overrides) - fields)
     if unknown:

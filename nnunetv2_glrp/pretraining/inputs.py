@@ -1,7 +1,8 @@
 """What a pretraining run is built from: the slice index, the models, the PSM function, the data loader.
 
-Method-independent apart from ``build_models`` (GLRP's projection heads) and ``psm_function`` (only
-methods with a local term use it), so other pretraining methods and a distributed loop can reuse it.
+Method-independent apart from ``build_models`` (GLRP's projection heads), ``psm_function`` (only
+methods with a local term use it) and the batch sampler (``methods.batch_sampler``: GCL draws volumes x
+partitions), so other pretraining methods and a distributed loop can reuse it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage
 from nnunetv2_glrp.patch_grid import receptive_field_boxes
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.pretraining.methods import batch_sampler
 from nnunetv2_glrp.similarity import patch_ssim_matrix
 from nnunetv2_glrp.preparation.unlabeled import unlabeled_folder
 
@@ -97,7 +99,7 @@ def run_batches(ctx: PlansContext, config: PretrainingConfig, data: PretrainingD
     n_proc = num_augmentation_processes()
     loader = PretrainingSliceLoader(data.records, config.batch_size, ctx.patch_size, config.seed,
                                     config.augmentation, psm_fn, iterations_per_epoch=data.iterations,
-                                    first_epoch=first_epoch)
+                                    first_epoch=first_epoch, sampler=batch_sampler(data.records, config))
     seeds = [int(s.generate_state(1)[0]) for s in worker_seeds.spawn(max(n_proc, 1))]
     augmenter = make_augmenter(loader, n_proc, seeds)
     try:

@@ -13,11 +13,12 @@ import time
 
 import torch
 
-from nnunetv2_glrp.losses import (glrp_loss, global_relative_position_loss, local_pair_weights,
-                                  relative_position_loss, slice_similarity, soft_target_entropy)
+from nnunetv2_glrp.losses import (glrp_loss, local_pair_weights, relative_position_loss, slice_similarity,
+                                  soft_target_entropy)
 from nnunetv2_glrp.models import encoder_features
 from nnunetv2_glrp.patch_grid import patch_view_index
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.pretraining.methods import global_pair_weights
 
 
 class StepTimer:
@@ -56,7 +57,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     each term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`).
 
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
-    without LRP)."""
+    without LRP), ``partitions`` [2N] (GCL only). ``grp`` is the global term of any method."""
     x = batch["data"].to(device, non_blocking=True)
     pos = batch["positions"].to(device, non_blocking=True)
     clock = timer.now if timer else (lambda: 0.0)
@@ -69,10 +70,10 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     l_grp = l_lrp = None
     floors = {"grp": float("nan"), "lrp": float("nan")}  # soft-target loss floors (target entropies)
     d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
-    if leaf_g is not None:
-        l_grp = global_relative_position_loss(leaf_g, pos, a=config.a, tau=config.tau, kind=config.similarity_kind,
-                                              formulation=config.formulation)
-        floors["grp"] = _floor(d, config)
+    if leaf_g is not None:  # the method's global term: GLRP's d_ij, or a baseline's 0/1 weights (methods.py)
+        w_g = global_pair_weights(config, pos, batch)
+        l_grp = relative_position_loss(leaf_g, w_g, tau=config.tau, formulation=config.formulation)
+        floors["grp"] = _floor(w_g, config)
     if leaf_l is not None:
         w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
                                d)

@@ -2,7 +2,7 @@
 
 Not shipped: ``tests/conftest.py`` appends this folder to ``nnUNet_extTrainer`` (after the
 repository's ``trainers/``), so nnU-Net's lookup, ``nnUNetv2_train`` and ``nnUNetv2_predict`` find
-them in the test session (benchmarks/bench_finetuning.py does the same). The bases mirror the five
+them in the test session (benchmarks/bench_finetuning.py does the same). The bases mirror the eight
 shipped methods of ``trainers/glrp_trainers.py``; only the budget differs.
 """
 
@@ -21,7 +21,7 @@ TINY_BUDGET = FineTuningBudget(
 
 #: class name of each shipped method -> its pretraining method (None: random initialisation)
 METHODS = {"GLRPTrainer": "GLRP", "GRPTrainer": "GRP", "LRPTrainer": "LRP", "GLRPLinearTrainer": "GLRPLinear",
-           "RandomInitTrainer": None}
+           "RandomInitTrainer": None, "SimCLRTrainer": "SimCLR", "GCLTrainer": "GCL", "PCLTrainer": "PCL"}
 
 for _name, _method in METHODS.items():
     _base = type(_name, (GLRPFineTuningTrainer,), {"pretraining_method": _method, "__module__": __name__})
