@@ -31,6 +31,13 @@ def test_evaluate_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert "no reference files" in capsys.readouterr().err
 
 
+def test_pretrain_offers_every_pretraining_method():
+    from nnunetv2_glrp.commands.pretrain import METHOD_CHOICES
+    from nnunetv2_glrp.pretraining.config import METHODS
+
+    assert set(METHOD_CHOICES) == set(METHODS) and len(METHOD_CHOICES) == len(METHODS)
+
+
 def test_pretrain_preset_help_matches_the_presets():
     from nnunetv2_glrp.commands.pretrain import PRESET_HELP
     from nnunetv2_glrp.pretraining.config import PRESETS

@@ -1,12 +1,14 @@
-"""``nnUNetv2_glrp pretrain``: GLRP/GRP/LRP/GLRPLinear contrastive pretraining of the encoder (cached, resumable)."""
+"""``nnUNetv2_glrp pretrain``: contrastive pretraining of the encoder, GLRP or a variant/baseline (cached, resumable)."""
 
 from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
 
-HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear); cached and resumable"
+HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear, or the SimCLR/GCL/PCL baselines); cached and resumable"
 # Written out rather than read from pretraining.config.PRESETS: importing it imports torch (~1.3 s), and
 # `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
+#: the pretraining methods (pretraining.config.METHODS, written out for the same reason; checked by a test)
+METHOD_CHOICES = ("GLRP", "GRP", "LRP", "GLRPLinear", "SimCLR", "GCL", "PCL")
 PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
                "(default: cpu)")
 
@@ -14,7 +16,7 @@ PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one
 def configure(parser) -> None:
     add_dataset(parser)
     add_configuration(parser, "2D plans configuration (e.g. 2d, paper_cpu, glrp_paper)")
-    parser.add_argument("-m", "--method", dest="method", default="GLRP", choices=["GLRP", "GRP", "LRP", "GLRPLinear"],
+    parser.add_argument("-m", "--method", dest="method", default="GLRP", choices=METHOD_CHOICES,
                         help="pretraining loss (default: GLRP)")
     add_plans_identifier(parser)
     parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=PRESET_HELP)
