@@ -1,6 +1,7 @@
 """The demo's resume guard: a demo folder is reused only with the settings that made it."""
 
 import json
+import os
 
 import pytest
 
@@ -16,7 +17,18 @@ def test_demo_config_is_recorded_and_a_mismatch_refused(tmp_path):
         _record_config(DemoConfig(out=str(tmp_path), seed=1), path)
 
 
-def test_demo_end_to_end_with_tiny_trainers_fuses_and_registers_a_crf(tmp_path, capsys):
+@pytest.fixture
+def restored_environment():
+    """run_demo points os.environ's nnU-Net folders (and GLRP_SEED) at the demo, as the command must; the
+    tests after this one need the session's folders back, or their nnUNetv2_train subprocesses cannot
+    find the session dataset."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_demo_end_to_end_with_tiny_trainers_fuses_and_registers_a_crf(tmp_path, capsys, restored_environment):
     """The whole demo path with 1 x 2-iteration trainers: trains, predicts, fuses the two models,
     registers the post-processing on the validation cases, applies it and the paper's CRF, reports;
     a rerun reuses every output (the registration included)."""
