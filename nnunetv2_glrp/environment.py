@@ -6,7 +6,8 @@ nnU-Net reads ``nnUNet_raw``, ``nnUNet_preprocessed`` and ``nnUNet_results`` onc
 to ``<base>/nnUNet_raw`` etc., where ``base`` is ``$GLRP_DATA`` or ``./nnunet_data``.
 ``nnUNet_extTrainer`` gets this repository's ``trainers/`` folder prepended when it is not already
 listed, so ``nnUNetv2_train -tr GLRPTrainer_k6`` finds our trainers (:func:`shipped_folder`: beside
-the package in a checkout, inside it in a wheel).
+the package in a checkout, inside it in a wheel). ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` (see
+:data:`THREAD_DEFAULTS`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ import os
 from pathlib import Path
 
 NNUNET_FOLDERS = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+#: defaults for the processes this package starts (nnUNetv2_train/-predict, data workers), unless set.
+#: ``nnUNetv2_train -device cpu`` gives torch one OpenMP thread per core, and OpenMP's default lets idle
+#: threads spin: with a second training, a data worker or a test beside it, the spinning threads steal the
+#: cores. Measured on the 2-core CPU machine with another 2-thread process running: a 16 x 32 x 64 x 64
+#: conv took 34-107 ms with spinning, 14 ms with PASSIVE (the same as on an idle machine).
+THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 #: where a wheel (``pip install .``) carries the repository's ``plans/`` and ``trainers/`` (see setup.py)
@@ -43,12 +50,15 @@ def trainers_folder() -> Path:
 
 def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=None,
                                  create: bool = True) -> dict[str, str]:
-    """Fill in unset nnU-Net variables in ``environ`` (default ``os.environ``) and return them.
+    """Fill in unset nnU-Net variables (and :data:`THREAD_DEFAULTS`) in ``environ`` (default ``os.environ``)
+    and return the nnU-Net ones.
 
     ``base`` overrides ``$GLRP_DATA``/``./nnunet_data`` as the parent of unset data folders, which
     are created when ``create`` (commands that never touch them pass False).
     """
     env = os.environ if environ is None else environ
+    for name, value in THREAD_DEFAULTS.items():
+        env.setdefault(name, value)
     root = Path(base if base is not None else env.get("GLRP_DATA", "nnunet_data")).resolve()
     for name in NNUNET_FOLDERS:
         if not env.get(name):

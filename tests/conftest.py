@@ -21,6 +21,7 @@ for _name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
 os.environ.pop("nnUNet_extTrainer", None)
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (environment.THREAD_DEFAULTS)
 
 from nnunetv2_glrp.environment import configure_nnunet_environment  # noqa: E402
 

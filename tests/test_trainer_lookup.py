@@ -24,6 +24,20 @@ def test_ext_trainer_points_at_our_folder():
     assert os.fspath(trainers_folder()) in os.environ["nnUNet_extTrainer"].split(os.pathsep)
 
 
+def test_environment_defaults_fill_only_unset_variables(tmp_path):
+    from nnunetv2_glrp.environment import configure_nnunet_environment
+
+    env = {"nnUNet_raw": "/elsewhere/raw"}
+    folders = configure_nnunet_environment(tmp_path, environ=env, create=False)
+    assert folders["nnUNet_raw"] == "/elsewhere/raw"
+    assert folders["nnUNet_results"] == os.fspath(tmp_path.resolve() / "nnUNet_results")
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"  # idle OpenMP threads sleep instead of spinning on shared cores
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    configure_nnunet_environment(tmp_path, environ=env, create=False)
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert not (tmp_path / "nnUNet_raw").exists()
+
+
 def test_nnunet_lookup_finds_every_trainer_and_variant():
     """Every trainer class of the trainers module, hand-written or generated, is what nnU-Net's lookup returns
     for its name, and its name spells its attributes; every (method, k, recipe) has its full and cpu budgets."""
