@@ -39,9 +39,11 @@ def test_baseline_configs():
         make_config("GCL", batch_size=6)
     make_config("PCL", batch_size=6)  # only GCL's batches hold whole volumes
     assert make_config("PCL", pcl_threshold=0.5).digest() != make_config("PCL").digest()
-    # the new fields stay out of the hash at their defaults: caches pretrained before them keep their names
-    assert make_config("GLRP", "cpu").digest() == "5eff91c898"
-    assert make_config("GRP", "paper", seed=3, batch_size=4).digest() == "3604274c5b"
+    # the new fields stay out of the hash at the values runs before them had: caches pretrained before them keep
+    # their names; the pre-norm tap (the new default) is another computation and gets another name
+    assert make_config("GLRP", "cpu", feature_tap="output").digest() == "5eff91c898"
+    assert make_config("GRP", "paper", seed=3, batch_size=4, feature_tap="output").digest() == "3604274c5b"
+    assert make_config("GLRP", "cpu").digest() not in ("5eff91c898", make_config("GLRP", "cpu", seed=1).digest())
 
 
 def _pure_loss(method: str, z: torch.Tensor, batch: dict, config) -> torch.Tensor:
@@ -70,7 +72,8 @@ def test_step_is_the_baseline_loss_and_lowers_it(ctx, method):
         assert batch["partitions"].tolist() == [0, 1, 2, 3] * 4  # 2 volumes x 4 partitions, two views each
         assert len({case for case, _ in batch["keys"][:4]}) == 1
     with torch.no_grad():
-        expected = _pure_loss(method, heads.global_head(encoder_features(network, batch["data"])[-1]), batch, config)
+        expected = _pure_loss(method, heads.global_head(encoder_features(network, batch["data"], config.feature_tap)[-1]),
+                              batch, config)
     opt = torch.optim.SGD(list(network.encoder.parameters()) + list(heads.parameters()), lr=config.lr,
                           momentum=config.momentum)
     losses = [training_step(network, heads, batch, config, opt, torch.device("cpu"), StepTimer(torch.device("cpu")))

@@ -41,6 +41,27 @@ def test_encoder_taps_shapes(network):
     assert sizes == [tuple(f.shape[2:]) for f in feats]
 
 
+def test_pre_norm_taps_are_what_each_stage_normalises(network):
+    """Invariant: each stage's norm and nonlinearity applied to its pre-norm tap give the stage output; the
+    taps carry gradients to the encoder; the hooks are gone afterwards."""
+    from nnunetv2_glrp.models.taps import last_convolution
+
+    x = torch.randn(3, 1, 48, 40)
+    out = encoder_features(network, x)
+    pre = encoder_features(network, x, tap="pre-norm")
+    assert [p.shape for p in pre] == [o.shape for o in out]
+    for stage, p, o in zip(network.encoder.stages, pre, out):
+        block = [m for m in stage.modules() if hasattr(m, "norm") and hasattr(m, "nonlin")][-1]
+        assert last_convolution(stage) is block.conv
+        torch.testing.assert_close(block.nonlin(block.norm(p.clone())), o)
+        assert not torch.allclose(p, o)  # really before the norm
+    pre[-1].sum().backward()
+    assert network.encoder.stages[0][0].convs[0].conv.weight.grad is not None
+    assert all(not m._forward_hooks for m in network.modules())
+    with pytest.raises(ValueError, match="feature tap"):
+        encoder_features(network, x, tap="post-norm")
+
+
 def test_default_local_stage_is_deepest_at_least_9x9():
     strides = ARCH["arch_kwargs"]["strides"]
     assert default_local_stage((48, 40), strides) == 2  # 12 x 10; stage 3 is 6 x 5

@@ -119,7 +119,7 @@ def test_step_cut_at_the_embeddings_gives_the_joint_backward_gradients(ctx):
     cut = [None if p.grad is None else p.grad.clone() for p in params]
     opt.zero_grad(set_to_none=True)
     x, pos = batch["data"], batch["positions"]
-    feats = encoder_features(network, x)
+    feats = encoder_features(network, x, config.feature_tap)
     l_grp = global_relative_position_loss(heads.global_head(feats[-1]), pos, a=config.a, tau=config.tau)
     w = local_pair_weights(batch["psm"], patch_view_index(x.shape[0], 3), slice_similarity(pos, a=config.a))
     l_lrp = relative_position_loss(heads.local_head(feats[heads.local_stage]), w, tau=config.tau)

@@ -16,6 +16,7 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
 from nnunetv2_glrp.losses import global_relative_position_loss
+from nnunetv2_glrp.models import encoder_features
 from nnunetv2_glrp.models.heads import ProjectionHeads, pool_channel_statistics, pool_patch_statistics
 
 FEATURES = (8, 16, 32, 64, 64)
@@ -82,7 +83,18 @@ def test_pooled_embedding_varies_across_images_on_both_norm_types():
         assert max(variation[norm]["std"], variation[norm]["max"]) > 2 * variation["instance"]["mean"], variation
 
 
-def _grp_losses(norm: str, pooling: str, steps: int = 40, n: int = 8) -> list[float]:
+def test_pre_norm_tap_keeps_the_per_image_channel_means_instance_norm_erases():
+    """The default tap (before the last norm of the stage) on InstanceNorm varies across images like a
+    BatchNorm stage output does (measured 0.48 vs 0.06 after the norm, 0.37 for BatchNorm)."""
+    torch.manual_seed(0)
+    x = _slices(torch.linspace(0, 1, 16), torch.Generator().manual_seed(1))
+    network = _encoder_network("instance")
+    with torch.no_grad():
+        after, before = (encoder_features(network, x, tap)[-1].mean(dim=(2, 3)) for tap in ("output", "pre-norm"))
+    assert _relative_variation(after) < 0.1 < 0.3 < _relative_variation(before)
+
+
+def _grp_losses(norm: str, pooling: str, steps: int = 40, n: int = 8, tap: str = "output") -> list[float]:
     torch.manual_seed(0)
     network = _encoder_network(norm)
     heads = ProjectionHeads(FEATURES, local_stage=2, hidden=64, out_dim=32, pooling=pooling)
@@ -92,7 +104,7 @@ def _grp_losses(norm: str, pooling: str, steps: int = 40, n: int = 8) -> list[fl
     losses = []
     for _ in range(steps):
         positions = torch.rand(n, generator=gen).repeat(2)  # two views per slice
-        z = heads.global_head(network.encoder(_slices(positions, gen))[-1])
+        z = heads.global_head(encoder_features(network, _slices(positions, gen), tap)[-1])
         loss = global_relative_position_loss(z, positions)
         optimizer.zero_grad()
         loss.backward()
@@ -101,10 +113,11 @@ def _grp_losses(norm: str, pooling: str, steps: int = 40, n: int = 8) -> list[fl
     return losses
 
 
+@pytest.mark.parametrize("tap", ["output", "pre-norm"])
 @pytest.mark.parametrize("norm", ["instance", "batch"])
-def test_grp_loss_falls_below_uniform_within_a_few_steps(norm):
+def test_grp_loss_falls_below_uniform_within_a_few_steps(norm, tap):
     """ln(2N - 1) is the loss of embeddings that cannot tell the slices apart."""
-    losses = _grp_losses(norm, "mean-std-max")
+    losses = _grp_losses(norm, "mean-std-max", tap=tap)
     assert sum(losses[-5:]) / 5 < math.log(2 * 8 - 1) - 0.08, losses
 
 

@@ -1,9 +1,18 @@
-"""Encoder feature taps: the list of stage outputs of an nnU-Net encoder, and stage geometry.
+"""Encoder feature taps: one feature map per encoder stage, and stage geometry.
 
 ``network.encoder(x)`` of dynamic_network_architectures' U-Nets returns the list of every stage's
 output (``return_skips=True``, which the U-Nets set for their decoder); the last entry is the
 bottleneck. The stage the LRP (local) loss taps is chosen by feature-map size, computed from the plans'
 strides (the GRP loss always taps the bottleneck).
+
+Two places to tap (``FEATURE_TAPS``): ``"output"``, the stage outputs (after norm and nonlinearity),
+or ``"pre-norm"``, the output of each stage's last convolution, before its normalisation. nnU-Net's
+networks normalise with InstanceNorm, which gives every channel of every image the same spatial mean
+and spread (its affine parameters); on nnU-Net's 4 x 4 bottleneck of a 128 px patch that leaves 16
+values per channel, normalised per image, for the global head to tell slices apart. Before the norm
+the per-image channel statistics are still there. The pretraining default is ``"pre-norm"`` (see
+``PretrainingConfig.feature_tap``); gradients reach the conv and everything below it, the last norm's
+affine parameters only get gradients in fine-tuning.
 """
 
 from __future__ import annotations
@@ -15,13 +24,39 @@ import torch
 from torch import nn
 
 
-def encoder_features(network: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """All encoder stage outputs for images ``x`` [B, C, H, W] (shallowest first, bottleneck last)."""
-    feats = network.encoder(x)
+#: where :func:`encoder_features` taps each stage
+FEATURE_TAPS = ("pre-norm", "output")
+
+
+def last_convolution(stage: nn.Module) -> nn.Module:
+    """The last convolution module of an encoder stage (the one its norm and nonlinearity follow)."""
+    convs = [m for m in stage.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    if not convs:
+        raise ValueError(f"encoder stage {type(stage).__name__} has no convolution to tap before its norm")
+    return convs[-1]
+
+
+def encoder_features(network: nn.Module, x: torch.Tensor, tap: str = "output") -> list[torch.Tensor]:
+    """One feature map per encoder stage for images ``x`` [B, C, H, W] (shallowest first, bottleneck last):
+    the stage outputs (``tap="output"``) or the outputs of each stage's last convolution, before its
+    normalisation (``tap="pre-norm"``). Same shapes either way."""
+    if tap not in FEATURE_TAPS:
+        raise ValueError(f"unknown feature tap {tap!r}; choose one of {FEATURE_TAPS}")
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+    if tap == "pre-norm":
+        for i, stage in enumerate(network.encoder.stages):
+            handles.append(last_convolution(stage).register_forward_hook(
+                lambda module, inputs, output, i=i: captured.__setitem__(i, output)))
+    try:
+        feats = network.encoder(x)
+    finally:
+        for handle in handles:
+            handle.remove()
     if isinstance(feats, torch.Tensor):
         raise ValueError("network.encoder returned a single tensor; set encoder.return_skips=True "
                          "to tap every stage")
-    return list(feats)
+    return [captured[i] for i in range(len(feats))] if tap == "pre-norm" else list(feats)
 
 
 def stage_feature_sizes(patch_size: Sequence[int], strides: Sequence[Sequence[int]]) -> list[tuple[int, ...]]:

@@ -7,7 +7,9 @@ first steps of randomly initialised heads), cosine annealed per iteration to 0 w
 ``iterations_per_epoch=None`` = one pass over the pretraining slices (ceil(n_slices / batch_size)), the
 soft-target InfoNCE (see docs/method.md), PSM weights (1 + SSIM) / 2 (``psm_mapping="affine"``) over the input
 boxes of the local stage's patches compared at ``psm_patch_size`` px (None = the box size), and the local
-stage chosen by feature-map size (None = deepest stage with a feature map of at least 9 x 9).
+stage chosen by feature-map size (None = deepest stage with a feature map of at least 9 x 9), and the heads
+reading each stage before its last norm (``feature_tap="pre-norm"``: nnU-Net's InstanceNorm erases the
+per-image channel means that average pooling needs; ``"output"`` reads the stage outputs, see models/taps.py).
 
 PSM cross-class pairs (centre/edge/corner patches of different classes): weight 0 with the default
 soft-target loss (they stay negatives; see ``similarity.patch_similarity``). ``formulation="paper-literal"``
@@ -18,7 +20,9 @@ gives cross-class pairs their orientation-free SSIM (``cross_class="ssim"``) and
 Baselines (``pretraining.methods``): ``pcl_threshold`` (PCL's positive pairs, 0.35 as on ACDC in the PCL paper)
 and ``gcl_partitions`` (GCL's partitions per volume, 4; the batch size must be a multiple). They need the
 soft-target formulation (their 0/1 weights have no logarithm). Fields added after the first release
-(``ADDED_FIELDS``) enter the digest only when they differ from their default, so existing caches keep their names.
+(``ADDED_FIELDS``) enter the digest only when they differ from the value that reproduces what runs before them did
+(their default, or for ``feature_tap`` the old behaviour "output"), so existing caches keep their names and an
+encoder pretrained on the stage outputs is never taken for one of the new pre-norm default.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ import json
 from dataclasses import dataclass
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation
+from nnunetv2_glrp.models.taps import FEATURE_TAPS
 from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
 
 METHODS = tuple(PRETRAINING_METHODS)
-#: fields added after the first release, left out of the digest at their defaults (cache names stay valid)
-ADDED_FIELDS = ("pcl_threshold", "gcl_partitions")
+#: fields added after the first release -> the value every run before them had; left out of the digest at that
+#: value (cache names stay valid for the same computation, and change where the computation changed)
+ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output"}
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class PretrainingConfig:
     projection_dim: int = 512
     hidden_dim: int = 512
     head_pooling: str = "mean-std-max"  # "mean": the paper's head (see models/heads.py)
+    feature_tap: str = "pre-norm"  # "output": the stage outputs, after the norm (see models/taps.py)
     grid: int = 3
     seed: int = 0
     augmentation: ViewAugmentation = ViewAugmentation()
@@ -76,6 +83,8 @@ class PretrainingConfig:
             raise ValueError("batch_size must be >= 2 slices: the relative-position losses contrast slices")
         if self.head_pooling not in ("mean-std-max", "mean"):
             raise ValueError(f"head_pooling must be 'mean-std-max' or 'mean', got {self.head_pooling!r}")
+        if self.feature_tap not in FEATURE_TAPS:
+            raise ValueError(f"feature_tap must be one of {FEATURE_TAPS}, got {self.feature_tap!r}")
         if self.formulation == "paper-literal" and self.lambda_local > 0 and self.psm_mapping != "affine":
             raise ValueError(f"formulation='paper-literal' with a local (LRP) term needs psm_mapping='affine' "
                              f"(strictly positive PSM weights), got {self.psm_mapping!r}")
@@ -103,8 +112,7 @@ class PretrainingConfig:
 
     def digest(self) -> str:
         """Short hash of every field (seed included): the cache key of the output folder."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        fields = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == defaults[k])}
+        fields = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
         text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

@@ -9,6 +9,7 @@ The PSM is not part of the step: the data loader computes it (its time is report
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -53,8 +54,11 @@ def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
                   timer: StepTimer | None = None) -> dict[str, float]:
-    """One SGD step on one batch; returns the loss terms (floats) and, as ``grp_excess``/``lrp_excess``,
-    each term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`).
+    """One SGD step on one batch; returns the loss terms (floats), as ``grp_excess``/``lrp_excess`` each
+    term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`), and as
+    ``grp_collapse_excess``/``lrp_collapse_excess`` the excess that collapsed embeddings would have (all
+    equal: every similarity 1, so the softmax is uniform and the loss ln(n - 1) for n embeddings). An
+    excess near the collapse excess means the embeddings do not yet tell the slices (patches) apart.
 
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
     without LRP), ``partitions`` [2N] (GCL only). ``grp`` is the global term of any method."""
@@ -63,22 +67,25 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     clock = timer.now if timer else (lambda: 0.0)
     t0 = clock()
     optimizer.zero_grad(set_to_none=True)
-    feats = encoder_features(network, x)
+    feats = encoder_features(network, x, config.feature_tap)
     z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
     floors = {"grp": float("nan"), "lrp": float("nan")}  # soft-target loss floors (target entropies)
+    collapsed = {"grp": float("nan"), "lrp": float("nan")}  # the loss of identical embeddings, ln(n - 1)
     d = slice_similarity(pos, a=config.a, kind=config.similarity_kind)
     if leaf_g is not None:  # the method's global term: GLRP's d_ij, or a baseline's 0/1 weights (methods.py)
         w_g = global_pair_weights(config, pos, batch)
         l_grp = relative_position_loss(leaf_g, w_g, tau=config.tau, formulation=config.formulation)
         floors["grp"] = _floor(w_g, config)
+        collapsed["grp"] = math.log(leaf_g.shape[0] - 1)
     if leaf_l is not None:
         w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
                                d)
         l_lrp = relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
         floors["lrp"] = _floor(w, config)
+        collapsed["lrp"] = math.log(leaf_l.shape[0] - 1)
     loss = glrp_loss(l_grp, l_lrp, (config.lambda_global, config.lambda_local))
     t2 = clock()
     if not torch.isfinite(loss):
@@ -98,7 +105,8 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     grp = float("nan") if l_grp is None else l_grp.item()
     lrp = float("nan") if l_lrp is None else l_lrp.item()
     return {"loss": loss.item(), "grp": grp, "lrp": lrp, "grp_excess": grp - floors["grp"],
-            "lrp_excess": lrp - floors["lrp"]}
+            "lrp_excess": lrp - floors["lrp"], "grp_collapse_excess": collapsed["grp"] - floors["grp"],
+            "lrp_collapse_excess": collapsed["lrp"] - floors["lrp"]}
 
 
 def _floor(weights: torch.Tensor, config: PretrainingConfig) -> float:
