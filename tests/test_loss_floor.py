@@ -49,3 +49,14 @@ def test_loss_minus_floor_is_a_kl_that_optimisation_drives_towards_zero():
         optimizer.step()
     assert min(excess) >= -1e-5  # never below the floor
     assert excess[-1] < 0.1 * excess[0] and excess[-1] < 0.05
+
+
+def test_collapsed_embeddings_lose_ln_n_minus_1_whatever_the_weights():
+    """The 'collapse' level the pretraining log prints beside the floor: identical embeddings make every
+    similarity 1 and the softmax uniform over the n - 1 others, so the loss is ln(n - 1) for any targets."""
+    gen = torch.Generator().manual_seed(3)
+    for n in (4, 16, 18 * 8):
+        z = torch.ones(n, 8)
+        weights = torch.rand(n, n, generator=gen)
+        assert relative_position_loss(z, weights).item() == pytest.approx(math.log(n - 1), rel=1e-5)
+        assert relative_position_loss(z, weights).item() > soft_target_entropy(weights).item()

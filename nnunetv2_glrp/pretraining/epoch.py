@@ -20,10 +20,11 @@ Step = Callable[[dict, StepTimer], dict[str, float]]
 
 def epoch_loss_statistics(terms: list[dict[str, float]]) -> dict[str, float]:
     """Per-epoch summary of the iteration losses: mean of each term and of each term's excess over its floor
-    (``*_excess``, the KL divergence), std/min/max/last of the total, and the per-iteration excess of
-    each term (``*_excess_per_iteration``, for the loss-curve plot)."""
+    (``*_excess``, the KL divergence) and of the excess collapsed embeddings would have
+    (``*_collapse_excess``), std/min/max/last of the total, and the per-iteration excess of each term
+    (``*_excess_per_iteration``, for the loss-curve plot)."""
     out = {}
-    for key in ("loss", "grp", "lrp", "grp_excess", "lrp_excess"):
+    for key in ("loss", "grp", "lrp", "grp_excess", "lrp_excess", "grp_collapse_excess", "lrp_collapse_excess"):
         values = np.array([t.get(key, np.nan) for t in terms], dtype=float)
         out[key] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
     total = np.array([t["loss"] for t in terms], dtype=float)

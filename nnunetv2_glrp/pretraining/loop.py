@@ -74,10 +74,13 @@ def make_optimizer(network, heads, config: PretrainingConfig, iterations: int):
 
 
 def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
-    logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f (above the floor: grp %.4f lrp %.4f) lr %.5f | %.1f s, "
+    nan = float("nan")
+    logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f (above the floor: grp %.4f lrp %.4f; collapsed embeddings "
+                "would be %.4f and %.4f above it) lr %.5f | %.1f s, "
                 "%.1f slices/s; loss functions (forward %.2f s + backward %.2f s) %.1f%% of the %.1f s model steps; "
                 "PSM %.2f s in the data loader", epoch + 1, config.epochs, stats["loss"], stats["grp"], stats["lrp"],
-                stats.get("grp_excess", float("nan")), stats.get("lrp_excess", float("nan")), stats["lr"],
+                stats.get("grp_excess", nan), stats.get("lrp_excess", nan), stats.get("grp_collapse_excess", nan),
+                stats.get("lrp_collapse_excess", nan), stats["lr"],
                 stats["seconds"], stats["slices_per_s"], stats["loss_fn_forward_seconds"],
                 stats["loss_fn_backward_seconds"], 100 * stats["loss_fn_share"], stats["step_seconds"],
                 stats["psm_seconds"])

@@ -12,8 +12,9 @@ def plot_loss_curve(history: dict, path: Path) -> None:
     """Left: per-epoch means of the total, GRP and LRP terms, with the min-max range of the total loss over
     the epoch's iterations as a band. Right: each term's excess over its floor (loss minus the entropy of
     its soft targets, i.e. the KL divergence that pretraining can still remove) per iteration, log
-    scale, with epoch boundaries: "3.13 -> 3.01" on the left may be most of what there was to learn.
-    Atomic write."""
+    scale, with epoch boundaries: "3.13 -> 3.01" on the left may be most of what there was to learn;
+    dashed, per epoch, the excess collapsed (identical) embeddings would have: a curve on its dashed line
+    has learned nothing that tells the slices apart. Atomic write."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +57,7 @@ def _plot_excess(ax, ep: list[dict]) -> None:
         if y.size and np.isfinite(y).any():
             ax.plot(np.arange(1, y.size + 1), np.clip(y, 1e-4, None), lw=1, color=colour,
                     label=f"{key} - target entropy (per batch)")
+            _plot_collapse_level(ax, ep, key, colour)
             drawn = True
     if not drawn:
         ax.text(0.5, 0.5, "no soft-target term (paper-literal loss has no entropy floor)", ha="center",
@@ -69,3 +71,17 @@ def _plot_excess(ax, ep: list[dict]) -> None:
     ax.set_ylabel("KL divergence to the targets")
     ax.set_title("loss above its floor")
     ax.legend(fontsize=8)
+
+
+def _plot_collapse_level(ax, ep: list[dict], key: str, colour: str) -> None:
+    """Per-epoch mean of the excess that collapsed embeddings would have, as a dashed step over the epoch."""
+    start = 0
+    labelled = False
+    for e in ep:
+        n = len(e.get(f"{key}_excess_per_iteration", []))
+        level = e.get(f"{key}_collapse_excess", float("nan"))
+        if n and np.isfinite(level):
+            ax.hlines(level, start + 0.5, start + n + 0.5, colors=colour, linestyles="dashed", lw=1,
+                      label=None if labelled else f"{key}: collapsed embeddings")
+            labelled = True
+        start += n
