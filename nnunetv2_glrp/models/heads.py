@@ -15,9 +15,10 @@ BatchNorm), so the global loss cannot rank slices and stays at ln(2N - 1). Stand
 maximum are what InstanceNorm leaves per image (the spread and the peaks of a channel); with
 BatchNorm networks they add information too. Pretraining also feeds the heads each stage's features
 before its last norm (``PretrainingConfig.feature_tap="pre-norm"``, ``models/taps.py``), where the
-per-image channel means are still there; the heads themselves do not care which tap they get. The BatchNorm1d in front of the MLP rescales the three
-statistics, whose across-image variation is small next to their mean, so the MLP sees them at unit
-scale (as SimCLR's projection head normalises its hidden layer). Pooling is rotation invariant, as
+per-image channel means are still there; the heads themselves do not care which tap they get. The
+BatchNorm1d in front of the MLP rescales the three statistics, whose across-image variation is small
+next to their mean, so the MLP sees them at unit scale (as SimCLR's projection head normalises its
+hidden layer). Pooling is rotation invariant, as
 the patch comparison needs. Tests: tests/test_projection_heads.py (embeddings vary across images and
 the GRP loss falls below ln(2N - 1) within a few steps, for InstanceNorm/LeakyReLU and
 BatchNorm/ReLU encoders). ``pooling="mean"`` (``PretrainingConfig.head_pooling``) keeps the
