@@ -27,8 +27,9 @@ from nnunetv2_glrp.reproduction.statistics import (
 class DrawSpread:
     """Spread over draws of per-draw values that may leave out infinite cases."""
 
-    spread: Spread | None  # None: no draw has a finite value
+    spread: Spread | None  # over the draws with a finite value; None: no draw has one
     n_inf: int  # infinite case values left out, over all draws
+    by_draw: tuple[float, ...] = ()  # every draw's value in draw order, NaN where it has no finite case
 
     def to_dict(self) -> dict:
         return {"spread": asdict(self.spread) if self.spread else None, "n_inf": self.n_inf}
@@ -55,10 +56,14 @@ class Cell:
                 "reference_draws": [list(d) for d in self.reference_draws]}
 
 
-def _spread_of_draw_means(per_draw: Sequence[float], n_cases: int) -> Spread:
-    values = np.asarray(per_draw, dtype=float)
-    std = float(values.std(ddof=1)) if values.size > 1 else None
-    return Spread(float(values.mean()), std, int(values.size), n_cases, tuple(float(v) for v in values))
+def _spread_of_draw_means(by_draw: Sequence[float], n_cases: int, n_inf: int) -> DrawSpread:
+    values = np.asarray(by_draw, dtype=float)
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return DrawSpread(None, n_inf, tuple(values))
+    std = float(finite.std(ddof=1)) if finite.size > 1 else None
+    spread = Spread(float(finite.mean()), std, int(finite.size), n_cases, tuple(float(v) for v in finite))
+    return DrawSpread(spread, n_inf, tuple(float(v) for v in values))
 
 
 def finite_draw_spread(values: np.ndarray) -> DrawSpread:
@@ -66,18 +71,15 @@ def finite_draw_spread(values: np.ndarray) -> DrawSpread:
     draws. NaN (a class absent from prediction and reference) is left out as ``evaluate`` does; infinite
     values (a structure missed) are left out and counted."""
     finite = np.isfinite(values)
-    per_draw = [float(row[ok].mean()) for row, ok in zip(values, finite) if ok.any()]
-    n_inf = int(np.isinf(values).sum())
-    return DrawSpread(_spread_of_draw_means(per_draw, values.shape[1]) if per_draw else None, n_inf)
+    by_draw = [float(row[ok].mean()) if ok.any() else math.nan for row, ok in zip(values, finite)]
+    return _spread_of_draw_means(by_draw, values.shape[1], int(np.isinf(values).sum()))
 
 
-def _mean_over_classes(parts: Sequence[DrawSpread]) -> DrawSpread:
-    """Mean HD: per draw the mean over classes of the per-class finite means."""
-    rows = [p.spread.per_draw for p in parts if p.spread is not None]
-    if not rows or len({len(r) for r in rows}) != 1:
-        return DrawSpread(None, sum(p.n_inf for p in parts))
-    per_draw = np.mean(np.asarray(rows), axis=0)
-    return DrawSpread(_spread_of_draw_means(per_draw, parts[0].spread.n_cases), sum(p.n_inf for p in parts))
+def _mean_over_classes(parts: Sequence[DrawSpread], n_cases: int) -> DrawSpread:
+    """Mean HD: per draw the mean over the classes with a finite value in that draw (as evaluate's mean_hd)."""
+    grid = np.asarray([p.by_draw for p in parts], dtype=float)  # [classes, draws]
+    by_draw = [float(col[np.isfinite(col)].mean()) if np.isfinite(col).any() else math.nan for col in grid.T]
+    return _spread_of_draw_means(by_draw, n_cases, sum(p.n_inf for p in parts))
 
 
 def build_cell(cell: dict, method: str, k: int, classes: Sequence[str]) -> Cell:
@@ -91,7 +93,7 @@ def build_cell(cell: dict, method: str, k: int, classes: Sequence[str]) -> Cell:
     class_dice = {c: finite_draw_spread(results.cell_array(cell, draws, "dice", c)[0]) for c in classes}
     class_hd = {c: finite_draw_spread(results.cell_array(cell, draws, "hd", c)[0]) for c in classes}
     return Cell(method, k, draws, cases, spread_over_draws(dice), class_dice, class_hd,
-                _mean_over_classes(list(class_hd.values())))
+                _mean_over_classes(list(class_hd.values()), len(cases)))
 
 
 def compare(cell: Cell, cell_records: dict, reference_records: dict, n_boot: int, seed: int) -> None:

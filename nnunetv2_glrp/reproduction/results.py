@@ -133,3 +133,10 @@ def cell_array(cell: dict[tuple[int, int], dict], draws: Sequence[tuple[int, int
         raise ValueError("no draws to tabulate")
     cases = sorted(cell[draws[0]]["cases"])
     return np.stack([case_values(cell[d], metric, cls, cases) for d in draws]), cases
+
+
+def record_from_evaluation(method: str, k: int, fold: int, seed: int, evaluation: Path, predictions: Path,
+                           classes: Sequence[str], **extra) -> dict:
+    """A run record from an ``evaluate`` output folder made elsewhere (the demo's), for the tables."""
+    return {"method": method, "k": k, "fold": fold, "seed": seed, "predictions": str(predictions),
+            "cases": read_metrics_csv(Path(evaluation) / "metrics_per_case.csv", classes), **extra}
