@@ -186,3 +186,38 @@ def test_a_model_of_another_seed_is_refused(reproduced):
     check_seed(folder, 2)
     with pytest.raises(ValueError, match="glrp_finetuning.json records GLRP_SEED=2"):
         check_seed(folder, 1)
+
+
+def test_make_tables_rewrites_the_table_from_the_records_with_another_bootstrap_seed(reproduced):
+    import subprocess
+    import sys
+
+    _, out, _, _ = reproduced
+    before = (out / "table1.md").read_text()
+    script = Path(nnunetv2_glrp.__file__).resolve().parents[1] / "evaluation" / "make_tables.py"
+    done = subprocess.run([sys.executable, os.fspath(script), os.fspath(out), "--bootstrap", "500",
+                           "--bootstrap_seed", "3"], capture_output=True, text=True, env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = (out / "table1.md").read_text()
+    assert "500 resamples, seed 3" in after and "500 resamples, seed 0" in before
+    ours = lambda text: [line for line in text.splitlines() if "| ours |" in line]  # noqa: E731
+    assert ours(after) == ours(before)  # the means and spreads do not depend on the bootstrap
+
+
+def test_an_output_folder_of_another_budget_is_refused_before_anything_runs(reproduced, capsys):
+    config, out, _, _ = reproduced
+    argv = _argv(config, out)
+    argv[argv.index("tiny")] = "cpu"
+    before = sorted(p.name for p in out.iterdir())
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'reproduce.json'} belongs to another reproduction (budget 'tiny')" in err and "use another -o" in err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_a_k_beyond_the_folds_training_patients_is_refused(reproduced, capsys):
+    config, out, _, _ = reproduced
+    argv = _argv(config, out)
+    argv[argv.index("--k") + 1: argv.index("--k") + 3] = ["2", "30"]
+    assert main(argv) == 2
+    assert "k = [30] labeled patients requested, but fold 0 of" in capsys.readouterr().err

@@ -52,7 +52,24 @@ def dataset_labels(raw_dataset: Path) -> dict[str, int]:
     labels = json.loads(path.read_text()).get("labels")
     if not isinstance(labels, dict) or not labels:
         raise ValueError(f"{path}: no 'labels' mapping")
-    return {name: int(v) for name, v in labels.items() if name != "background" and int(v) != 0}
+    if not all(isinstance(v, int) for v in labels.values()):
+        raise ValueError(f"{path}: region-based labels (lists of values) are not supported; expected one integer "
+                         "label per class")
+    return {name: v for name, v in labels.items() if name != "background" and v != 0}
+
+
+#: what an output folder belongs to: a call with other values is refused (its runs would mix)
+IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe")
+
+
+def check_out_folder(out: Path, identity: dict) -> None:
+    path = out / "reproduce.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        changed = [k for k in IDENTITY if previous.get(k) != identity[k]]
+        if changed:
+            raise ValueError(f"{path} belongs to another reproduction ({', '.join(f'{k} {previous.get(k)!r}' for k in changed)}"
+                             f"); use another -o for {', '.join(f'{k} {identity[k]!r}' for k in changed)}")
 
 
 def check_test_set(raw_dataset: Path) -> list[str]:
@@ -109,7 +126,7 @@ def write_outputs(records: list[dict], table_number: int, methods: Sequence[str]
     atomic_write_text(files[0], markdown(table, cells, methods, ks, context))
     atomic_write_json(files[1], results.encode({"table": table_number, "methods": list(methods), "ks": list(ks),
                                                 "context": context, "cells": [c.to_dict() for c in cells.values()]}))
-    files.append(figures.dice_vs_k(cells, methods, ks, out / f"{name}_dice_vs_k.png", table.layout == "dice_by_k"))
+    files.append(figures.dice_vs_k(cells, methods, ks, out / f"{name}_dice_vs_k.png", table.layout))
     files.append(figures.class_boxplots(records, methods, ks, out / f"{name}_class_boxplots.png"))
     if slices:
         shown = figures.slice_figure(records, methods, max(ks), raw_dataset, labels, out / f"{name}_slices.png")
@@ -140,6 +157,9 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
     check_trainers(sorted({t for t, _, _ in needed}), budget)
     check_k(setting, ks, folds)
 
+    identity = {"dataset": dataset_name, "configuration": configuration, "plans": plans, "budget": budget,
+                "recipe": recipe}
+    check_out_folder(setting.out, identity)
     setting.out.mkdir(parents=True, exist_ok=True)
     complete = [r for r in runs if is_complete(setting, r)]
     plan = estimate.make_plan(len(runs), len(complete), len(needed),
@@ -149,9 +169,9 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
           f"{len(cases)} test cases): methods {', '.join(methods)}; k {list(ks)}; folds {list(folds)}; "
           f"seeds {list(seeds)}\n{plan.describe()}", flush=True)
     call = {"table": table, "methods": list(methods), "k": list(ks), "folds": list(folds), "seeds": list(seeds),
-            "budget": budget, "recipe": recipe, "device": device, "dataset": dataset_name,
-            "configuration": configuration, "plans": plans, "bootstrap": {"samples": n_boot, "seed": bootstrap_seed},
+            **identity, "device": device, "bootstrap": {"samples": n_boot, "seed": bootstrap_seed},
             "plan": asdict(plan) | {"estimated_seconds": plan.estimated_seconds}}
+    atomic_write_json(setting.out / "reproduce.json", results.encode(call | {"finished": False}))  # the folder's owner
     outcomes = run_grid(setting, runs, labels, on_run)
 
     records = results.read_records(setting.out, runs)
@@ -163,7 +183,7 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
     seconds = time.perf_counter() - t0
     new_trainings = sum(len(o.trained) for o in outcomes)
     atomic_write_json(setting.out / "reproduce.json", results.encode(
-        call | {"new_runs": len(outcomes), "new_trainings": new_trainings, "total_seconds": seconds,
+        call | {"finished": True, "new_runs": len(outcomes), "new_trainings": new_trainings, "total_seconds": seconds,
                 "run_seconds": {o.run.tag: o.seconds for o in outcomes}}))
     files.append(setting.out / "reproduce.json")
     print(f"{len(outcomes)} new runs ({new_trainings} trainings) in {estimate.format_duration(seconds)}; "

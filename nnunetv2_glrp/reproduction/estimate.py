@@ -47,6 +47,8 @@ class Plan:
         per = f"{self.n_trainings_todo} x {self.seconds_per_training or 0:.0f} s training"
         if self.seconds_per_prediction is not None:
             per += f" + {self.n_todo} x {self.seconds_per_prediction:.0f} s prediction/evaluation"
+        else:
+            per += " (prediction/evaluation not timed yet)"
         return f"{head}; estimated {per} = {format_duration(total)} ({self.source})"
 
 
@@ -54,7 +56,7 @@ def format_duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
+        return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
 
 

@@ -1,7 +1,7 @@
 """PNG figures of a table: Dice vs k per method, per-class box plots, test slices with the predictions.
 
 * ``<name>_dice_vs_k.png``: mean Dice over draws per method against k, error bars = the standard
-  deviation across draws (none for a cell of one draw), the paper's ACDC values dashed (Table 1).
+  deviation across draws (none for a cell of one draw), the paper's ACDC values dashed (Table 1; the k = 10 rows for Tables 3, 5, 7).
 * ``<name>_class_boxplots.png``: per class (LV, MYO, RV), one box per (method, k) of the per-case
   Dice of all its draws.
 * ``<name>_slices.png``: up to three test cases (the first in name order), the slice with the most
@@ -43,8 +43,15 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def paper_mean_dice(method: str, k: int, layout: str) -> float | None:
+    """The paper's mean Dice of a cell: Table 1, or the k = 10 rows for the per-class tables."""
+    if layout == "dice_by_k":
+        return paper_values.table1_value(method, k)
+    return paper_values.ablation_value(method, "dice", "mean", k)
+
+
 def dice_vs_k(cells: dict[tuple[str, int], Cell], methods: Sequence[str], ks: Sequence[int], path: Path,
-              with_paper: bool) -> Path:
+              layout: str = "dice_by_k") -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, method in enumerate(methods):
@@ -55,8 +62,7 @@ def dice_vs_k(cells: dict[tuple[str, int], Cell], methods: Sequence[str], ks: Se
             y = [s.mean for _, s in points]
             err = [s.std or 0.0 for _, s in points]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colour, label=f"{METHODS[method].label} (ours)")
-        paper = [(k, paper_values.table1_value(method, k)) for k in ks] if with_paper else []
-        paper = [(k, v) for k, v in paper if v is not None]
+        paper = [(k, v) for k in ks if (v := paper_mean_dice(method, k, layout)) is not None]
         if paper:
             ax.plot(*zip(*paper), linestyle="--", marker="x", color=colour, alpha=0.6,
                     label=f"{METHODS[method].label} (paper, ACDC)")

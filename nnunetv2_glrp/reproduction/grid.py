@@ -69,11 +69,11 @@ class Table:
 TABLES: dict[int, Table] = {
     1: Table(1, "mean Dice by method and number of labeled patients k", ("Random", "SimCLR", "GCL", "PCL", "GLRP"),
              paper_values.TABLE1_K, "dice_by_k"),
-    3: Table(3, "per-class Dice and HD at k = 10: the best baseline against GLRP-cl", ("Random", "PCL", "GLRP"),
+    3: Table(3, "per-class Dice and HD: the best baseline (PCL) against GLRP-cl", ("Random", "PCL", "GLRP"),
              (paper_values.ABLATION_K,), "per_class"),
-    5: Table(5, "per-class Dice and HD at k = 10: pretraining ablations",
+    5: Table(5, "per-class Dice and HD: pretraining ablations",
              ("Random", "GLRPLinear", "GRP", "LRP", "GLRP"), (paper_values.ABLATION_K,), "per_class"),
-    7: Table(7, "per-class Dice and HD at k = 10: fusion of GRP + LRP + GLRP and the dense CRF",
+    7: Table(7, "per-class Dice and HD: fusion of GRP + LRP + GLRP and the dense CRF",
              ("Random", "GLRP", "GLRP+CRF"), (paper_values.ABLATION_K,), "per_class"),
 }
 

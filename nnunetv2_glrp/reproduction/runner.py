@@ -49,7 +49,7 @@ def is_complete(setting: Setting, run: Run) -> bool:
     return results.read_record(path).get("models") == _fingerprints(setting, run)
 
 
-def _predict(setting: Setting, run: Run, labels: dict[str, int]) -> Path:
+def _predict(setting: Setting, run: Run) -> Path:
     from nnunetv2_glrp.postprocessing.prediction import predict_folder
     from nnunetv2_glrp.postprocessing.trained_models import Ensemble
 
@@ -91,7 +91,7 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
         train_seconds += train(setting, trainer, run.fold, run.seed)
         outcome.trained.append(trainer)
     t1 = time.perf_counter()
-    pred = _predict(setting, run, labels)
+    pred = _predict(setting, run)
     t2 = time.perf_counter()
     evaluation = setting.out / results.RUNS_FOLDER / run.tag / "evaluation"
     summary = evaluate_folder(pred, setting.raw_dataset / "labelsTs", labels=labels, out_dir=evaluation)
