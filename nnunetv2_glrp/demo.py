@@ -143,8 +143,13 @@ def run_demo(cfg: DemoConfig) -> dict:
             results[name] = evaluate_folder(pred_dir, raw_dataset / "labelsTs", out_dir=out / "evaluation" / name)
 
     report = _format_report(results, timings)
+    table = small_table1(cfg, raw_dataset, out, int(os.environ["GLRP_SEED"]))
+    if table is not None:
+        report += f"\nSmall Table 1 (Random vs GLRP at k = {cfg.k}, paired comparison): {table.name} and its PNGs.\n"
     atomic_write_text(out / "demo_report.md", report)
     print(report)
+    if table is not None:
+        print(table.read_text())
     return {"results": results, "timings": timings}
 
 
@@ -199,3 +204,27 @@ def _format_report(results: dict, timings: dict) -> str:
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += [f"| total | {sum(timings.values()):.1f} |", ""]
     return "\n".join(lines)
+
+
+def small_table1(cfg: DemoConfig, raw_dataset: Path, out: Path, seed: int) -> Path | None:
+    """``demo_table1.md`` + PNGs: the demo's Random and GLRP rows as ``reproduce --table 1`` shows them
+    (the paper's values beside, the paired comparison), from the demo's own per-case evaluations
+    (``out/evaluation/<trainer>``): nothing is trained for it. One draw: the table says so. None when
+    the demo's trainers are not one Random and one GLRP trainer."""
+    from nnunetv2_glrp.reproduction.api import dataset_labels, write_outputs
+    from nnunetv2_glrp.reproduction.grid import METHODS
+    from nnunetv2_glrp.reproduction.results import record_from_evaluation
+
+    family = {m.trainers[0]: name for name, m in METHODS.items() if len(m.trainers) == 1}
+    rows = {family.get(t.split("_k")[0]): t for t in cfg.trainers}
+    if not {"Random", "GLRP"} <= rows.keys():
+        log.info("no small Table 1: the demo's trainers %s are not a Random and a GLRP trainer", cfg.trainers)
+        return None
+    labels = dataset_labels(raw_dataset)
+    records = [record_from_evaluation(m, cfg.k, cfg.fold, seed, out / "evaluation" / rows[m],
+                                      out / "predictions" / rows[m], list(labels)) for m in ("Random", "GLRP")]
+    context = (f"Demo: {raw_dataset.name} (synthetic phantom), trainers {rows['Random']} and {rows['GLRP']}, "
+               f"fold {cfg.fold}, GLRP_SEED {seed}: one draw of k = {cfg.k} patients, so the spread across draws "
+               "is not known and the interval covers the test cases only.")
+    write_outputs(records, 1, ("Random", "GLRP"), (cfg.k,), out, raw_dataset, labels, context, name="demo_table1")
+    return out / "demo_table1.md"

@@ -21,5 +21,6 @@ SUBCOMMANDS = {
     "predict": "predict",
     "crf": "crf",
     "evaluate": "evaluate",
+    "reproduce": "reproduce",
     "demo": "demo",
 }

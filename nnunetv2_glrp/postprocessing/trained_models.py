@@ -29,6 +29,9 @@ class Ensemble:
     plans: str = "nnUNetPlans"
     checkpoint: str = "checkpoint_final.pth"
     weights: tuple[float, ...] | None = None
+    #: nnU-Net results tree the trainers live in; None: ``$nnUNet_results`` as nnU-Net read it at import.
+    #: ``reproduce`` trains every seed into its own tree (``reproduction.grid.results_root``).
+    results_root: str | None = None
 
     def __post_init__(self):
         if not self.trainers:
@@ -45,6 +48,9 @@ class Ensemble:
     def fold_folder(self, trainer: str) -> Path:
         from nnunetv2.utilities.file_path_utilities import get_output_folder
 
+        if self.results_root is not None:  # nnU-Net's own layout below another results tree
+            return (Path(self.results_root) / self.dataset_name / f"{trainer}__{self.plans}__{self.configuration}"
+                    / f"fold_{self.fold}")
         return Path(get_output_folder(self.dataset_name, trainer, self.plans, self.configuration, self.fold))
 
     @property
@@ -61,7 +67,8 @@ class Ensemble:
     def context(self) -> dict:
         return {"dataset": self.dataset_name, "configuration": self.configuration, "fold": self.fold,
                 "plans": self.plans, "checkpoint": self.checkpoint, "trainers": list(self.trainers),
-                "weights": list(self.weights) if self.weights else None}
+                "weights": list(self.weights) if self.weights else None,
+                **({"results_root": self.results_root} if self.results_root is not None else {})}
 
 
 def load_predictors(ensemble: Ensemble, device: str = "cpu") -> list:

@@ -1,0 +1,48 @@
+"""``nnUNetv2_glrp reproduce``: train, predict and evaluate the grid of a paper table; tables and figures."""
+
+from __future__ import annotations
+
+from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier
+
+HELP = ("reproduce Table 1, 3, 5 or 7 of the paper on a dataset: trains every (method, k, fold, seed) through "
+        "nnUNetv2_train (finished ones skipped), predicts imagesTs, evaluates against labelsTs, writes per-run JSON, "
+        "a CSV, Markdown tables beside the paper's ACDC numbers and PNG figures; a rerun resumes")
+
+
+def configure(parser) -> None:
+    add_dataset(parser)
+    add_configuration(parser, "nnU-Net configuration to train, e.g. glrp_paper or nnunet_cpu")
+    parser.add_argument("--table", type=int, default=1, choices=(1, 3, 5, 7),
+                        help="1: mean Dice by method and k (Random, SimCLR, GCL, PCL, GLRP); 3, 5, 7: per-class Dice "
+                        "and HD at k = 10 (3: PCL vs GLRP, 5: GLRPLinear/GRP/LRP/GLRP, 7: GLRP vs GLRP+CRF) "
+                        "(default: 1)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="methods instead of the table's (Random, SimCLR, GCL, PCL, GLRPLinear, GRP, LRP, GLRP, "
+                        "GLRP+CRF, or the paper's labels such as GLRP-cl); Random is always run, as the reference")
+    parser.add_argument("--k", nargs="+", type=int, default=None,
+                        help="numbers of labeled patients (default: the table's, 2 6 10 15 20 30 105 for Table 1, "
+                        "10 otherwise)")
+    parser.add_argument("-f", "--folds", nargs="+", type=int, default=[0], help="folds (default: 0)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="GLRP_SEED values: each draws its own k patients and initialisation (default: 0 1 2)")
+    parser.add_argument("--budget", default="cpu",
+                        help="paper: trainers without a budget suffix (the full length, for a GPU); cpu: the _cpu "
+                        "trainers; another name B: trainers named ..._B of one's own (default: cpu)")
+    parser.add_argument("--recipe", default="nnunet", choices=("nnunet", "paper", "decwarm"),
+                        help="nnunet: nnU-Net's recipe (no infix); paper: the paper's hyperparameters (_paper "
+                        "trainers: CE, Adam 5e-4, cosine, batch 12); decwarm: decoder warm-up (default: nnunet)")
+    add_plans_identifier(parser)
+    add_device(parser)
+    parser.add_argument("-o", "--out", default=None,
+                        help="output folder (default: evaluation/results/<dataset>/<configuration>/<budget>)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: 2000)")
+    parser.add_argument("--bootstrap_seed", type=int, default=0, help="seed of the bootstrap (default: 0)")
+
+
+def run(args) -> int:
+    from nnunetv2_glrp.reproduction.api import reproduce
+
+    reproduce(args.dataset, args.configuration, table=args.table, methods=args.methods, ks=args.k, folds=args.folds,
+              seeds=args.seeds, budget=args.budget, recipe=args.recipe, device=args.device,
+              plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed)
+    return 0

@@ -1,0 +1,145 @@
+"""reproduce's grid, tables and the demo's small Table 1, on constructed results with known numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from nnunetv2_glrp.reproduction import paper_values
+from nnunetv2_glrp.reproduction.cells import table_cells
+from nnunetv2_glrp.reproduction.estimate import make_plan
+from nnunetv2_glrp.reproduction.grid import (
+    TABLES, Run, plan_runs, resolve_methods, results_root, trainer_name, trainings,
+)
+from nnunetv2_glrp.reproduction.tables import markdown
+
+CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
+
+
+def _record(method, k, seed, dice_by_case, hd=5.0):
+    """A run record whose every case has the given per-class Dice (dict class -> value) and HD."""
+    cases = {case: {c: {"dice": d[c], "hd": hd if d[c] > 0 else "inf", "hd95": hd, "assd": 1.0} for c in CLASSES}
+             for case, d in dice_by_case.items()}
+    return {"method": method, "k": k, "fold": 0, "seed": seed, "cases": cases}
+
+
+def test_grid_names_roots_and_shared_trainings(tmp_path):
+    assert trainer_name("GLRPTrainer", 6, "paper") == "GLRPTrainer_k6"
+    assert trainer_name("GLRPTrainer", 6, "cpu") == "GLRPTrainer_k6_cpu"
+    assert trainer_name("GRPTrainer", 2, "cpu", recipe="paper") == "GRPTrainer_k2_paper_cpu"
+    assert results_root(0, tmp_path) == tmp_path and results_root(3, tmp_path) == tmp_path / "glrp_seed_3"
+    assert resolve_methods(["GLRP-cl", "pcl"], TABLES[1]) == ("Random", "GLRP", "PCL")  # Random always, first
+    with pytest.raises(ValueError, match="unknown method 'BYOL'"):
+        resolve_methods(["BYOL"], TABLES[1])
+    runs = plan_runs(("Random", "GLRP", "GLRP+CRF"), (10,), (0,), (0, 1))
+    assert len(runs) == 6 and runs[0] == Run("Random", 10, 0, 0) and runs[3].seed == 1
+    # GLRP+CRF fuses GLRP, GRP and LRP: GLRP's training is shared, not trained twice
+    assert trainings(runs, "cpu") == [(f"{t}_k10_cpu", 0, s) for s in (0, 1)
+                                      for t in ("RandomInitTrainer", "GLRPTrainer", "GRPTrainer", "LRPTrainer")]
+
+
+def test_table1_cells_spread_paper_values_and_paired_comparison():
+    cases = [f"c{i}" for i in range(6)]
+    records = []
+    for seed, (random_dice, glrp_dice) in enumerate([(0.6, 0.7), (0.8, 0.85)]):
+        records.append(_record("Random", 2, seed, {c: dict.fromkeys(CLASSES, random_dice) for c in cases}))
+        records.append(_record("GLRP", 2, seed, {c: dict.fromkeys(CLASSES, glrp_dice) for c in cases}))
+    records.append(_record("GLRP", 6, 0, {c: dict.fromkeys(CLASSES, 0.9) for c in cases}))  # no Random at k = 6
+    cells = table_cells(records, ("Random", "GLRP"), (2, 6), list(CLASSES), n_boot=1000)
+    random2, glrp2, glrp6 = cells[("Random", 2)], cells[("GLRP", 2)], cells[("GLRP", 6)]
+    assert random2.dice.mean == pytest.approx(0.7) and random2.dice.std == pytest.approx(math.sqrt(0.02))
+    assert glrp2.dice.mean == pytest.approx(0.775) and glrp2.dice.std == pytest.approx(0.15 / math.sqrt(2))
+    cmp = glrp2.vs_reference  # differences 0.1 (seed 0) and 0.05 (seed 1) on every case
+    assert cmp.mean_difference == pytest.approx(0.075) and cmp.ci_low == pytest.approx(0.05)
+    assert cmp.ci_high == pytest.approx(0.1) and cmp.n_draws == 2
+    assert glrp6.vs_reference is None and glrp6.dice.std is None
+    text = markdown(TABLES[1], cells, ("Random", "GLRP"), (2, 6), "constructed")
+    assert "| Random | ours | 0.700 (0.141) | - |" in text
+    assert "| GLRP-cl | ours | 0.775 (0.106) | 0.900 (1 draw) |" in text
+    assert f"| GLRP-cl | paper (ACDC) | {paper_values.table1_value('GLRP', 2):.3f} | 0.816 |" in text
+    assert f"| GLRP-cl | {cmp.format()} | - |" in text and "p = 0.031" in cmp.format()  # 6 positive: 2/2**6
+
+
+def test_per_class_table_dice_hd_and_infinite_distances():
+    cases = ["a", "b"]
+    records = [_record("Random", 10, 0, {c: {"RV": 0.5, "MYO": 0.6, "LV": 0.7} for c in cases}, hd=10.0),
+               _record("GLRP+CRF", 10, 0, {"a": {"RV": 0.0, "MYO": 0.8, "LV": 0.9},
+                                           "b": {"RV": 0.6, "MYO": 0.8, "LV": 0.9}}, hd=4.0)]
+    cells = table_cells(records, ("Random", "GLRP+CRF"), (10,), list(CLASSES), n_boot=200)
+    crf = cells[("GLRP+CRF", 10)]
+    assert crf.class_hd["RV"].n_inf == 1 and crf.class_hd["RV"].spread.mean == 4.0
+    assert crf.dice.mean == pytest.approx(np.mean([(0.0 + 0.8 + 0.9) / 3, (0.6 + 0.8 + 0.9) / 3]))
+    text = markdown(TABLES[7], cells, ("Random", "GLRP+CRF"), (10,), "constructed")
+    # our row: LV, MYO, RV Dice, mean Dice, then HD per class and mean (the paper's column order)
+    assert "| GLRP-cl + CRF | ours | 0.900 (1 draw) | 0.800 (1 draw) | 0.300 (1 draw) | 0.667 (1 draw) | " \
+           "4.00 (1 draw) | 4.00 (1 draw) | 4.00 (1 draw), 1 inf | 4.00 (1 draw), 1 inf |" in text
+    assert "| GLRP-cl + CRF | paper (ACDC) | 0.927 | 0.847 | 0.853 | 0.876 | - | - | - | 26.40 |" in text
+    assert "| Random | paper (ACDC) | - | - | - | - | - | - | - | - |" in text
+
+
+def test_plan_estimates_from_earlier_runs_or_says_unknown():
+    earlier = [{"budget": "paper", "trained_now": ["A"], "wall_seconds": {"train": 100.0, "predict": 8.0,
+                                                                         "evaluate": 2.0}}]
+    plan = make_plan(4, 1, 4, 2, "paper", earlier)
+    assert plan.estimated_seconds == pytest.approx(2 * 100 + 3 * 10)
+    assert "4 runs planned: 1 already complete, 3 to run, 2 of their 4 trainings" in plan.describe()
+    assert make_plan(4, 0, 4, 4, "paper", []).estimated_seconds is None
+    assert "unknown" in make_plan(4, 0, 4, 4, "paper", []).describe()
+    assert make_plan(2, 0, 2, 2, "cpu", []).estimated_seconds == pytest.approx(2 * 210)
+
+
+def _write(array, path):
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.5, 1.5, 8.0))
+    sitk.WriteImage(image, str(path))
+
+
+def test_demo_small_table1_from_its_per_case_evaluations(tmp_path):
+    """Random predicts the reference exactly, GLRP misses the RV in every case: Dice 1 vs 2/3, a paired
+    difference of -1/3 on every one of the 4 cases (exact Wilcoxon p = 2/2**4), one draw."""
+    from nnunetv2_glrp.demo import DemoConfig, small_table1
+    from nnunetv2_glrp.evaluate import evaluate_folder
+
+    out, raw = tmp_path / "demo", tmp_path / "demo" / "Dataset950_Demo"
+    trainers = ("RandomInitTrainer_k2_cpu", "GLRPTrainer_k2_cpu")
+    for sub in ("imagesTs", "labelsTs", *(f"predictions/{t}" for t in trainers)):
+        (raw if "Ts" in sub else out).joinpath(sub).mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({"labels": {"background": 0, **CLASSES}}))
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        labels = np.zeros((3, 24, 24), np.uint8)
+        labels[:, 4:10, 4:10], labels[:, 12:20, 12:20], labels[:, 14:18, 14:18] = 1, 2, 3
+        _write(rng.normal(size=labels.shape).astype(np.float32), raw / "imagesTs" / f"case{i}_0000.nii.gz")
+        _write(labels, raw / "labelsTs" / f"case{i}.nii.gz")
+        _write(labels, out / "predictions" / trainers[0] / f"case{i}.nii.gz")
+        _write(np.where(labels == 1, 0, labels).astype(np.uint8), out / "predictions" / trainers[1] / f"case{i}.nii.gz")
+    for t in trainers:  # what the demo does for each trainer
+        evaluate_folder(out / "predictions" / t, raw / "labelsTs", out_dir=out / "evaluation" / t)
+
+    cfg = DemoConfig(out=str(out), trainers=("NnunetControlTrainer_cpu", *trainers))
+    table = small_table1(cfg, raw, out, seed=0)
+    text = table.read_text()
+    assert "| Random | ours | 1.000 (1 draw) |" in text and "| GLRP-cl | ours | 0.667 (1 draw) |" in text
+    assert "| Random | paper (ACDC) | 0.421 |" in text and "| GLRP-cl | paper (ACDC) | 0.684 |" in text
+    assert "| GLRP-cl | -0.333 [-0.333, -0.333], p = 0.12, 1 draw: cases only |" in text
+    for name in ("demo_table1_dice_vs_k.png", "demo_table1_class_boxplots.png", "demo_table1_slices.png"):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert small_table1(DemoConfig(out=str(out), trainers=trainers[:1]), raw, out, seed=0) is None
+
+
+def test_mean_hd_is_per_draw_over_the_classes_that_have_a_distance():
+    """Draw 0 misses the RV everywhere, draw 1 the MYO: each draw's mean HD averages its other two classes."""
+    hd = {0: {"RV": "inf", "MYO": 2.0, "LV": 4.0}, 1: {"RV": 6.0, "MYO": "inf", "LV": 8.0}}
+    records = []
+    for seed in (0, 1):
+        cases = {c: {cls: {"dice": 0.5, "hd": hd[seed][cls], "hd95": 1.0, "assd": 1.0} for cls in CLASSES}
+                 for c in ("a", "b")}
+        records.append({"method": "GLRP", "k": 10, "fold": 0, "seed": seed, "cases": cases})
+    cell = table_cells(records, ("GLRP",), (10,), list(CLASSES))[("GLRP", 10)]
+    assert cell.mean_hd.by_draw == (3.0, 7.0) and cell.mean_hd.spread.mean == 5.0 and cell.mean_hd.n_inf == 4
+    assert cell.class_hd["RV"].spread.per_draw == (6.0,) and cell.class_hd["RV"].spread.n_draws == 1
