@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
+from nnunetv2_glrp.reproduction.statistics import paired_bootstrap, wilcoxon_p  # noqa: E402
 
 CLASSES = ("RV", "MYO", "LV")
 CONTROL = "nnU-Net"
@@ -113,23 +114,14 @@ def _case_dice(pred: Path, raw: Path, out: Path) -> dict[str, dict[str, float]]:
         return {row["case"]: {c: float(row[f"{c}_dice"]) for c in CLASSES} for row in csv.DictReader(f)}
 
 
-def paired_interval(diffs: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean paired difference and its 95 % bootstrap interval; diffs [seeds, cases].
-
-    Seeds AND cases are resampled (two-level bootstrap): between two trainings of the same network on
-    the same patients the test Dice moves by several points (when a run "takes off" varies), which a
-    case-only bootstrap of one seed would hide behind a narrow interval. With one seed the interval
-    covers the cases only, and the table says how many seeds a row has."""
-    rng = np.random.default_rng(seed)
-    n_seeds, n_cases = diffs.shape
-    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    cases = rng.integers(0, n_cases, size=(n_boot, n_cases))
-    boots = diffs[seeds[:, :, None], cases[:, None, :]].mean(axis=(1, 2))
-    return float(diffs.mean()), float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
-
-
 def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
-    """dice[(method, k, seed)] = {case: {class: Dice}} -> per (method, k): means, per-class means, paired diff."""
+    """dice[(method, k, seed)] = {case: {class: Dice}} -> per (method, k): means, per-class means, paired diff.
+
+    The paired difference to nnU-Net's trainer: the 95 % bootstrap interval resamples seeds AND cases
+    (``reproduction.statistics.paired_bootstrap``): between two trainings of the same network on the same
+    patients the test Dice moves by several points (when a run "takes off" varies), which a case-only
+    bootstrap of one seed would hide behind a narrow interval; the Wilcoxon p is over the per-case
+    differences averaged over the seeds."""
     out = {}
     for k in ks:
         for method in (CONTROL, "Random", "GLRP", "GLRP-decwarm"):
@@ -142,20 +134,25 @@ def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
             entry = {"mean_dice": float(per.mean()), "seeds": done, "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
                      "classes": {cl: float(per[:, :, i].mean()) for i, cl in enumerate(CLASSES)}}
             if method != CONTROL:
-                mean, lo, hi = paired_interval(per.mean(axis=2) - ctrl.mean(axis=2))
-                entry["paired_vs_nnunet"] = {"mean": mean, "ci95": [lo, hi]}
+                diffs = per.mean(axis=2) - ctrl.mean(axis=2)  # [seeds, cases]
+                mean, lo, hi = paired_bootstrap(diffs)
+                p, test = wilcoxon_p(diffs.mean(axis=0))
+                entry["paired_vs_nnunet"] = {"mean": mean, "ci95": [lo, hi], "wilcoxon_p": p, "test": test}
             out[f"{method} k={k}"] = entry
     return out
 
 
 def _print_table(summary: dict) -> None:
-    print(f"\n{'run':<16}{'mean Dice':>10}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}{'vs nnU-Net [95% CI]':>30}")
+    print(f"\n{'run':<16}{'mean Dice':>10}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}{'vs nnU-Net [95% CI]':>30}"
+          f"{'Wilcoxon p':>12}")
     for name, e in summary.items():
         c = e["classes"]
         seeds = " ".join(f"{v:.3f}" for v in e["per_seed"])
         diff = e.get("paired_vs_nnunet")
         dtext = f"{diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else "-"
-        print(f"{name:<16}{e['mean_dice']:>10.3f}{c['RV']:>7.3f}{c['MYO']:>7.3f}{c['LV']:>7.3f}  {seeds:<24}{dtext:>30}")
+        ptext = f"{diff['wilcoxon_p']:.3g}" if diff else "-"
+        print(f"{name:<16}{e['mean_dice']:>10.3f}{c['RV']:>7.3f}{c['MYO']:>7.3f}{c['LV']:>7.3f}  {seeds:<24}{dtext:>30}"
+              f"{ptext:>12}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,19 +85,3 @@ def test_bad_inputs_are_errors():
         spread_over_draws([[0.1, math.inf]])
     with pytest.raises(ValueError, match="draws, cases"):
         spread_over_draws([0.1, 0.2])
-
-
-def test_matches_the_few_label_benchmarks_bootstrap():
-    """The library's bootstrap is the benchmark's paired_interval (same generator draws), so the benchmark can
-    import it instead of keeping its own copy."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_few_label.py"
-    spec = importlib.util.spec_from_file_location("bench_few_label", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    if getattr(bench, "paired_interval", paired_bootstrap) is paired_bootstrap:
-        pytest.skip("the benchmark already imports the library's bootstrap")
-    diffs = np.random.default_rng(4).normal(0.0, 0.1, size=(3, 18))
-    assert paired_bootstrap(diffs, n_boot=2000, seed=0) == pytest.approx(bench.paired_interval(diffs, 2000, 0))

@@ -10,8 +10,7 @@ volume; the same test cases in the same order for every draw and every method.
   case) and a percentile bootstrap interval that resamples draws AND cases (two levels): between two
   draws the test Dice moves by several points, which a case-only bootstrap of one draw would hide.
   With one draw only the cases are resampled. The generator is ``numpy.random.default_rng(seed)``
-  and the seed is returned with the interval. This is the same computation as the ``paired_interval``
-  of benchmarks/bench_few_label.py (same draws of the generator), which can import it instead.
+  and the seed is returned with the interval. benchmarks/bench_few_label.py uses it too.
 * :func:`wilcoxon_p`: scipy's Wilcoxon signed-rank test (two-sided) on the per-case differences
   averaged over draws (n = the number of test cases; the draws of one case are not independent
   pairs). All differences zero: no test, p = 1 and a note saying so (scipy would divide by zero).
