@@ -2,7 +2,7 @@
 
 Source: Zhao et al., "GLRP: Global and local contrastive learning based on relative position for
 medical image segmentation on cardiac MRI", International Journal of Imaging Systems and Technology
-(IJIST) 2023/2024, 34(2), e22992, doi:10.1002/ima.22992.
+(IJIST) 2023, doi:10.1002/ima.22992.
 
 * Table 1: mean Dice on ACDC test patients by pretraining method and number k of labeled patients.
 * The k = 10 ablations (per-class Dice LV / MYO / RV, mean Dice, mean HD in mm). The paper gives the
@@ -17,7 +17,7 @@ Keys are this project's method names (``grid.METHODS``); ``None`` marks a value 
 from __future__ import annotations
 
 SOURCE = ("Zhao et al. 2023, GLRP: Global and local contrastive learning based on relative position for medical "
-          "image segmentation on cardiac MRI, IJIST 34(2) e22992, doi:10.1002/ima.22992")
+          "image segmentation on cardiac MRI, IJIST, doi:10.1002/ima.22992")
 
 #: k values of the paper's Table 1 (columns)
 TABLE1_K = (2, 6, 10, 15, 20, 30, 105)
