@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from nnunetv2_glrp.finetuning.recipes import RECIPES, FineTuningBudget
+from nnunetv2_glrp.finetuning.variants import variant_name
 from nnunetv2_glrp.reproduction import paper_values
 
 
@@ -98,13 +100,10 @@ def resolve_methods(names: Sequence[str] | None, table: Table) -> tuple[str, ...
     return (REFERENCE, *(m for m in chosen if m != REFERENCE))
 
 
-def budget_suffix(budget: str) -> str:
-    return "" if budget == "paper" else f"_{budget}"
-
-
 def trainer_name(family: str, k: int, budget: str, recipe: str = "nnunet") -> str:
-    infix = "" if recipe == "nnunet" else f"_{recipe}"
-    return f"{family}_k{k}{infix}{budget_suffix(budget)}"
+    """The trainer class name, spelled by the one function that names the generated variants
+    (``finetuning.variants.variant_name``); budget ``paper`` is the full budget (no suffix)."""
+    return variant_name(family, k, RECIPES[recipe], FineTuningBudget(name="full" if budget == "paper" else budget))
 
 
 @dataclass(frozen=True, order=True)
