@@ -10,8 +10,9 @@ k-patient draw, trains through ``nnUNetv2_train`` at one budget (default ``cpu``
   once, cached, shared by all seeds);
 
 predicts the test patients (``nnUNetv2_predict``, no test-time mirroring, to save CPU time) and prints
-the test Dice (mean, per class) and, per method, the paired difference to nnU-Net's trainer over the
-test cases of all seeds with a 95 % bootstrap interval (seeds and cases resampled).
+the test Dice (mean, per class) and, per method, the paired difference to nnU-Net's trainer (and, for
+the pretrained rows, to Random) over the test cases of all seeds with a 95 % bootstrap interval (seeds
+and cases resampled).
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
         [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--pretrained-encoder PTH]
@@ -45,9 +46,14 @@ CLASSES = ("RV", "MYO", "LV")
 CONTROL = "nnU-Net"
 
 
+#: GLRP fine-tuned with another recipe than nnU-Net's: "GLRP-<recipe>" (finetuning.recipes.RECIPES)
+GLRP_RECIPES = ("decwarm",)
+METHODS = (CONTROL, "Random", "GLRP", *(f"GLRP-{r}" for r in GLRP_RECIPES))
+
+
 def _trainers(k: int, budget: str) -> dict[str, str]:
     return {CONTROL: f"NnunetControlTrainer_{budget}", "Random": f"RandomInitTrainer_k{k}_{budget}",
-            "GLRP": f"GLRPTrainer_k{k}_{budget}", "GLRP-decwarm": f"GLRPTrainer_k{k}_decwarm_{budget}"}
+            "GLRP": f"GLRPTrainer_k{k}_{budget}", **{f"GLRP-{r}": f"GLRPTrainer_k{k}_{r}_{budget}" for r in GLRP_RECIPES}}
 
 
 def _prepare(root: Path, args) -> Path:
@@ -124,7 +130,7 @@ def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
     differences averaged over the seeds."""
     out = {}
     for k in ks:
-        for method in (CONTROL, "Random", "GLRP", "GLRP-decwarm"):
+        for method in METHODS:
             done = [s for s in seeds if (method, k, s) in dice and (CONTROL, k, s) in dice]  # a partial run too
             if not done:
                 continue
@@ -134,25 +140,35 @@ def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
             entry = {"mean_dice": float(per.mean()), "seeds": done, "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
                      "classes": {cl: float(per[:, :, i].mean()) for i, cl in enumerate(CLASSES)}}
             if method != CONTROL:
-                diffs = per.mean(axis=2) - ctrl.mean(axis=2)  # [seeds, cases]
-                mean, lo, hi = paired_bootstrap(diffs)
-                p, test = wilcoxon_p(diffs.mean(axis=0))
-                entry["paired_vs_nnunet"] = {"mean": mean, "ci95": [lo, hi], "wilcoxon_p": p, "test": test}
+                entry["paired_vs_nnunet"] = _paired(per, ctrl)
+            if method not in (CONTROL, "Random") and all(("Random", k, s) in dice for s in done):
+                rand = np.array([[[dice[("Random", k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
+                entry["paired_vs_random"] = _paired(per, rand)
             out[f"{method} k={k}"] = entry
     return out
 
 
+def _paired(per: np.ndarray, ref: np.ndarray) -> dict:
+    """Paired difference of two [seeds, cases, classes] Dice arrays: mean, 95 % interval, Wilcoxon p."""
+    diffs = per.mean(axis=2) - ref.mean(axis=2)  # [seeds, cases]
+    mean, lo, hi = paired_bootstrap(diffs)
+    p, test = wilcoxon_p(diffs.mean(axis=0))
+    return {"mean": mean, "ci95": [lo, hi], "wilcoxon_p": p, "test": test}
+
+
 def _print_table(summary: dict) -> None:
-    print(f"\n{'run':<16}{'mean Dice':>10}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}{'vs nnU-Net [95% CI]':>30}"
-          f"{'Wilcoxon p':>12}")
+    print(f"\n{'run':<18}{'mean Dice':>10}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}{'vs nnU-Net [95% CI]':>26}"
+          f"{'Wilcoxon p':>12}{'vs Random [95% CI]':>26}{'Wilcoxon p':>12}")
     for name, e in summary.items():
         c = e["classes"]
         seeds = " ".join(f"{v:.3f}" for v in e["per_seed"])
-        diff = e.get("paired_vs_nnunet")
-        dtext = f"{diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else "-"
-        ptext = f"{diff['wilcoxon_p']:.3g}" if diff else "-"
-        print(f"{name:<16}{e['mean_dice']:>10.3f}{c['RV']:>7.3f}{c['MYO']:>7.3f}{c['LV']:>7.3f}  {seeds:<24}{dtext:>30}"
-              f"{ptext:>12}")
+        columns = ""
+        for key in ("paired_vs_nnunet", "paired_vs_random"):
+            diff = e.get(key)
+            dtext = f"{diff['mean']:+.3f} [{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}]" if diff else "-"
+            ptext = f"{diff['wilcoxon_p']:.3g}" if diff else "-"
+            columns += f"{dtext:>26}{ptext:>12}"
+        print(f"{name:<18}{e['mean_dice']:>10.3f}{c['RV']:>7.3f}{c['MYO']:>7.3f}{c['LV']:>7.3f}  {seeds:<24}{columns}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", default="cpu", help="trainer budget suffix (cpu)")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"],
-                        help="any of nnU-Net, Random, GLRP, GLRP-decwarm (GLRP with the _decwarm recipe)")
+    parser.add_argument("--methods", nargs="+", default=["nnU-Net", "Random", "GLRP"], choices=METHODS,
+                        help="GLRP-<recipe>: GLRP fine-tuned with the _<recipe> trainers (default: nnU-Net Random GLRP)")
     parser.add_argument("--pretrained-encoder", type=Path, default=None,
                         help="pretrained_encoder.pth of a GLRP pretraining on this dataset to fine-tune the GLRP rows "
                              "from (default: the budget's pretraining preset, pretrained by the first GLRP trainer)")

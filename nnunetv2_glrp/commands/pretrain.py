@@ -9,7 +9,7 @@ HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear, or the SimC
 # `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
 #: the pretraining methods (pretraining.config.METHODS, written out for the same reason; checked by a test)
 METHOD_CHOICES = ("GLRP", "GRP", "LRP", "GLRPLinear", "SimCLR", "GCL", "PCL")
-PRESET_HELP = ("cpu: 8 epochs x 10 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
+PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
                "(default: cpu)")
 
 
