@@ -121,12 +121,12 @@ PRESETS: dict[str, PretrainingConfig] = {
     "paper": PretrainingConfig(),
     # PSM patches compared at 24 px instead of the ~43 px boxes: 13x cheaper on one CPU thread (0.24 s vs
     # 3.1 s per 24-view batch of the small plan), which keeps the data loader ahead of the model step
-    # 30 x 50 iterations of 8 slices: ~13 min on the 2-core CPU (nnunet_cpu plan, 0.5 s per iteration). Shorter
-    # runs learn nothing the fine-tuning keeps: on the 30-patient realistic phantom the GRP term sits at the
-    # collapse line for ~400 iterations and only then falls below it (excess over its floor 0.19 after 300
-    # iterations, 0.08 after 1,500, collapse 0.21), and the slice position a linear probe reads off the frozen
-    # bottleneck goes from R^2 0.16 (300) to 0.69 (1,500); until 2026-12 the preset was 8 x 10 (README,
-    # "Few-label benchmark"; benchmarks/bench_linear_probe.py)
+    # 30 x 50 iterations of 8 slices: 8-13 min on the 2-core CPU (nnunet_cpu plan, 0.3-0.5 s per iteration). On
+    # the 30-patient realistic phantom the GRP term sits at the collapse line for ~400 iterations and only then
+    # falls below it (excess over its floor 0.19 after 300 iterations, 0.08 after 1,500, collapse 0.21), the
+    # slice position a linear probe reads off the frozen bottleneck goes from R^2 0.16 (300) to 0.69 (1,500), and
+    # a 300-iteration encoder fine-tuned no better than a random one while this preset's did (README, "Few-label
+    # benchmark"; benchmarks/bench_linear_probe.py). Until 2026-12 the preset was 8 x 10.
     "cpu": PretrainingConfig(epochs=30, iterations_per_epoch=50, batch_size=8, psm_patch_size=24),
 }
 
