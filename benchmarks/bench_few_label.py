@@ -135,15 +135,17 @@ def summarise(dice: dict, ks: list[int], seeds: list[int]) -> dict:
             if not done:
                 continue
             cases = sorted(dice[(CONTROL, k, done[0])])
-            per = np.array([[[dice[(method, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
-            ctrl = np.array([[[dice[(CONTROL, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
+
+            def array(m: str) -> np.ndarray:  # [seeds, cases, classes]
+                return np.array([[[dice[(m, k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
+
+            per = array(method)
             entry = {"mean_dice": float(per.mean()), "seeds": done, "per_seed": [float(v) for v in per.mean(axis=(1, 2))],
                      "classes": {cl: float(per[:, :, i].mean()) for i, cl in enumerate(CLASSES)}}
             if method != CONTROL:
-                entry["paired_vs_nnunet"] = _paired(per, ctrl)
+                entry["paired_vs_nnunet"] = _paired(per, array(CONTROL))
             if method not in (CONTROL, "Random") and all(("Random", k, s) in dice for s in done):
-                rand = np.array([[[dice[("Random", k, s)][c][cl] for cl in CLASSES] for c in cases] for s in done])
-                entry["paired_vs_random"] = _paired(per, rand)
+                entry["paired_vs_random"] = _paired(per, array("Random"))
             out[f"{method} k={k}"] = entry
     return out
 

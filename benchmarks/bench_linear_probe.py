@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-p", "--plans", default="nnUNetPlans")
     parser.add_argument("--encoders", nargs="+", default=["random"])
     parser.add_argument("--random-seeds", nargs="+", type=int, default=[0],
-                        help="initialisation seeds of every encoder's network (a pretrained encoder replaces "
-                             "only the encoder; the seeds matter for 'random')")
+                        help="initialisation seeds of the 'random' encoder (a pretrained encoder replaces the "
+                             "whole encoder, so it is probed once, with the first seed)")
     parser.add_argument("--from-stage", type=int, default=2)
     parser.add_argument("--pixels-per-class", type=int, default=3000)
     parser.add_argument("--probes", nargs="+", choices=("pixel", "position"), default=["pixel", "position"])
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(pool) - len(fit_patients)} patients); seed {args.seed}")
     print(f"{'encoder':<40} {'init':>4} {'RV':>6} {'MYO':>6} {'LV':>6} {'mean':>6} {'position R2':>12}")
     for spec in args.encoders:
-        for init_seed in args.random_seeds:
+        for init_seed in args.random_seeds if spec == "random" else args.random_seeds[:1]:
             network = encoder(ctx, spec, init_seed)
             dice, r2 = dict.fromkeys((*CLASSES, "mean"), float("nan")), float("nan")
             if "pixel" in args.probes:

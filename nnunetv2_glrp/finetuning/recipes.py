@@ -20,8 +20,9 @@ Choices where the paper is silent:
 * Budgets: ``full`` keeps the recipe's length and pretrains with the "paper" preset; ``cpu`` is
   sized for the demo on a 2-core CPU with the paper_cpu plan (~0.8 s per iteration: 10 epochs x 20
   iterations + 3 validation iterations per epoch, ~3 min per run), pretrains with the "cpu" preset
-  (1,500 iterations, 8-13 min, once per dataset and method: cached) and, because 200 SGD iterations at lr 1e-2 learn almost nothing, runs nnU-Net's recipe with Adam
-  lr 1e-3 (see ``CPU_BUDGET``; the trainer records the recipe it ran in ``glrp_finetuning.json``).
+  (1,500 iterations, 8-13 min, once per dataset and method: cached) and, because 200 SGD iterations
+  at lr 1e-2 learn almost nothing, runs nnU-Net's recipe with Adam lr 1e-3 (see ``CPU_BUDGET``; the
+  trainer records the recipe it ran in ``glrp_finetuning.json``).
   The tests define a smaller budget of their own (``tests/tiny_trainers``), shrinking the "cpu"
   pretraining with ``pretraining_overrides``.
 """
