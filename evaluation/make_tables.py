@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from nnunetv2_glrp.reproduction import results
-    from nnunetv2_glrp.reproduction.api import dataset_labels, write_outputs
+    from nnunetv2_glrp.reproduction.api import write_outputs
+    from nnunetv2_glrp.reproduction.engine import dataset_labels
     from nnunetv2_glrp.reproduction.grid import plan_runs
 
     call_file = args.out / "reproduce.json"
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if (raw / "dataset.json").is_file():
         labels = dataset_labels(raw)
     else:  # the class names of the records themselves (the values only colour the slices, left out then)
-        labels = {name: i + 1 for i, name in enumerate(next(iter(records[0]["cases"].values())))}
+        labels = {name: i + 1 for i, name in enumerate(records[0].classes)}
     context = (f"{call['dataset']}, configuration {call['configuration']}, plans {call['plans']}, budget "
                f"{call['budget']}, recipe {call['recipe']}; folds {call['folds']}, seeds {call['seeds']} "
                "(tables rewritten by evaluation/make_tables.py).")

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 
 from nnunetv2_glrp.losses import (
-    METHOD_LOSS_WEIGHTS,
     LossWeights,
     global_relative_position_loss,
     glrp_loss,
@@ -284,10 +283,16 @@ def test_glrp_loss_combination():
     a, b = torch.tensor(2.0), torch.tensor(4.0)
     assert float(glrp_loss(a, b)) == pytest.approx(3.0)
     assert float(glrp_loss(a, None, (1.0, 0.0))) == pytest.approx(2.0)
-    assert float(glrp_loss(torch.tensor(float("nan")), b, METHOD_LOSS_WEIGHTS["LRP"])) == 4.0
-    assert METHOD_LOSS_WEIGHTS["GLRP"] == LossWeights(0.5, 0.5)
-    assert METHOD_LOSS_WEIGHTS["GRP"] == LossWeights(1.0, 0.0)
-    assert METHOD_LOSS_WEIGHTS["GLRPLinear"].similarity_kind == "linear"
+    from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
+
+    weights = {name: m.loss_weights for name, m in PRETRAINING_METHODS.items()}
+    assert float(glrp_loss(torch.tensor(float("nan")), b, weights["LRP"])) == 4.0
+    # the paper's lambdas (GLRP-cl 0.5/0.5, GRP-cl 1/0, LRP-cl 0/1, GLRP-cl* linear d), from the registry
+    assert weights["GLRP"] == LossWeights(0.5, 0.5)
+    assert weights["GRP"] == LossWeights(1.0, 0.0)
+    assert weights["LRP"] == LossWeights(0.0, 1.0)
+    assert weights["GLRPLinear"] == LossWeights(0.5, 0.5, "linear")
+    assert all(weights[m] == LossWeights(1.0, 0.0) for m in ("SimCLR", "GCL", "PCL"))
     with pytest.raises(ValueError, match="l_lrp is None"):
         glrp_loss(a, None)
     with pytest.raises(ValueError):

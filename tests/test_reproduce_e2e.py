@@ -1,11 +1,13 @@
 """``reproduce`` end to end on the session phantom with the test-only ``_tiny`` trainers.
 
-Random and GLRP at k = 2 and 6, seeds 1 and 2 (8 runs, 8 trainings; seed S > 0 trains into
-``$nnUNet_results/glrp_seed_S``, so nothing here touches the seed-0 models other tests train). The
-first call is killed (an exception from inside the loop) after run 3's training, before its
-prediction; the second completes the grid, and must train only what is missing. Then: every file,
-the CSV against ``evaluate`` itself, the table's numbers recomputed from the CSV, a rerun that
-trains and predicts nothing, and a run whose predictions were cut short completing the same table.
+nnU-Net's own trainer (the control row), Random and GLRP at k = 2 and 6, seeds 1 and 2 (12 runs, 12
+trainings; seed S > 0 trains into ``$nnUNet_results/glrp_seed_S``, so nothing here touches the seed-0
+models other tests train). The first call is killed (an exception from inside the loop) after run 3's
+training, before its prediction; the second completes the grid, and must train only what is missing.
+Then: the control row trained on exactly the Random row's k patients, every file, the CSV against
+``evaluate`` itself, the table's numbers recomputed from the CSV by the test's own arithmetic (a slow
+bootstrap loop written from the documented protocol, scipy's Wilcoxon), a rerun that trains and predicts
+nothing, and a run whose predictions were cut short completing the same table.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import nnunetv2_glrp
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.evaluate import METRICS, evaluate_folder
 from nnunetv2_glrp.reproduction import runner
-from nnunetv2_glrp.reproduction.grid import plan_runs, results_root
-from nnunetv2_glrp.reproduction.statistics import paired_comparison, spread_over_draws
+from nnunetv2_glrp.reproduction.grid import plan_runs, resolve_methods, results_root
 
 DATASET = "Dataset901_ACDC"
-METHODS, KS, SEEDS = ("Random", "GLRP"), (2, 6), (1, 2)
+METHODS, KS, SEEDS = ("nnU-Net", "Random", "GLRP"), (2, 6), (1, 2)
+RUN_ORDER = resolve_methods(METHODS, METHODS)  # Random first, as every table compares with it
 CLASSES = ("RV", "MYO", "LV")
 
 
@@ -79,11 +81,11 @@ def _checkpoints() -> dict[str, int]:
 
 def test_a_killed_call_resumes_training_only_what_is_missing(reproduced):
     config, out, resumed, calls = reproduced
-    runs = plan_runs(("Random", "GLRP"), KS, (0,), SEEDS)
+    runs = plan_runs(RUN_ORDER, KS, (0,), SEEDS)
     assert [r.tag for r in calls] == [r.tag for r in runs[:3]]
-    # runs 1-2 were complete and run 3 trained before the kill: 6 runs and 5 trainings are left
-    assert resumed.new_runs == 6 and resumed.new_trainings == 5
-    assert len(_checkpoints()) == 8
+    # runs 1-2 were complete and run 3 trained before the kill: 9 runs and 8 trainings are left
+    assert resumed.new_runs == 9 and resumed.new_trainings == 8
+    assert len(_checkpoints()) == 12
     base = Path(os.environ["nnUNet_results"])
     for seed in SEEDS:  # each seed trained into its own tree with GLRP_SEED = seed
         setup = results_root(seed, base) / DATASET / f"GLRPTrainer_k2_tiny__nnUNetPlans__{config}" / "fold_0"
@@ -95,6 +97,31 @@ def test_a_killed_call_resumes_training_only_what_is_missing(reproduced):
     assert draws[0] != draws[1]  # two seeds, two draws of the k patients
 
 
+def test_the_control_row_is_nnunets_trainer_on_the_same_k_patients(reproduced):
+    """nnU-Net's trainer draws nothing: it trained on an extra fold holding exactly the cases of the patients
+    the Random row drew at the same k and seed, validated on fold 0's validation cases, and recorded its seed."""
+    import json
+
+    config, out, _, _ = reproduced
+    base = Path(os.environ["nnUNet_results"])
+    splits = json.loads((Path(os.environ["nnUNet_preprocessed"]) / DATASET / "splits_final.json").read_text())
+    for k in KS:
+        for seed in SEEDS:
+            record = json.loads((out / "runs" / f"nnU-Net__k{k}__fold0__seed{seed}.json").read_text())
+            assert record["trainers"] == ["NnunetControlTrainer_tiny"]
+            fold = record["training_folds"][0]
+            assert fold >= 5  # nnU-Net's own folds 0-4 stay as they are
+            random = results_root(seed, base) / DATASET / f"RandomInitTrainer_k{k}_tiny__nnUNetPlans__{config}" / "fold_0"
+            drawn = json.loads((random / "k_patients.json").read_text())
+            assert sorted(splits[fold]["train"]) == sorted(drawn["cases"])
+            assert sorted({c.rsplit("_", 1)[0] for c in splits[fold]["train"]}) == sorted(drawn["patients"])
+            assert len(drawn["patients"]) == k and splits[fold]["val"] == splits[0]["val"]
+            control = Path(record["model_folders"][0])
+            assert control.name == f"fold_{fold}" and control.parent.name.startswith("NnunetControlTrainer_tiny__")
+            setup = json.loads((control / "glrp_finetuning.json").read_text())
+            assert setup["seed"] == seed and sorted(setup["training_cases"]) == sorted(drawn["cases"])
+
+
 def test_every_file_and_the_csv_is_what_evaluate_computes(reproduced, phantom_raw_dataset, tmp_path):
     _, out, _, _ = reproduced
     for name in ("table1.md", "table1.json", "runs.csv", "reproduce.json"):
@@ -104,8 +131,8 @@ def test_every_file_and_the_csv_is_what_evaluate_computes(reproduced, phantom_ra
     assert not list(out.rglob(".*tmp*"))  # nothing half-written left
     rows = _read_csv(out / "runs.csv")
     cases = sorted(p.name[: -len(".nii.gz")] for p in (Path(phantom_raw_dataset) / "labelsTs").iterdir())
-    assert len(rows) == 8 * len(cases) * len(CLASSES)
-    for run in plan_runs(METHODS, KS, (0,), SEEDS):
+    assert len(rows) == 12 * len(cases) * len(CLASSES)
+    for run in plan_runs(RUN_ORDER, KS, (0,), SEEDS):
         ours = {(r["case"], r["class"]): r for r in rows
                 if (r["method"], int(r["k"]), int(r["seed"])) == (run.method, run.k, run.seed)}
         assert float(next(iter(ours.values()))["wall_seconds"]) > 0
@@ -126,15 +153,38 @@ def _dice(rows, method, k) -> np.ndarray:
     return np.array(grid)
 
 
+def _slow_bootstrap(diffs: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """The documented two-level percentile bootstrap, one resample at a time: the generator
+    default_rng(seed) first draws all [n_boot, draws] draw indices, then all [n_boot, cases] case indices."""
+    rng = np.random.default_rng(seed)
+    n_draws, n_cases = diffs.shape
+    draws, cases = rng.integers(0, n_draws, (n_boot, n_draws)), rng.integers(0, n_cases, (n_boot, n_cases))
+    means = []
+    for b in range(n_boot):
+        means.append(sum(diffs[d, c] for d in draws[b] for c in cases[b]) / (n_draws * n_cases))
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def test_the_table_holds_the_csvs_numbers_and_the_papers(reproduced):
+    from scipy.stats import wilcoxon
+
     _, out, _, _ = reproduced
     rows, table = _read_csv(out / "runs.csv"), (out / "table1.md").read_text()
     for k in KS:
-        for method, label in (("Random", "Random"), ("GLRP", "GLRP-cl")):
-            s = spread_over_draws(_dice(rows, method, k))
-            assert f"{s.mean:.3f} ({s.std:.3f})" in table.split(f"| {label} | ours |")[1].splitlines()[0]
-        cmp = paired_comparison(_dice(rows, "GLRP", k), _dice(rows, "Random", k), n_boot=500, seed=0)
-        assert cmp.format() in table.split("| GLRP-cl | ")[-1].splitlines()[0]
+        for method, label in (("Random", "Random"), ("nnU-Net", "nnU-Net"), ("GLRP", "GLRP-cl")):
+            per_seed = _dice(rows, method, k).mean(axis=1)
+            mean = sum(per_seed) / len(per_seed)
+            std = float(np.sqrt(sum((v - mean) ** 2 for v in per_seed) / (len(per_seed) - 1)))
+            assert f"{mean:.3f} ({std:.3f})" in table.split(f"| {label} | ours |")[1].splitlines()[0]
+        for label, method in (("GLRP-cl", "GLRP"), ("nnU-Net", "nnU-Net")):  # paired with Random
+            diffs = _dice(rows, method, k) - _dice(rows, "Random", k)
+            low, high = _slow_bootstrap(diffs, 500, 0)
+            cell = table.split(f"| {label} | ")[-1].splitlines()[0].split(" | ")[KS.index(k)]
+            assert cell.startswith(f"{diffs.mean():+.3f} [{low:+.3f}, {high:+.3f}], p = "), (cell, k, label)
+            per_case = diffs.mean(axis=0)
+            if np.count_nonzero(per_case):
+                p = wilcoxon(per_case).pvalue
+                assert f"p = {p:.2g}" in cell or (p < 1e-4 and "p = <1e-4" in cell), (cell, p)
     assert "| Random | paper (ACDC) | 0.421 | 0.695 |" in table
     assert "| GLRP-cl | paper (ACDC) | 0.684 | 0.816 |" in table
 
@@ -145,7 +195,7 @@ def test_a_rerun_trains_and_predicts_nothing(reproduced, capsys):
     predictions = {os.fspath(p): p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.nii.gz")}
     assert main(_argv(config, out)) == 0
     text = capsys.readouterr().out
-    assert "8 runs planned: 8 already complete, 0 to run" in text and "0 new runs (0 trainings)" in text
+    assert "12 runs planned: 12 already complete, 0 to run" in text and "0 new runs (0 trainings)" in text
     assert _checkpoints() == before
     assert {os.fspath(p): p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.nii.gz")} == predictions
     assert (out / "table1.md").read_bytes() == table
@@ -156,7 +206,7 @@ def test_a_run_cut_short_completes_the_same_table_and_a_new_model_is_predicted_a
     table = (out / "table1.md").read_bytes()
     without_wall = lambda: [{k: v for k, v in r.items() if k != "wall_seconds"} for r in _read_csv(out / "runs.csv")]  # noqa: E731
     csv_before = without_wall()
-    run = plan_runs(METHODS, KS, (0,), SEEDS)[5]
+    run = plan_runs(RUN_ORDER, KS, (0,), SEEDS)[5]
     (out / "runs" / f"{run.tag}.json").unlink()  # killed while predicting: record missing, half the cases written
     written = sorted((out / "predictions" / run.tag).glob("*.nii.gz"))
     for p in written[: len(written) // 2]:
@@ -166,7 +216,7 @@ def test_a_run_cut_short_completes_the_same_table_and_a_new_model_is_predicted_a
     assert (out / "table1.md").read_bytes() == table and without_wall() == csv_before
 
     # a model replaced since (here: its checkpoint touched) makes its run predict again from scratch
-    other = plan_runs(METHODS, KS, (0,), SEEDS)[0]
+    other = plan_runs(RUN_ORDER, KS, (0,), SEEDS)[0]
     checkpoint = next(p for p in _checkpoints() if f"RandomInitTrainer_k2_tiny__" in p and "glrp_seed_1" in p)
     os.utime(checkpoint, ns=(Path(checkpoint).stat().st_atime_ns, Path(checkpoint).stat().st_mtime_ns + 10**9))
     stamp = (out / "predictions" / other.tag / sorted(os.listdir(out / "predictions" / other.tag))[0]).stat().st_mtime_ns
@@ -178,14 +228,21 @@ def test_a_run_cut_short_completes_the_same_table_and_a_new_model_is_predicted_a
 
 
 def test_a_model_of_another_seed_is_refused(reproduced):
-    from nnunetv2_glrp.reproduction.training import check_seed
+    from nnunetv2_glrp.reproduction.training import Training, check_setup
 
-    config = reproduced[0]
-    folder = results_root(2, Path(os.environ["nnUNet_results"])) / DATASET / \
-        f"GLRPTrainer_k6_tiny__nnUNetPlans__{config}" / "fold_0"
-    check_seed(folder, 2)
-    with pytest.raises(ValueError, match="glrp_finetuning.json records GLRP_SEED=2"):
-        check_seed(folder, 1)
+    from nnunetv2_glrp.reproduction.engine import make_setting
+
+    setting = make_setting("901", reproduced[0], reproduced[1], "tiny")
+    # the seed-2 model copied into the seed-1 tree, as a mistaken manual copy would
+    good = setting.model_folder("GLRPTrainer", "GLRPTrainer_k6_tiny", 0, 2)
+    wrong = setting.model_folder("GLRPTrainer", "GLRPTrainer_k6_tiny_copy", 0, 1)
+    shutil.copytree(good, wrong)
+    try:
+        check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k6_tiny", 0, 2))
+        with pytest.raises(ValueError, match="glrp_finetuning.json records GLRP_SEED=2"):
+            check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k6_tiny_copy", 0, 1))
+    finally:
+        shutil.rmtree(wrong.parent)
 
 
 def test_make_tables_rewrites_the_table_from_the_records_with_another_bootstrap_seed(reproduced):

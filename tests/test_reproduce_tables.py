@@ -13,9 +13,10 @@ import SimpleITK as sitk
 from nnunetv2_glrp.reproduction import paper_values
 from nnunetv2_glrp.reproduction.cells import table_cells
 from nnunetv2_glrp.reproduction.estimate import make_plan
-from nnunetv2_glrp.reproduction.grid import (
-    TABLES, Run, plan_runs, resolve_methods, results_root, trainer_name, trainings,
-)
+from nnunetv2_glrp.reproduction.grid import TABLES, Run, plan_runs, resolve_methods, results_root, trainer_name
+from nnunetv2_glrp.reproduction.results import RunRecord
+from nnunetv2_glrp.reproduction.runner import trainings
+from nnunetv2_glrp.reproduction.training import Setting, Training
 from nnunetv2_glrp.reproduction.tables import markdown
 
 CLASSES = {"RV": 1, "MYO": 2, "LV": 3}
@@ -25,22 +26,36 @@ def _record(method, k, seed, dice_by_case, hd=5.0):
     """A run record whose every case has the given per-class Dice (dict class -> value) and HD."""
     cases = {case: {c: {"dice": d[c], "hd": hd if d[c] > 0 else "inf", "hd95": hd, "assd": 1.0} for c in CLASSES}
              for case, d in dice_by_case.items()}
-    return {"method": method, "k": k, "fold": 0, "seed": seed, "cases": cases}
+    return RunRecord.from_json({"method": method, "k": k, "fold": 0, "seed": seed, "cases": cases})
 
 
 def test_grid_names_roots_and_shared_trainings(tmp_path):
-    assert trainer_name("GLRPTrainer", 6, "paper") == "GLRPTrainer_k6"
+    assert trainer_name("GLRPTrainer", 6, "full") == "GLRPTrainer_k6"
     assert trainer_name("GLRPTrainer", 6, "cpu") == "GLRPTrainer_k6_cpu"
     assert trainer_name("GRPTrainer", 2, "cpu", recipe="paper") == "GRPTrainer_k2_paper_cpu"
+    assert trainer_name("GRPTrainer", 2, "cpu", recipe="decwarm") == "GRPTrainer_k2_decwarm_cpu"
+    # the control row: nnU-Net's own trainer at the budget, no k and no recipe in its name
+    assert trainer_name("NnunetControlTrainer", 6, "cpu", recipe="decwarm") == "NnunetControlTrainer_cpu"
+    assert trainer_name("NnunetControlTrainer", 2, "full") == "NnunetControlTrainer"
     assert results_root(0, tmp_path) == tmp_path and results_root(3, tmp_path) == tmp_path / "glrp_seed_3"
-    assert resolve_methods(["GLRP-cl", "pcl"], TABLES[1]) == ("Random", "GLRP", "PCL")  # Random always, first
+    table1 = TABLES[1].methods
+    assert resolve_methods(["GLRP-cl", "pcl"], table1) == ("Random", "GLRP", "PCL")  # Random always, first
+    assert resolve_methods(["nnu-net", "GLRP"], table1) == ("Random", "nnU-Net", "GLRP")
+    assert resolve_methods(None, table1) == ("Random", "SimCLR", "GCL", "PCL", "GLRP")
     with pytest.raises(ValueError, match="unknown method 'BYOL'"):
-        resolve_methods(["BYOL"], TABLES[1])
+        resolve_methods(["BYOL"], table1)
     runs = plan_runs(("Random", "GLRP", "GLRP+CRF"), (10,), (0,), (0, 1))
     assert len(runs) == 6 and runs[0] == Run("Random", 10, 0, 0) and runs[3].seed == 1
     # GLRP+CRF fuses GLRP, GRP and LRP: GLRP's training is shared, not trained twice
-    assert trainings(runs, "cpu") == [(f"{t}_k10_cpu", 0, s) for s in (0, 1)
-                                      for t in ("RandomInitTrainer", "GLRPTrainer", "GRPTrainer", "LRPTrainer")]
+    setting = Setting("1", "Dataset001_X", "2d", "nnUNetPlans", "cpu", "nnunet", "cpu", tmp_path, tmp_path, tmp_path)
+    assert trainings(setting, runs) == [Training(t, f"{t}_k10_cpu", 0, s) for s in (0, 1)
+                                        for t in ("RandomInitTrainer", "GLRPTrainer", "GRPTrainer", "LRPTrainer")]
+    # the control row trains on its own fold (from runner.control_folds), not on the run's fold
+    control = plan_runs(("nnU-Net",), (2,), (0,), (1,))
+    setting.control_folds[(2, 1, 0)] = 7
+    assert trainings(setting, control) == [Training("NnunetControlTrainer", "NnunetControlTrainer_cpu", 7, 1)]
+    with pytest.raises(KeyError, match="no control fold for k=2, seed 0"):
+        trainings(setting, plan_runs(("nnU-Net",), (2,), (0,), (0,)))
 
 
 def test_table1_cells_spread_paper_values_and_paired_comparison():
@@ -83,13 +98,15 @@ def test_per_class_table_dice_hd_and_infinite_distances():
 
 
 def test_plan_estimates_from_earlier_runs_or_says_unknown():
-    earlier = [{"budget": "paper", "trained_now": ["A"], "wall_seconds": {"train": 100.0, "predict": 8.0,
-                                                                         "evaluate": 2.0}}]
-    plan = make_plan(4, 1, 4, 2, "paper", earlier)
+    earlier = [RunRecord.from_json({"method": "GLRP", "k": 2, "fold": 0, "seed": 0, "budget": "full",
+                                    "trained_now": ["A"], "wall_seconds": {"train": 100.0, "predict": 8.0,
+                                                                           "evaluate": 2.0},
+                                    "cases": {"a": {"LV": dict.fromkeys(("dice", "hd", "hd95", "assd"), 1.0)}}})]
+    plan = make_plan(4, 1, 4, 2, "full", earlier)
     assert plan.estimated_seconds == pytest.approx(2 * 100 + 3 * 10)
     assert "4 runs planned: 1 already complete, 3 to run, 2 of their 4 trainings" in plan.describe()
-    assert make_plan(4, 0, 4, 4, "paper", []).estimated_seconds is None
-    assert "unknown" in make_plan(4, 0, 4, 4, "paper", []).describe()
+    assert make_plan(4, 0, 4, 4, "full", []).estimated_seconds is None
+    assert "unknown" in make_plan(4, 0, 4, 4, "full", []).describe()
     assert make_plan(2, 0, 2, 2, "cpu", []).estimated_seconds == pytest.approx(2 * 210)
 
 
@@ -99,15 +116,16 @@ def _write(array, path):
     sitk.WriteImage(image, str(path))
 
 
-def test_demo_small_table1_from_its_per_case_evaluations(tmp_path):
+def test_demo_small_table1_from_the_engines_records(tmp_path):
     """Random predicts the reference exactly, GLRP misses the RV in every case: Dice 1 vs 2/3, a paired
     difference of -1/3 on every one of the 4 cases (exact Wilcoxon p = 2/2**4), one draw."""
     from nnunetv2_glrp.demo import DemoConfig, small_table1
     from nnunetv2_glrp.evaluate import evaluate_folder
+    from nnunetv2_glrp.reproduction.results import read_metrics_csv
 
     out, raw = tmp_path / "demo", tmp_path / "demo" / "Dataset950_Demo"
-    trainers = ("RandomInitTrainer_k2_cpu", "GLRPTrainer_k2_cpu")
-    for sub in ("imagesTs", "labelsTs", *(f"predictions/{t}" for t in trainers)):
+    methods = ("Random", "GLRP")
+    for sub in ("imagesTs", "labelsTs", *(f"predictions/{m}" for m in methods)):
         (raw if "Ts" in sub else out).joinpath(sub).mkdir(parents=True)
     (raw / "dataset.json").write_text(json.dumps({"labels": {"background": 0, **CLASSES}}))
     rng = np.random.default_rng(0)
@@ -116,20 +134,24 @@ def test_demo_small_table1_from_its_per_case_evaluations(tmp_path):
         labels[:, 4:10, 4:10], labels[:, 12:20, 12:20], labels[:, 14:18, 14:18] = 1, 2, 3
         _write(rng.normal(size=labels.shape).astype(np.float32), raw / "imagesTs" / f"case{i}_0000.nii.gz")
         _write(labels, raw / "labelsTs" / f"case{i}.nii.gz")
-        _write(labels, out / "predictions" / trainers[0] / f"case{i}.nii.gz")
-        _write(np.where(labels == 1, 0, labels).astype(np.uint8), out / "predictions" / trainers[1] / f"case{i}.nii.gz")
-    for t in trainers:  # what the demo does for each trainer
-        evaluate_folder(out / "predictions" / t, raw / "labelsTs", out_dir=out / "evaluation" / t)
+        _write(labels, out / "predictions" / methods[0] / f"case{i}.nii.gz")
+        _write(np.where(labels == 1, 0, labels).astype(np.uint8), out / "predictions" / methods[1] / f"case{i}.nii.gz")
+    records = []
+    for m in methods:  # what the engine records for each run
+        evaluate_folder(out / "predictions" / m, raw / "labelsTs", out_dir=out / "evaluation" / m)
+        cases = read_metrics_csv(out / "evaluation" / m / "metrics_per_case.csv", list(CLASSES))
+        records.append(RunRecord.from_json({"method": m, "k": 2, "fold": 0, "seed": 0, "cases": cases,
+                                            "predictions": str(out / "predictions" / m),
+                                            "trainers": [f"{m}Trainer_k2_cpu"]}))
 
-    cfg = DemoConfig(out=str(out), trainers=("NnunetControlTrainer_cpu", *trainers))
-    table = small_table1(cfg, raw, out, seed=0)
+    table = small_table1(DemoConfig(out=str(out)), records, raw, out)
     text = table.read_text()
     assert "| Random | ours | 1.000 (1 draw) |" in text and "| GLRP-cl | ours | 0.667 (1 draw) |" in text
     assert "| Random | paper (ACDC) | 0.421 |" in text and "| GLRP-cl | paper (ACDC) | 0.684 |" in text
     assert "| GLRP-cl | -0.333 [-0.333, -0.333], p = 0.12, 1 draw: cases only |" in text
     for name in ("demo_table1_dice_vs_k.png", "demo_table1_class_boxplots.png", "demo_table1_slices.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
-    assert small_table1(DemoConfig(out=str(out), trainers=trainers[:1]), raw, out, seed=0) is None
+    assert small_table1(DemoConfig(out=str(out), methods=("Random",)), records[:1], raw, out) is None
 
 
 def test_mean_hd_is_per_draw_over_the_classes_that_have_a_distance():
@@ -139,7 +161,7 @@ def test_mean_hd_is_per_draw_over_the_classes_that_have_a_distance():
     for seed in (0, 1):
         cases = {c: {cls: {"dice": 0.5, "hd": hd[seed][cls], "hd95": 1.0, "assd": 1.0} for cls in CLASSES}
                  for c in ("a", "b")}
-        records.append({"method": "GLRP", "k": 10, "fold": 0, "seed": seed, "cases": cases})
+        records.append(RunRecord.from_json({"method": "GLRP", "k": 10, "fold": 0, "seed": seed, "cases": cases}))
     cell = table_cells(records, ("GLRP",), (10,), list(CLASSES))[("GLRP", 10)]
     assert cell.mean_hd.by_draw == (3.0, 7.0) and cell.mean_hd.spread.mean == 5.0 and cell.mean_hd.n_inf == 4
     assert cell.class_hd["RV"].spread.per_draw == (6.0,) and cell.class_hd["RV"].spread.n_draws == 1

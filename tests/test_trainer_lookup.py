@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,6 @@ from pathlib import Path
 import pytest
 
 from nnunetv2_glrp.environment import trainers_folder
-from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES
-from nnunetv2_glrp.finetuning.recipes import BUDGETS, RECIPES
 
 #: the shipped budgets and the tests' own tiny one (tests/tiny_trainers, on nnUNet_extTrainer via conftest)
 
@@ -38,44 +37,62 @@ def test_environment_defaults_fill_only_unset_variables(tmp_path):
     assert not (tmp_path / "nnUNet_raw").exists()
 
 
-def test_nnunet_lookup_finds_every_trainer_and_variant():
-    """Every trainer class of the trainers module, hand-written or generated, is what nnU-Net's lookup returns
-    for its name, and its name spells its attributes; every (method, k, recipe) has its full and cpu budgets."""
-    import importlib.util
+def _parse(name: str) -> tuple[str, int | None, str, str]:
+    """(family, k, recipe, budget) read off a trainer name with the documented grammar
+    ``<Family>[_k<K>][_paper|_decwarm][_cpu]``: written here, independently of the code that makes the names."""
+    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm))?(_cpu)?", name)
+    assert match, f"{name} does not follow the documented grammar"
+    family, k, recipe, cpu = match.groups()
+    return family, int(k) if k else None, recipe or "nnunet", "cpu" if cpu else "full"
+
+
+def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
+    """Every listed name is OUR class (nnU-Net's own lookup on a sample), whose pretraining method, k, recipe
+    and budget are what the name says (parsed by the test's own grammar, the paper's method mapping typed out),
+    and the listing has exactly the 8 x 8 x 3 x 2 combinations plus the two control trainers."""
+    import importlib
 
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
-    from nnunetv2_glrp.finetuning.variants import variant_name
+    from nnunetv2_glrp.cli import main
+    from nnunetv2_glrp.finetuning.nnunet_control import NnunetControlTrainer
 
-    spec = importlib.util.spec_from_file_location("glrp_trainers", trainers_folder() / "glrp_trainers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # a copy of the module nnU-Net imports (and then drops from sys.modules)
-    classes = {name: cls for name, cls in vars(module).items()
-               if isinstance(cls, type) and issubclass(cls, GLRPFineTuningTrainer) and cls.__module__ == module.__name__}
-    for name, cls in classes.items():
-        found = recursive_find_trainer_class_by_name(name)
+    assert main(["trainers"]) == 0
+    listed = capsys.readouterr().out.split()
+    controls = [n for n in listed if n.startswith("NnunetControlTrainer")]
+    assert controls == ["NnunetControlTrainer", "NnunetControlTrainer_cpu"]
+    combos = {_parse(n) for n in listed if n not in controls}
+    expected = {(f, k, r, b) for f in BASES for k in (None, 2, 6, 10, 15, 20, 30, 105)
+                for r in ("nnunet", "paper", "decwarm") for b in ("full", "cpu")}
+    assert combos == expected and len(listed) == len(expected) + 2 == 386
+    sys.path.insert(0, os.fspath(trainers_folder()))
+    try:
+        module = importlib.import_module("glrp_trainers")
+    finally:
+        sys.path.remove(os.fspath(trainers_folder()))
+        sys.modules.pop("glrp_trainers", None)
+    # nnU-Net's own lookup (about 0.15 s a name) on every 10th name and the controls; the module's classes for all
+    looked_up = set(listed[::10]) | set(controls)
+    for name in listed:
+        found = recursive_find_trainer_class_by_name(name) if name in looked_up else getattr(module, name)
         assert found.__name__ == name and issubclass(found, nnUNetTrainer)
+        if name in controls:
+            assert issubclass(found, NnunetControlTrainer) and found.budget.name == _parse(name)[3]
+            continue
         assert found.__module__ == "glrp_trainers"  # ours, not a built-in of the same name
-        assert (found.pretraining_method, found.k_labeled, found.recipe, found.budget) == \
-            (cls.pretraining_method, cls.k_labeled, cls.recipe, cls.budget), name
-        base = name.split("_")[0]
-        assert found.pretraining_method == BASES[base]
-        assert variant_name(base, found.k_labeled, found.recipe, found.budget) == name
-    for base in BASES:
-        for k in (None, *PAPER_K_VALUES):
-            for recipe in RECIPES.values():
-                for budget in ("full", "cpu"):
-                    name = variant_name(base, k, recipe, BUDGETS[budget])
-                    assert name in classes, name
-                    assert (classes[name].k_labeled, classes[name].recipe.name, classes[name].budget.name) == \
-                        (k, recipe.name, budget)
+        family, k, recipe, budget = _parse(name)
+        assert (found.pretraining_method, found.k_labeled, found.recipe.name, found.budget.name) == \
+            (BASES[family], k, recipe, budget), name
     k6 = recursive_find_trainer_class_by_name("GLRPTrainer_k6")
     assert (k6.pretraining_method, k6.k_labeled, k6.recipe.name, k6.budget.name) == ("GLRP", 6, "nnunet", "full")
+    assert k6.budget.num_epochs is None and k6.recipe.num_epochs == 1000  # nnU-Net's 1000 x 250 at full length
     random_cpu = recursive_find_trainer_class_by_name("RandomInitTrainer_k2_paper_cpu")
     assert (random_cpu.pretraining_method, random_cpu.k_labeled, random_cpu.recipe.name,
             random_cpu.budget.name) == (None, 2, "paper", "cpu")
+    assert random_cpu.budget.num_epochs == 10 and random_cpu.budget.iterations_per_epoch == 20
+    warm = recursive_find_trainer_class_by_name("GCLTrainer_k6_decwarm")
+    assert (warm.recipe.encoder_frozen_fraction, warm.recipe.encoder_lr_factor) == (0.1, 0.5)
 
 
 def test_unknown_trainer_is_a_clear_error():
@@ -103,23 +120,17 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
 
 
 def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
-    """``nnUNetv2_glrp trainers`` prints the classes of trainers/ that nnU-Net's lookup resolves, no others."""
+    """``nnUNetv2_glrp trainers`` (computed from the registry, without importing trainers/) prints exactly the
+    trainer classes that trainers/glrp_trainers.py defines when nnU-Net imports it, no others."""
     import importlib
-    import sys
 
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
     from nnunetv2_glrp.cli import main
 
     assert main(["trainers"]) == 0
     listed = capsys.readouterr().out.split()
-    assert len(listed) == len(set(listed)) == 8 * 8 * 3 * 2 + 1  # 8 methods incl. baselines; + NnunetControlTrainer_cpu
-    assert "NnunetControlTrainer_cpu" in listed
-    for name in ("GLRPTrainer", "GLRPTrainer_k6", "GRPTrainer_k2_paper", "GLRPTrainer_k6_decwarm_cpu", "RandomInitTrainer_k2_cpu",
-                 "GLRPLinearTrainer_k105_paper_cpu", "LRPTrainer_paper", "SimCLRTrainer_k2_paper_cpu",
-                 "GCLTrainer_k6_decwarm", "PCLTrainer"):
-        assert name in listed
+    assert len(listed) == len(set(listed))
     for name in ("GLRPTrainer_k7", "GLRPTrainer_k2_tiny", "GLRPFineTuningTrainer", "nnUNetTrainer"):
         assert name not in listed
     sys.path.insert(0, os.fspath(trainers_folder()))
@@ -128,8 +139,11 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
     finally:
         sys.path.remove(os.fspath(trainers_folder()))
         sys.modules.pop("glrp_trainers", None)
-    defined = {k for k, v in vars(module).items()
-               if isinstance(v, type) and issubclass(v, nnUNetTrainer) and v.__module__ == "glrp_trainers"}
-    assert set(listed) == defined
-    for name in listed[::37]:  # a sample through nnU-Net's own lookup (the full one is tested above)
-        assert recursive_find_trainer_class_by_name(name).__name__ == name
+    defined = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nnUNetTrainer)]
+    assert sorted(listed) == sorted(defined)
+
+
+def test_trainers_help_spells_the_grammar_with_every_recipe_and_budget():
+    from nnunetv2_glrp.commands.trainers import grammar
+
+    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm][_cpu]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nnunetv2_glrp.commands._models import add_model_arguments, ensemble_from_args
+from nnunetv2_glrp.registry import CRF_MODES
 
 HELP = ("predict with one or more trainers (probabilities averaged), apply the registered CRF, write label maps "
         "with the input geometry; resumes a killed run")
@@ -12,7 +13,7 @@ def configure(parser) -> None:
     parser.add_argument("-i", "--input", required=True, help="folder of images CASE_0000.nii.gz")
     parser.add_argument("-o", "--out", dest="out", required=True, help="output folder")
     add_model_arguments(parser)
-    parser.add_argument("--crf", default="auto", choices=("auto", "on", "off"),
+    parser.add_argument("--crf", default="auto", choices=CRF_MODES,
                         help="auto: the setting determine-crf registered (default); on: the paper's always-on "
                         "CRF; off: argmax of the fused probabilities")
     parser.add_argument("--save_probabilities", action="store_true",

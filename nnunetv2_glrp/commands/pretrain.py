@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from nnunetv2_glrp.registry import PRETRAINING_METHODS
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
 
 HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear, or the SimCLR/GCL/PCL baselines); cached and resumable"
 # Written out rather than read from pretraining.config.PRESETS: importing it imports torch (~1.3 s), and
 # `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
-#: the pretraining methods (pretraining.config.METHODS, written out for the same reason; checked by a test)
-METHOD_CHOICES = ("GLRP", "GRP", "LRP", "GLRPLinear", "SimCLR", "GCL", "PCL")
+#: the pretraining methods, from the registry (pure data, no torch)
+METHOD_CHOICES = tuple(PRETRAINING_METHODS)
 PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
                "(default: cpu)")
 

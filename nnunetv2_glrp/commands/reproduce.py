@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier
+from nnunetv2_glrp.finetuning.recipes import RECIPES
+from nnunetv2_glrp.registry import METHODS
 
 HELP = ("reproduce Table 1, 3, 5 or 7 of the paper on a dataset: trains every (method, k, fold, seed) through "
         "nnUNetv2_train (finished ones skipped), predicts imagesTs, evaluates against labelsTs, writes per-run JSON, "
@@ -17,8 +19,9 @@ def configure(parser) -> None:
                         "and HD at k = 10 (3: PCL vs GLRP, 5: GLRPLinear/GRP/LRP/GLRP, 7: GLRP vs GLRP+CRF) "
                         "(default: 1)")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="methods instead of the table's (Random, SimCLR, GCL, PCL, GLRPLinear, GRP, LRP, GLRP, "
-                        "GLRP+CRF, or the paper's labels such as GLRP-cl); Random is always run, as the reference")
+                        help=f"methods instead of the table's ({', '.join(METHODS)}, or the paper's labels such as "
+                        "GLRP-cl; nnU-Net = nnU-Net's own trainer from scratch on the same k patients); Random is "
+                        "always run, as the reference")
     parser.add_argument("--k", nargs="+", type=int, default=None,
                         help="numbers of labeled patients (default: the table's, 2 6 10 15 20 30 105 for Table 1, "
                         "10 otherwise)")
@@ -26,11 +29,15 @@ def configure(parser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="GLRP_SEED values: each draws its own k patients and initialisation (default: 0 1 2)")
     parser.add_argument("--budget", default="cpu",
-                        help="paper: trainers without a budget suffix (the full length, for a GPU); cpu: the _cpu "
+                        help="full: trainers without a budget suffix (the full length, for a GPU); cpu: the _cpu "
                         "trainers; another name B: trainers named ..._B of one's own (default: cpu)")
-    parser.add_argument("--recipe", default="nnunet", choices=("nnunet", "paper", "decwarm"),
-                        help="nnunet: nnU-Net's recipe (no infix); paper: the paper's hyperparameters (_paper "
-                        "trainers: CE, Adam 5e-4, cosine, batch 12); decwarm: decoder warm-up (default: nnunet)")
+    parser.add_argument("--recipe", default="nnunet", choices=tuple(RECIPES),
+                        help="nnunet: nnU-Net's recipe (no infix); paper: the paper's fine-tuning hyperparameters "
+                        "(_paper trainers: CE, Adam 5e-4, cosine, batch 12); decwarm: decoder warm-up (default: "
+                        "nnunet); the nnU-Net row always runs nnU-Net's recipe")
+    parser.add_argument("--pretrained_encoder", default=None,
+                        help="pretrained_encoder.pth (nnUNetv2_glrp pretrain) that every pretrained row fine-tunes "
+                        "from instead of the budget's pretraining preset; its models get their own results tree")
     add_plans_identifier(parser)
     add_device(parser)
     parser.add_argument("-o", "--out", default=None,
@@ -44,5 +51,6 @@ def run(args) -> int:
 
     reproduce(args.dataset, args.configuration, table=args.table, methods=args.methods, ks=args.k, folds=args.folds,
               seeds=args.seeds, budget=args.budget, recipe=args.recipe, device=args.device,
-              plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed)
+              plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
+              pretrained_encoder=args.pretrained_encoder)
     return 0

@@ -7,8 +7,10 @@ initial weights with ``GLRP_SEED`` (see ``seeding``), where nnU-Net would start 
 default seed. With the same seed and the same k patients its network starts from the same weights as
 ``RandomInitTrainer``'s. Everything else (split handling, data loading,
 augmentation, network, loss, training step) is nnU-Net's code, untouched; it draws no k patients, so
-the benchmark hands it the k drawn patients as an extra fold of ``splits_final.json``. At the full
-budget it is exactly ``nnUNetTrainer``. ``tests/test_nnunet_equivalence.py`` shows that the plugin's
+the run engine hands it the k drawn patients as an extra fold of ``splits_final.json``
+(:func:`write_control_folds`). At the full budget it is exactly ``nnUNetTrainer``. Like the plugin's
+trainers it records its setup (seed, budget, the recipe it ran, its training cases) in
+``glrp_finetuning.json``, which the engine checks before it reuses a finished model. ``tests/test_nnunet_equivalence.py`` shows that the plugin's
 ``RandomInitTrainer`` follows ``nnUNetTrainer`` loss for loss; this class lets the benchmark check
 the same thing end to end, through an independent code path for the k-patient split.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar, Iterable
 
@@ -28,6 +31,7 @@ from nnunetv2_glrp.finetuning.optimization import build_optimizer
 from nnunetv2_glrp.dataset_split import read_cases_table
 from nnunetv2_glrp.finetuning.patient_draw import select_cases
 from nnunetv2_glrp.finetuning.seeding import env_seed, seed_everything
+from nnunetv2_glrp.registry import SETUP_FILE
 from nnunetv2_glrp.finetuning.recipes import (FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, ResolvedSchedule,
                                               recipe_for_budget)
 
@@ -52,6 +56,19 @@ class NnunetControlTrainer(nnUNetTrainer):
 
     def configure_optimizers(self):
         return build_optimizer(self.network, self.control_recipe, self.num_epochs)
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.local_rank == 0:
+            tr_keys, val_keys = self.do_split()
+            atomic_write_json(Path(self.output_folder) / SETUP_FILE, {
+                "trainer": type(self).__name__, "control": "nnU-Net's nnUNetTrainer, only the budget applied",
+                "pretraining_method": None, "pretrained_encoder": None, "k_labeled": None, "fold": self.fold,
+                "seed": env_seed("GLRP_SEED"), "training_cases": list(tr_keys), "validation_cases": list(val_keys),
+                "recipe": asdict(self.control_recipe), "budget": asdict(self.budget), "num_epochs": self.num_epochs,
+                "num_iterations_per_epoch": self.num_iterations_per_epoch,
+                "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
+            }, default=str)
 
 
 #: first fold index of the control folds, right after nnU-Net's own 5 folds (0-4), which stay as they are

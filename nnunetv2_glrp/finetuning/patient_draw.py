@@ -31,8 +31,7 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.dataset_split import (SPLIT_FILE, patient_of_case, read_split, write_patient_level_splits,
                                         write_splits_final)
 
-#: k values of the paper's ACDC table (Table 1).
-PAPER_K_VALUES: tuple[int, ...] = (2, 6, 10, 15, 20, 30, 105)
+from nnunetv2_glrp.registry import PAPER_K_VALUES  # noqa: F401  (re-exported: the k values of the paper's Table 1)
 
 def fold_entropy(fold: int | str) -> int:
     """Non-negative integer for the seed sequence: the fold number, or crc32 of ``"all"`` etc."""

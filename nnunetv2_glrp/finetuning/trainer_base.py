@@ -53,9 +53,9 @@ from nnunetv2_glrp.finetuning.recipes import (
 from nnunetv2_glrp.finetuning.schedules import warmup_factor
 from nnunetv2_glrp.finetuning.seeding import env_seed, seed_everything
 from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
+from nnunetv2_glrp.registry import SETUP_FILE
 
 SELECTION_FILE = "k_patients.json"
-SETUP_FILE = "glrp_finetuning.json"
 
 
 class GLRPFineTuningTrainer(nnUNetTrainer):

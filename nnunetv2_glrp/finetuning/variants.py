@@ -1,17 +1,18 @@
-"""Generated trainer variants: ``<Base>[_k<K>][_paper|_decwarm][_cpu]`` for every k, recipe and budget.
+"""Trainer classes from the registry: ``<Family>[_k<K>][_<recipe>][_<budget>]`` for every k, recipe and budget.
 
-Classes are made with ``type()`` and put into the calling module's namespace by ``trainers/``; their
-``__module__`` is that module, so nnU-Net's name lookup (``hasattr(module, name)``) finds them like
-hand-written classes. ``nnUNetv2_glrp trainers`` lists them all (:func:`shipped_trainer_names`).
+Classes are made with ``type()`` and put into the calling module's namespace by ``trainers/``
+(:func:`family_trainers`); their ``__module__`` is that module, so nnU-Net's name lookup
+(``hasattr(module, name)``) finds them like hand-written classes. ``nnUNetv2_glrp trainers`` lists them
+(:func:`shipped_trainer_names`) from the registry and the name grammar alone: the listing never imports
+``trainers/`` (which imports this package: no cycle).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Iterable
 
-from nnunetv2_glrp.finetuning.patient_draw import PAPER_K_VALUES
 from nnunetv2_glrp.finetuning.recipes import BUDGETS, NNUNET_RECIPE, RECIPES, FineTuningBudget, FineTuningRecipe
+from nnunetv2_glrp.registry import CONTROL_FAMILY, PAPER_K_VALUES, TRAINER_FAMILIES
 
 
 def variant_name(base_name: str, k: int | None, recipe: FineTuningRecipe, budget: FineTuningBudget) -> str:
@@ -47,22 +48,49 @@ def generate_variants(
     return out
 
 
-def shipped_trainer_names() -> list[str]:
-    """Every trainer class defined in a module of the repository's ``trainers/`` folder (the folder that
-    ``nnUNet_extTrainer`` points nnU-Net's lookup at), grouped by module and in definition order: each
-    hand-written method first, then its generated variants."""
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+def family_trainers(module: str, budgets: Iterable[FineTuningBudget] = tuple(BUDGETS.values()),
+                    include_bases: bool = True) -> dict[str, type]:
+    """{name: class} of every trainer of the registry's families and of the control family, for ``trainers/``
+    (``include_bases`` also defines the hand-written base names, e.g. ``GLRPTrainer``) or for a budget of
+    one's own (the tests' ``tiny``: only the variants at that budget). Same order as :func:`trainer_names`."""
+    from nnunetv2_glrp.finetuning.nnunet_control import NnunetControlTrainer
+    from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
 
-    from nnunetv2_glrp.environment import trainers_folder
+    budgets = tuple(budgets)
+    out: dict[str, type] = {}
+    for family in TRAINER_FAMILIES.values():
+        base = type(family.name, (GLRPFineTuningTrainer,), {
+            "pretraining_method": family.pretraining, "__module__": module, "__qualname__": family.name,
+            "__doc__": family.description})
+        if include_bases:
+            out[family.name] = base
+        out.update(generate_variants(base, module, budgets=budgets))
+    for budget in budgets:
+        name = CONTROL_FAMILY + budget.suffix
+        if name == CONTROL_FAMILY:  # the full-budget control is NnunetControlTrainer itself (nnUNetTrainer)
+            out[name] = NnunetControlTrainer
+        else:
+            out[name] = type(name, (NnunetControlTrainer,), {
+                "budget": budget, "__module__": module, "__qualname__": name,
+                "__doc__": f"nnU-Net's nnUNetTrainer at the {budget.name} budget; no k-patient draw (generated)."})
+    return out
 
+
+def trainer_names(budgets: Iterable[FineTuningBudget] = tuple(BUDGETS.values()), include_bases: bool = True,
+                  k_values: Iterable[int | None] = (None, *PAPER_K_VALUES),
+                  recipes: Iterable[FineTuningRecipe] = tuple(RECIPES.values())) -> list[str]:
+    """Every trainer name :func:`family_trainers` defines, computed from the registry and the name grammar
+    alone (nothing is imported or executed): each family, then its variants, then the control trainers."""
+    budgets, k_values, recipes = tuple(budgets), tuple(k_values), tuple(recipes)
     names: list[str] = []
-    for path in sorted(trainers_folder().glob("*.py")):
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        classes = [v for v in vars(module).values()
-                   if isinstance(v, type) and issubclass(v, nnUNetTrainer) and v.__module__ == path.stem]
-        hand_written = [c for c in classes if not any(b in classes for b in c.__bases__)]
-        grouped = [c for base in hand_written for c in [base, *(v for v in classes if base in v.__bases__)]]
-        names += [c.__name__ for c in grouped] + [c.__name__ for c in classes if c not in grouped]
-    return names
+    for family in TRAINER_FAMILIES:
+        names += [family] if include_bases else []
+        names += [n for k in k_values for r in recipes for b in budgets
+                  if (n := variant_name(family, k, r, b)) != family]
+    return names + [CONTROL_FAMILY + b.suffix for b in budgets]
+
+
+def shipped_trainer_names() -> list[str]:
+    """Every trainer class of the repository's ``trainers/`` folder (the folder ``nnUNet_extTrainer`` points
+    nnU-Net's lookup at): :func:`trainer_names` at the shipped budgets."""
+    return trainer_names()

@@ -11,7 +11,6 @@ from .baselines import (
     simclr_loss,
 )
 from .global_local import (
-    METHOD_LOSS_WEIGHTS,
     LossWeights,
     global_relative_position_loss,
     glrp_loss,
@@ -22,7 +21,6 @@ from .slice_similarity import SIMILARITY_KINDS, slice_similarity
 
 __all__ = [
     "FORMULATIONS",
-    "METHOD_LOSS_WEIGHTS",
     "SIMILARITY_KINDS",
     "LossWeights",
     "global_contrastive_loss",

@@ -99,15 +99,6 @@ class LossWeights:
             raise ValueError("LossWeights: at least one of lambda_global, lambda_local must be > 0")
 
 
-#: The paper's methods: GLRP-cl (0.5, 0.5), GRP-cl (1, 0), LRP-cl (0, 1), GLRP-cl* (linear d).
-METHOD_LOSS_WEIGHTS: dict[str, LossWeights] = {
-    "GLRP": LossWeights(0.5, 0.5),
-    "GRP": LossWeights(1.0, 0.0),
-    "LRP": LossWeights(0.0, 1.0),
-    "GLRPLinear": LossWeights(0.5, 0.5, "linear"),
-}
-
-
 def glrp_loss(
     l_grp: torch.Tensor | None,
     l_lrp: torch.Tensor | None,

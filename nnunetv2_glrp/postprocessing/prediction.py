@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.registry import CRF_MODES
 from nnunetv2_glrp.postprocessing.crf import NO_CRF, PAPER_SETTING, CRFSetting, postprocess
 from nnunetv2_glrp.postprocessing.registration import load_setting
 from nnunetv2_glrp.postprocessing.trained_models import Ensemble, fused_case_probabilities, load_predictors
@@ -26,7 +27,6 @@ from nnunetv2_glrp.postprocessing.volumes import (
 
 log = logging.getLogger(__name__)
 RUN_RECORD = "postprocessing.json"
-CRF_MODES = ("auto", "on", "off")
 
 
 def resolve_setting(mode: str, ensemble: Ensemble) -> CRFSetting:

@@ -18,6 +18,19 @@ from nnunetv2_glrp.postprocessing.fusion import check_probabilities, fuse_probab
 from nnunetv2_glrp.postprocessing.registration import REGISTRATION_FILE
 
 
+def model_folder(results_root: str | os.PathLike | None, dataset_name: str, trainer: str, plans: str,
+                 configuration: str, fold: int | str) -> Path:
+    """nnU-Net's fold folder of a model: ``get_output_folder`` (``$nnUNet_results`` as nnU-Net read it at
+    import) when ``results_root`` is None, else nnU-Net's same layout below ``results_root`` (nnU-Net's own
+    ``trainer__plans__configuration`` spelling either way)."""
+    from nnunetv2.utilities.file_path_utilities import convert_trainer_plans_config_to_identifier, get_output_folder
+
+    if results_root is None:
+        return Path(get_output_folder(dataset_name, trainer, plans, configuration, fold))
+    return (Path(results_root) / dataset_name / convert_trainer_plans_config_to_identifier(trainer, plans, configuration)
+            / f"fold_{fold}")
+
+
 @dataclass(frozen=True)
 class Ensemble:
     """Trainers of one dataset / plans / configuration / fold whose probabilities are averaged."""
@@ -30,7 +43,7 @@ class Ensemble:
     checkpoint: str = "checkpoint_final.pth"
     weights: tuple[float, ...] | None = None
     #: nnU-Net results tree the trainers live in; None: ``$nnUNet_results`` as nnU-Net read it at import.
-    #: ``reproduce`` trains every seed into its own tree (``reproduction.grid.results_root``).
+    #: the run engine trains every seed into its own tree (``reproduction.grid.results_root``).
     results_root: str | None = None
 
     def __post_init__(self):
@@ -46,12 +59,7 @@ class Ensemble:
         return maybe_convert_to_dataset_name(self.dataset)
 
     def fold_folder(self, trainer: str) -> Path:
-        from nnunetv2.utilities.file_path_utilities import get_output_folder
-
-        if self.results_root is not None:  # nnU-Net's own layout below another results tree
-            return (Path(self.results_root) / self.dataset_name / f"{trainer}__{self.plans}__{self.configuration}"
-                    / f"fold_{self.fold}")
-        return Path(get_output_folder(self.dataset_name, trainer, self.plans, self.configuration, self.fold))
+        return model_folder(self.results_root, self.dataset_name, trainer, self.plans, self.configuration, self.fold)
 
     @property
     def registration_path(self) -> Path:

@@ -26,8 +26,9 @@ from typing import Callable, Sequence
 import torch
 
 from nnunetv2_glrp.data import SliceRecord, VolumePartitionSampler
-from nnunetv2_glrp.losses import (METHOD_LOSS_WEIGHTS, LossWeights, partner_weights, position_threshold_weights,
-                                  same_partition_weights, slice_similarity)
+from nnunetv2_glrp.losses import (LossWeights, partner_weights, position_threshold_weights, same_partition_weights,
+                                  slice_similarity)
+from nnunetv2_glrp.registry import PRETRAINING_METHODS as SPECS
 
 #: (positions [2N] on the step's device, batch, config) -> [2N, 2N] pair weights of the global term
 GlobalWeights = Callable[[torch.Tensor, dict, object], torch.Tensor]
@@ -59,12 +60,13 @@ def _same_partition(positions: torch.Tensor, batch: dict, config) -> torch.Tenso
     return same_partition_weights(batch["partitions"].to(positions.device))
 
 
-_GLOBAL_ONLY = LossWeights(1.0, 0.0)
+_PAIR_WEIGHTS: dict[str, GlobalWeights] = {"slice-similarity": _slice_similarity, "partner": _other_view,
+                                            "position-threshold": _near_position, "partition": _same_partition}
+#: built from ``registry.PRETRAINING_METHODS`` (the one list of methods)
 PRETRAINING_METHODS: dict[str, PretrainingMethod] = {
-    **{name: PretrainingMethod(w, _slice_similarity) for name, w in METHOD_LOSS_WEIGHTS.items()},
-    "SimCLR": PretrainingMethod(_GLOBAL_ONLY, _other_view, baseline=True),
-    "GCL": PretrainingMethod(_GLOBAL_ONLY, _same_partition, volume_partitions=True, baseline=True),
-    "PCL": PretrainingMethod(_GLOBAL_ONLY, _near_position, baseline=True),
+    name: PretrainingMethod(LossWeights(s.lambda_global, s.lambda_local, s.similarity_kind), _PAIR_WEIGHTS[s.pair_weights],
+                            volume_partitions=s.pair_weights == "partition", baseline=s.baseline)
+    for name, s in SPECS.items()
 }
 
 

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from nnunetv2_glrp.reproduction import results
-from nnunetv2_glrp.reproduction.grid import REFERENCE
+from nnunetv2_glrp.registry import REFERENCE
 from nnunetv2_glrp.reproduction.statistics import (
     DEFAULT_BOOTSTRAP, DEFAULT_BOOTSTRAP_SEED, PairedComparison, Spread, paired_comparison, spread_over_draws,
 )
@@ -45,15 +45,26 @@ class Cell:
     class_dice: dict[str, DrawSpread]
     class_hd: dict[str, DrawSpread]
     mean_hd: DrawSpread
-    vs_reference: PairedComparison | None = None
-    reference_draws: list[tuple[int, int]] = field(default_factory=list)
+    #: {reference method: the paired comparison with it} over the draws both have
+    comparisons: dict[str, PairedComparison] = field(default_factory=dict)
+    compared_draws: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    @property
+    def vs_reference(self) -> PairedComparison | None:
+        """The comparison with the tables' reference (Random)."""
+        return self.comparisons.get(REFERENCE)
+
+    @property
+    def reference_draws(self) -> list[tuple[int, int]]:
+        return self.compared_draws.get(REFERENCE, [])
 
     def to_dict(self) -> dict:
         return {"method": self.method, "k": self.k, "draws": [list(d) for d in self.draws], "cases": self.cases,
                 "dice": asdict(self.dice), "class_dice": {c: s.to_dict() for c, s in self.class_dice.items()},
                 "class_hd": {c: s.to_dict() for c, s in self.class_hd.items()}, "mean_hd": self.mean_hd.to_dict(),
                 "vs_reference": self.vs_reference.to_dict() if self.vs_reference else None,
-                "reference_draws": [list(d) for d in self.reference_draws]}
+                "reference_draws": [list(d) for d in self.reference_draws],
+                "comparisons": {m: c.to_dict() for m, c in self.comparisons.items()}}
 
 
 def _spread_of_draw_means(by_draw: Sequence[float], n_cases: int, n_inf: int) -> DrawSpread:
@@ -96,32 +107,36 @@ def build_cell(cell: dict, method: str, k: int, classes: Sequence[str]) -> Cell:
                 _mean_over_classes(list(class_hd.values()), len(cases)))
 
 
-def compare(cell: Cell, cell_records: dict, reference_records: dict, n_boot: int, seed: int) -> None:
-    """Set ``cell.vs_reference`` from the draws both the method and Random have."""
+def compare(cell: Cell, cell_records: dict, reference_records: dict, n_boot: int, seed: int,
+            reference: str = REFERENCE) -> None:
+    """Set ``cell.comparisons[reference]`` from the draws both the method and the reference have."""
     common = sorted(set(cell_records) & set(reference_records))
     if not common:
         return
     method, cases = results.cell_array(cell_records, common, "dice")
-    reference, ref_cases = results.cell_array(reference_records, common, "dice")
+    values, ref_cases = results.cell_array(reference_records, common, "dice")
     if cases != ref_cases:
-        raise ValueError(f"{cell.method} k={cell.k} and {REFERENCE} were evaluated on other test cases "
+        raise ValueError(f"{cell.method} k={cell.k} and {reference} were evaluated on other test cases "
                          f"({len(cases)} vs {len(ref_cases)})")
-    cell.vs_reference = paired_comparison(method, reference, n_boot, seed)
-    cell.reference_draws = common
+    cell.comparisons[reference] = paired_comparison(method, values, n_boot, seed)
+    cell.compared_draws[reference] = common
 
 
-def table_cells(records: Sequence[dict], methods: Sequence[str], ks: Sequence[int], classes: Sequence[str],
-                n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[tuple[str, int], Cell]:
-    """{(method, k): Cell} for every cell with at least one finished draw."""
+def table_cells(records: Sequence[results.RunRecord], methods: Sequence[str], ks: Sequence[int],
+                classes: Sequence[str], n_boot: int = DEFAULT_BOOTSTRAP, bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED,
+                references: Sequence[str] = (REFERENCE,)) -> dict[tuple[str, int], Cell]:
+    """{(method, k): Cell} for every cell with at least one finished draw, each compared with every
+    method of ``references`` (other than itself) that has runs at that k."""
     out = {}
     for k in ks:
-        reference = results.select(records, REFERENCE, k)
         for method in methods:
             cell_records = results.select(records, method, k)
             if not cell_records:
                 continue
             cell = build_cell(cell_records, method, k, classes)
-            if method != REFERENCE:
-                compare(cell, cell_records, reference, n_boot, bootstrap_seed)
+            for reference in references:
+                if method != reference:
+                    compare(cell, cell_records, results.select(records, reference, k), n_boot, bootstrap_seed,
+                            reference)
             out[(method, k)] = cell
     return out

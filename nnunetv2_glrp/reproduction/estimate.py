@@ -60,25 +60,25 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def seconds_from_records(records: Sequence[dict], budget: str) -> tuple[float | None, float | None]:
+def seconds_from_records(records: Sequence, budget: str) -> tuple[float | None, float | None]:
     """(mean seconds per training, mean seconds per prediction + evaluation) of finished records."""
     train, predict = [], []
     for r in records:
-        if r.get("budget") != budget:
+        if r.budget != budget:
             continue
-        w = r.get("wall_seconds", {})
-        if r.get("trained_now") and w.get("train") is not None:
-            train.append(float(w["train"]) / len(r["trained_now"]))
+        w = r.wall_seconds
+        if r.trained_now and w.get("train") is not None:
+            train.append(float(w["train"]) / len(r.trained_now))
         predict.append(float(w.get("predict", 0.0)) + float(w.get("evaluate", 0.0)))
     mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
     return mean(train), mean(predict)
 
 
 def make_plan(n_runs: int, n_complete: int, n_trainings: int, n_trainings_todo: int, budget: str,
-              records: Sequence[dict]) -> Plan:
+              records: Sequence) -> Plan:
     per_train, per_predict = seconds_from_records(records, budget)
     if per_train is not None:
-        source = f"mean of {sum(1 for r in records if r.get('trained_now'))} earlier runs in this output folder"
+        source = f"mean of {sum(1 for r in records if r.trained_now)} earlier runs in this output folder"
     elif budget in PRIOR_TRAINING_SECONDS:
         per_train, source = PRIOR_TRAINING_SECONDS[budget], PRIOR_SOURCE + "; pretraining and nnU-Net's final " \
             "validation not included"

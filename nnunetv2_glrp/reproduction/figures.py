@@ -21,7 +21,7 @@ import numpy as np
 from nnunetv2_glrp.atomic_files import atomic_output
 from nnunetv2_glrp.reproduction import paper_values, results
 from nnunetv2_glrp.reproduction.cells import Cell
-from nnunetv2_glrp.reproduction.grid import METHODS
+from nnunetv2_glrp.registry import METHODS
 from nnunetv2_glrp.reproduction.tables import PAPER_CLASS_ORDER
 
 CLASS_COLOURS = {"RV": (0.2, 0.4, 1.0), "MYO": (0.1, 0.8, 0.2), "LV": (1.0, 0.3, 0.2)}
@@ -78,7 +78,7 @@ def dice_vs_k(cells: dict[tuple[str, int], Cell], methods: Sequence[str], ks: Se
     return _save(fig, path)
 
 
-def class_boxplots(records: Sequence[dict], methods: Sequence[str], ks: Sequence[int], path: Path) -> Path:
+def class_boxplots(records: Sequence[results.RunRecord], methods: Sequence[str], ks: Sequence[int], path: Path) -> Path:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(PAPER_CLASS_ORDER), figsize=(4.0 * len(PAPER_CLASS_ORDER), 4.0), sharey=True)
     groups = [(m, k) for k in ks for m in methods if results.select(records, m, k)]
@@ -120,7 +120,7 @@ def _contours(ax, labels: np.ndarray, classes: dict[str, int]) -> None:
                        linewidths=0.8)
 
 
-def slice_figure(records: Sequence[dict], methods: Sequence[str], k: int, raw_dataset: Path,
+def slice_figure(records: Sequence[results.RunRecord], methods: Sequence[str], k: int, raw_dataset: Path,
                 classes: dict[str, int], path: Path, n_cases: int = 3) -> Path | None:
     """Image + reference, then each method's first-draw prediction at ``k``; None when no method has a run."""
     from nnunetv2_glrp.postprocessing.volumes import read_image
@@ -129,7 +129,7 @@ def slice_figure(records: Sequence[dict], methods: Sequence[str], k: int, raw_da
     shown = [(m, cell[sorted(cell)[0]]) for m, cell in shown if cell]
     if not shown:
         return None
-    cases = sorted(shown[0][1]["cases"])[:n_cases]
+    cases = list(shown[0][1].cases)[:n_cases]
     plt = _pyplot()
     fig, axes = plt.subplots(len(cases), 1 + len(shown), figsize=(2.4 * (1 + len(shown)), 2.4 * len(cases)),
                              squeeze=False)
@@ -140,9 +140,9 @@ def slice_figure(records: Sequence[dict], methods: Sequence[str], k: int, raw_da
         _show(row[0], image[z], f"{case} z={z}\nreference")
         _fill(row[0], reference[z], classes)
         for ax, (method, record) in zip(row[1:], shown):
-            prediction, _ = read_image(Path(record["predictions"]) / f"{case}.nii.gz")
-            dice = np.nanmean([results.as_float(c["dice"]) for c in record["cases"][case].values()])
-            _show(ax, image[z], f"{METHODS[method].label} k={k}\nseed {record['seed']}, Dice {dice:.3f}")
+            prediction, _ = read_image(record.predictions / f"{case}.nii.gz")
+            dice = float(record.case_values("dice", [case])[0])
+            _show(ax, image[z], f"{record.label} k={k}\nseed {record.run.seed}, Dice {dice:.3f}")
             _fill(ax, prediction[z], classes)  # filled: the prediction; lines: the reference
             _contours(ax, reference[z], classes)
     return _save(fig, path)

@@ -11,7 +11,7 @@ medical image segmentation on cardiac MRI", International Journal of Imaging Sys
   ``tables.TABLES``): 3 = the best baseline against GLRP-cl, 5 = the pretraining ablations, 7 = the
   fusion + CRF stage.
 
-Keys are this project's method names (``grid.METHODS``); ``None`` marks a value the paper does not give.
+Keys are this project's method names (``registry.METHODS``); ``None`` marks a value the paper does not give.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from __future__ import annotations
 SOURCE = ("Zhao et al. 2023, GLRP: Global and local contrastive learning based on relative position for medical "
           "image segmentation on cardiac MRI, IJIST, doi:10.1002/ima.22992")
 
-#: k values of the paper's Table 1 (columns)
-TABLE1_K = (2, 6, 10, 15, 20, 30, 105)
+from nnunetv2_glrp.registry import PAPER_K_VALUES
 
-#: Table 1, mean Dice on ACDC; one value per k of TABLE1_K
+#: Table 1, mean Dice on ACDC; one value per k of PAPER_K_VALUES (the columns)
 TABLE1_DICE: dict[str, tuple[float, ...]] = {
     "Random": (0.421, 0.695, 0.758, 0.834, 0.844, 0.873, 0.906),
     "SimCLR": (0.260, 0.695, 0.771, 0.829, 0.839, 0.877, 0.910),
@@ -48,9 +47,9 @@ ABLATIONS: dict[str, dict[str, dict[str, float | None]]] = {
 def table1_value(method: str, k: int) -> float | None:
     """The paper's Table 1 mean Dice of ``method`` at ``k`` (None when the paper has no such cell)."""
     values = TABLE1_DICE.get(method)
-    if values is None or k not in TABLE1_K:
+    if values is None or k not in PAPER_K_VALUES:
         return None
-    return values[TABLE1_K.index(k)]
+    return values[PAPER_K_VALUES.index(k)]
 
 
 def ablation_value(method: str, metric: str, name: str, k: int) -> float | None:

@@ -14,7 +14,8 @@ from typing import Sequence
 
 from nnunetv2_glrp.reproduction import paper_values
 from nnunetv2_glrp.reproduction.cells import Cell, DrawSpread
-from nnunetv2_glrp.reproduction.grid import METHODS, REFERENCE, Table
+from nnunetv2_glrp.registry import METHODS, REFERENCE
+from nnunetv2_glrp.reproduction.grid import Table
 from nnunetv2_glrp.reproduction.statistics import Spread
 
 #: the paper's class order (left to right)

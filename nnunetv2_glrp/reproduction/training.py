@@ -1,11 +1,17 @@
-"""Trainings of a reproduction: one ``nnUNetv2_train`` per (trainer, fold, seed), skipped when finished.
+"""Trainings of the run engine: one ``nnUNetv2_train`` per (trainer, fold, seed), skipped when finished.
 
 A training is finished when nnU-Net's ``checkpoint_final.pth`` exists in its fold folder; a killed
 one (``checkpoint_latest.pth`` only) is resumed with ``--c``. Each runs in a subprocess with
-``GLRP_SEED`` = seed and ``nnUNet_results`` = that seed's results tree (``grid.results_root``), its
-output appended to ``OUT/logs/<trainer>__fold<F>__seed<S>.log`` (a failure names that file). A
-finished folder must record the seed it is used for (``glrp_finetuning.json``, written by every
-trainer of the plugin): a folder trained with another ``GLRP_SEED`` is refused, not silently reused.
+``GLRP_SEED`` = seed, ``nnUNet_results`` = that seed's results tree (``grid.results_root``) and, for
+pretrained families when the setting names one, ``GLRP_PRETRAINED_ENCODER``; its output is appended to
+``OUT/logs/<trainer>__fold<F>__seed<S>.log`` (a failure names that file). A finished folder must record
+the seed (and the named encoder) it is used for in ``glrp_finetuning.json`` (written by every trainer of
+the plugin, the control trainer included): a folder trained otherwise is refused, not silently reused.
+
+Where the models go: the seed trees of ``nnunet_results``; the pretrained families of a setting with a
+named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name>`` instead, so rows of
+different pretrainings never share a model folder, while the Random and nnU-Net rows (which do not
+depend on it) are trained once for all encoders.
 """
 
 from __future__ import annotations
@@ -14,18 +20,20 @@ import json
 import os
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunetv2_glrp.postprocessing.trained_models import model_folder
+from nnunetv2_glrp.registry import SETUP_FILE, TRAINER_FAMILIES
 from nnunetv2_glrp.reproduction.grid import link_pretraining_cache, results_root
 
 CHECKPOINT = "checkpoint_final.pth"
-SETUP_FILE = "glrp_finetuning.json"  # written by finetuning.trainer_base
+ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 
 
 @dataclass(frozen=True)
 class Setting:
-    """What every run of one reproduction shares."""
+    """What every run of one engine call shares."""
 
     dataset_id: str  # as given (-d), passed to nnUNetv2_train
     dataset_name: str  # DatasetXXX_Name
@@ -37,31 +45,63 @@ class Setting:
     nnunet_results: Path  # the base results tree (seed 0)
     raw_dataset: Path
     out: Path
+    #: a ``pretrained_encoder.pth`` every pretrained family fine-tunes from (None: the budget's preset cache)
+    pretrained_encoder: Path | None = None
+    #: {(k, seed, fold): fold index of splits_final.json} of the control row (``runner.control_folds``)
+    control_folds: dict = field(default_factory=dict, compare=False, hash=False)
 
-    def seed_root(self, seed: int) -> Path:
-        return results_root(seed, self.nnunet_results)
+    def uses_encoder(self, family: str) -> bool:
+        """Whether ``family``'s trainings depend on the named encoder."""
+        return self.pretrained_encoder is not None and TRAINER_FAMILIES.get(family) is not None \
+            and TRAINER_FAMILIES[family].pretraining is not None
 
-    def model_folder(self, trainer: str, fold: int, seed: int) -> Path:
-        return self.seed_root(seed) / self.dataset_name / f"{trainer}__{self.plans}__{self.configuration}" / f"fold_{fold}"
+    def family_base(self, family: str) -> Path:
+        if self.uses_encoder(family):
+            return self.nnunet_results / f"glrp_encoder__{Path(self.pretrained_encoder).parent.name}"
+        return self.nnunet_results
+
+    def seed_root(self, seed: int, family: str = "RandomInitTrainer") -> Path:
+        return results_root(seed, self.family_base(family))
+
+    def model_folder(self, family: str, trainer: str, fold: int, seed: int) -> Path:
+        return model_folder(self.seed_root(seed, family), self.dataset_name, trainer, self.plans, self.configuration,
+                            fold)
 
     def log_file(self, trainer: str, fold: int, seed: int) -> Path:
         return self.out / "logs" / f"{trainer}__fold{fold}__seed{seed}.log"
 
 
-def is_trained(setting: Setting, trainer: str, fold: int, seed: int) -> bool:
-    return (setting.model_folder(trainer, fold, seed) / CHECKPOINT).is_file()
+@dataclass(frozen=True)
+class Training:
+    """One model: a trainer of a family at one training fold (the control row's own fold) and seed."""
+
+    family: str
+    trainer: str
+    fold: int
+    seed: int
 
 
-def check_seed(folder: Path, seed: int) -> None:
-    """ValueError naming the file when a finished training did not run at ``GLRP_SEED=seed``."""
+def is_trained(setting: Setting, t: Training) -> bool:
+    return (setting.model_folder(t.family, t.trainer, t.fold, t.seed) / CHECKPOINT).is_file()
+
+
+def check_setup(setting: Setting, t: Training) -> None:
+    """ValueError naming the file when a finished training did not run at ``GLRP_SEED=seed`` (or, for a
+    named encoder, from another encoder)."""
+    folder = setting.model_folder(t.family, t.trainer, t.fold, t.seed)
     setup = folder / SETUP_FILE
     if not setup.is_file():
         raise ValueError(f"{folder} has a {CHECKPOINT} but no {SETUP_FILE}: cannot tell which GLRP_SEED it was "
                          "trained with; move it away or train it again")
-    recorded = json.loads(setup.read_text()).get("seed")
-    if recorded != seed:
-        raise ValueError(f"{setup} records GLRP_SEED={recorded}, but this folder holds the seed-{seed} run of "
-                         f"reproduce (seed S > 0 trains into $nnUNet_results/glrp_seed_S): move it away")
+    record = json.loads(setup.read_text())
+    if record.get("seed") != t.seed:
+        raise ValueError(f"{setup} records GLRP_SEED={record.get('seed')}, but this folder holds the seed-{t.seed} "
+                         f"run (seed S > 0 trains into <results>/glrp_seed_S): move it away")
+    if setting.uses_encoder(t.family):
+        wanted, used = Path(setting.pretrained_encoder).resolve(), record.get("pretrained_encoder")
+        if used is None or Path(used).resolve() != wanted:
+            raise ValueError(f"{setup} was fine-tuned from {record.get('pretrained_encoder')}, not from the named "
+                             f"encoder {wanted}: move it away")
 
 
 def checkpoint_fingerprint(folder: Path) -> dict:
@@ -70,29 +110,34 @@ def checkpoint_fingerprint(folder: Path) -> dict:
     return {"checkpoint": os.fspath(folder / CHECKPOINT), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def train(setting: Setting, trainer: str, fold: int, seed: int) -> float:
+def train(setting: Setting, t: Training) -> float:
     """Train (or resume) one model through ``nnUNetv2_train``; returns its wall seconds."""
     from nnunetv2_glrp.environment import nnunet_command
 
-    folder = setting.model_folder(trainer, fold, seed)
-    root = setting.seed_root(seed)
+    folder = setting.model_folder(t.family, t.trainer, t.fold, t.seed)
+    root = setting.seed_root(t.seed, t.family)
     link_pretraining_cache(root, setting.nnunet_results, setting.dataset_name)
-    cmd = [nnunet_command("nnUNetv2_train"), setting.dataset_id, setting.configuration, str(fold), "-tr", trainer,
+    cmd = [nnunet_command("nnUNetv2_train"), setting.dataset_id, setting.configuration, str(t.fold), "-tr", t.trainer,
            "-p", setting.plans, "-device", setting.device]
     if (folder / "checkpoint_latest.pth").is_file():
         cmd.append("--c")  # resume a killed training
-    env = {**os.environ, "nnUNet_results": os.fspath(root), "GLRP_SEED": str(seed)}
-    log = setting.log_file(trainer, fold, seed)
+    env = {**os.environ, "nnUNet_results": os.fspath(root), "GLRP_SEED": str(t.seed)}
+    env.pop(ENCODER_ENV, None)
+    if setting.uses_encoder(t.family):
+        env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
+    log = setting.log_file(t.trainer, t.fold, t.seed)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     with open(log, "a") as f:
-        f.write(f"$ GLRP_SEED={seed} nnUNet_results={root} {' '.join(cmd)}\n")
+        encoder = f"{ENCODER_ENV}={env[ENCODER_ENV]} " if ENCODER_ENV in env else ""
+        f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
         done = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
     seconds = time.perf_counter() - t0
+    what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
     if done.returncode != 0:
-        raise RuntimeError(f"training {trainer} fold {fold} seed {seed} failed (exit {done.returncode}); see {log}")
+        raise RuntimeError(f"{what} failed (exit {done.returncode}); see {log}")
     if not (folder / CHECKPOINT).is_file():
-        raise RuntimeError(f"training {trainer} fold {fold} seed {seed} ended without {folder / CHECKPOINT}; see {log}")
-    check_seed(folder, seed)
+        raise RuntimeError(f"{what} ended without {folder / CHECKPOINT}; see {log}")
+    check_setup(setting, t)
     return seconds
