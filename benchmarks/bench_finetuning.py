@@ -12,7 +12,7 @@ changes the initialisation, the k-patient subset and the lr warm-up, not the ste
 ``GLRPTrainer_k6_tiny`` (a test-only trainer of ``tests/tiny_trainers``) has the same recipe (loss, optimizer, augmentation, batch) as
 ``GLRPTrainer_k6``; only the number of epochs and the pretraining budget differ, and neither enters
 the time of one iteration. Without --root a 10-patient phantom is made, converted and preprocessed
-(paper_cpu) in a temporary folder (about a minute, plus a tiny pretraining); with --root an existing
+(paper_unet_cpu) in a temporary folder (about a minute, plus a tiny pretraining); with --root an existing
 GLRP_DATA-style folder (nnUNet_raw/_preprocessed/_results inside) is reused. Data augmentation runs
 in the main thread (nnUNet_n_proc_DA=0) unless the environment sets it, so loading is timed too.
 """
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, help="GLRP_DATA-style folder with the dataset already prepared")
     parser.add_argument("-d", "--dataset", type=int, default=901)
-    parser.add_argument("-c", "--configuration", default="paper_cpu")
+    parser.add_argument("-c", "--configuration", default="paper_unet_cpu")
     parser.add_argument("--trainer", default="GLRPTrainer_k6_tiny")
     parser.add_argument("--baseline", default="nnUNetTrainer")
     parser.add_argument("--iterations", type=int, default=8, help="timed iterations per trainer and round")

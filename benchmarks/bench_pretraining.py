@@ -15,7 +15,7 @@ processes, as ``nnUNet_n_proc_DA``) instead of single steps: wall seconds per ep
 what the run pays per epoch for its loader (worker start-up, batches prefetched and discarded).
 
 Without --root a 10-patient phantom is made, converted and preprocessed in a temporary folder (about
-a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 paper_cpu is reused.
+a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 paper_unet_cpu is reused.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ def _prepare(root: Path) -> None:
     from nnunetv2_glrp.conversion.phantom import make_phantom
     from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
-    if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / "nnUNetPlans_paper_cpu").is_dir():
+    if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / "nnUNetPlans_paper_unet_cpu").is_dir():
         return
     make_phantom(root / "phantom", n_patients=10, seed=0)
     convert_acdc(root / "phantom", 901, split="7:1:2", seed=0, overwrite=True)
-    prepare_dataset(901, overlay="paper_cpu", num_processes=1)
+    prepare_dataset(901, overlay="paper_unet_cpu", num_processes=1)
 
 
 def main() -> None:
@@ -71,7 +71,7 @@ def main() -> None:
     from nnunetv2_glrp.models import load_plans_context
     from nnunetv2_glrp.pretraining import METHODS
 
-    ctx = load_plans_context(901, "paper_cpu")
+    ctx = load_plans_context(901, "paper_unet_cpu")
     rows = []
     for method in args.method or METHODS:
         if args.epochs:
@@ -123,7 +123,7 @@ def _time_steps(ctx, args, method: str) -> dict:
         training_step(network, heads, batch, config, opt, dev, timer)
     total = time.perf_counter() - t0
     n = args.iterations
-    print(f"\n== {method}: plan paper_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
+    print(f"\n== {method}: plan paper_unet_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
           f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
           f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'}")
     print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")

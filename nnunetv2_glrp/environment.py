@@ -26,7 +26,7 @@ THREAD_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 #: where a wheel (``pip install .``) carries the repository's ``plans/`` and ``trainers/`` (see setup.py)
 SHIPPED = "_shipped"
-_MARKERS = {"trainers": "glrp_trainers.py", "plans": "paper.json"}
+_MARKERS = {"trainers": "glrp_trainers.py", "plans": "paper_unet.json"}
 
 
 def shipped_folder(name: str, must_exist: bool = True) -> Path:

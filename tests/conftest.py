@@ -67,16 +67,16 @@ def phantom_raw_dataset(phantom_acdc) -> Path:
 def phantom_preprocessed(phantom_raw_dataset) -> str:
     """Dataset901 planned, preprocessed with the small CPU plan (labeled + unlabeled), splits written.
 
-    Returns the name of the configuration (``paper_cpu``)."""
+    Returns the name of the configuration (``paper_unet_cpu``)."""
     from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
-    return prepare_dataset(PHANTOM_DATASET_ID, overlay="paper_cpu", num_processes=1)
+    return prepare_dataset(PHANTOM_DATASET_ID, overlay="paper_unet_cpu", num_processes=1)
 
 
 @pytest.fixture(scope="session")
 def phantom_preprocessed_nnunet(phantom_preprocessed) -> str:
     """The same Dataset901 also prepared with ``nnunet_cpu`` (nnU-Net's InstanceNorm + LeakyReLU design at
-    CPU size) beside ``paper_cpu`` (BatchNorm + ReLU). Returns ``nnunet_cpu``."""
+    CPU size) beside ``paper_unet_cpu`` (BatchNorm + ReLU). Returns ``nnunet_cpu``."""
     from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
     return prepare_dataset(PHANTOM_DATASET_ID, overlay="nnunet_cpu", num_processes=1)

@@ -39,14 +39,15 @@ def test_pretrain_offers_every_pretraining_method():
 
 
 def test_pretrain_preset_help_matches_the_presets():
-    from nnunetv2_glrp.commands.pretrain import PRESET_HELP
+    from nnunetv2_glrp.commands.pretrain import PRESET_CHOICES, PRESET_HELP
     from nnunetv2_glrp.pretraining.config import PRESETS
 
-    cpu, paper = PRESETS["cpu"], PRESETS["paper"]
+    assert sorted(PRESET_CHOICES) == sorted(PRESETS)
+    cpu, full = PRESETS["cpu"], PRESETS["full"]
     assert (f"cpu: {cpu.epochs} epochs x {cpu.iterations_per_epoch} iterations, batch {cpu.batch_size};"
             in PRESET_HELP)
-    assert paper.iterations_per_epoch is None
-    assert f"paper: {paper.epochs} epochs of one pass over the slices, batch {paper.batch_size}" in PRESET_HELP
+    assert full.iterations_per_epoch is None
+    assert f"full: {full.epochs} epochs of one pass over the slices, batch {full.batch_size}" in PRESET_HELP
 
 
 def _subparsers():
@@ -91,8 +92,10 @@ def test_old_spellings_still_parse_as_hidden_aliases(capsys):
 
 
 def test_prepare_with_an_overlay_name_for_p_says_what_changed(capsys):
-    assert main(["prepare", "-d", "999", "-p", "paper"]) == 2
-    assert "use --overlay paper" in capsys.readouterr().err
+    assert main(["prepare", "-d", "999", "-p", "paper_unet"]) == 2
+    assert "use --overlay paper_unet" in capsys.readouterr().err
+    assert main(["prepare", "-d", "999", "-pl", "paper"]) == 2  # the overlay's name before its rename
+    assert "use --overlay paper_unet" in capsys.readouterr().err
 
 
 def test_version():

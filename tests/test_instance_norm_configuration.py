@@ -1,6 +1,6 @@
 """Pretraining, encoder loading and fine-tuning on nnU-Net's own InstanceNorm + LeakyReLU design (``nnunet_cpu``).
 
-The rest of the suite runs on ``paper_cpu`` (BatchNorm + ReLU); this file repeats what matters on the
+The rest of the suite runs on ``paper_unet_cpu`` (BatchNorm + ReLU); this file repeats what matters on the
 configuration nnU-Net plans by itself, where average-pooled features carry almost nothing (see
 models/heads.py), and checks that preparing the second configuration leaves the first intact.
 """
@@ -31,7 +31,7 @@ def test_both_configurations_are_prepared_side_by_side(phantom_preprocessed, pha
     plans = PlansManager(json.loads((folder / "nnUNetPlans.json").read_text()))
     norms = {c: plans.get_configuration(c).network_arch_init_kwargs["norm_op"]
              for c in (phantom_preprocessed, phantom_preprocessed_nnunet)}
-    assert norms == {"paper_cpu": "torch.nn.modules.batchnorm.BatchNorm2d",
+    assert norms == {"paper_unet_cpu": "torch.nn.modules.batchnorm.BatchNorm2d",
                      "nnunet_cpu": "torch.nn.modules.instancenorm.InstanceNorm2d"}
     for config in norms:
         assert list((folder / f"nnUNetPlans_{config}").glob("*.pkl")), config

@@ -28,7 +28,7 @@ from nnunetv2_glrp.preparation.overlays import resolve_overlay_path
 trainer = recursive_find_trainer_class_by_name("GLRPTrainer_k6")
 print("PACKAGE", nnunetv2_glrp.__file__)
 print("TRAINER", trainer.__name__, trainer.pretraining_method, trainer.k_labeled)
-print("PLANS", resolve_overlay_path("paper"))
+print("PLANS", resolve_overlay_path("paper_unet"))
 """
 
 
@@ -57,4 +57,4 @@ def test_wheel_ships_plans_and_trainers_found_by_nnunet(tmp_path):
     assert lines["TRAINER"] == "GLRPTrainer_k6 GLRP 6"
     # nnU-Net's own report of where its lookup found the class
     assert f"Using trainer 'GLRPTrainer_k6' from: {site / 'nnunetv2_glrp/_shipped/trainers'}" in run.stdout
-    assert Path(lines["PLANS"]) == site / "nnunetv2_glrp/_shipped/plans/paper.json"
+    assert Path(lines["PLANS"]) == site / "nnunetv2_glrp/_shipped/plans/paper_unet.json"

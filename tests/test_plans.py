@@ -83,25 +83,28 @@ def tiny_plans() -> Path:
 
 
 def test_overlay_names_resolve_to_the_plans_folder(tmp_path):
-    assert resolve_overlay_path("paper_cpu") == PLANS_FOLDER / "paper_cpu.json"
-    assert resolve_overlay_path("paper.json") == PLANS_FOLDER / "paper.json"
+    assert resolve_overlay_path("paper_unet_cpu") == PLANS_FOLDER / "paper_unet_cpu.json"
+    assert resolve_overlay_path("paper_unet.json") == PLANS_FOLDER / "paper_unet.json"
     own = tmp_path / "mine.json"
     own.write_text("{}")
     assert resolve_overlay_path(own) == own
     with pytest.raises(FileNotFoundError, match="no_such_plan"):
         resolve_overlay_path("no_such_plan")
+    for old, new in (("paper", "paper_unet"), ("paper_cpu.json", "paper_unet_cpu")):  # renamed, not aliased
+        with pytest.raises(FileNotFoundError, match=f"is now called '{new}'"):
+            resolve_overlay_path(old)
 
 
 def test_overlay_before_planning_is_a_clear_error():
     write_tiny_raw_dataset(952, n_patients=1)
     with pytest.raises(FileNotFoundError, match="plan_and_preprocess"):
-        apply_plans_overlay(952, "paper_cpu")
+        apply_plans_overlay(952, "paper_unet_cpu")
 
 
 def test_overlays_add_configurations_and_leave_nnunet_ones_alone(tiny_plans):
     before = json.loads(tiny_plans.read_text())
-    assert apply_plans_overlay(TINY_PLANS_ID, "paper_cpu") == ["paper_cpu"]
-    assert apply_plans_overlay(TINY_PLANS_ID, "paper") == ["glrp_paper"]
+    assert apply_plans_overlay(TINY_PLANS_ID, "paper_unet_cpu") == ["paper_unet_cpu"]
+    assert apply_plans_overlay(TINY_PLANS_ID, "paper_unet") == ["paper_unet"]
     plans = json.loads(tiny_plans.read_text())
     for name, config in before["configurations"].items():
         assert plans["configurations"][name] == config, f"nnU-Net configuration {name} was modified"
@@ -109,14 +112,14 @@ def test_overlays_add_configurations_and_leave_nnunet_ones_alone(tiny_plans):
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     manager = PlansManager(os.fspath(tiny_plans))
-    small = manager.get_configuration("paper_cpu")
-    assert small.data_identifier == "nnUNetPlans_paper_cpu"
+    small = manager.get_configuration("paper_unet_cpu")
+    assert small.data_identifier == "nnUNetPlans_paper_unet_cpu"
     assert small.spacing == [2.5, 2.5] and small.patch_size == [128, 128] and small.batch_size == 16
     assert small.network_arch_init_kwargs["features_per_stage"] == [16, 32, 64, 128, 256]
     assert small.normalization_schemes == manager.get_configuration("2d").normalization_schemes
-    paper = manager.get_configuration("glrp_paper")
+    paper = manager.get_configuration("paper_unet")
     kwargs = paper.network_arch_init_kwargs
-    assert paper.data_identifier == "nnUNetPlans_glrp_paper"
+    assert paper.data_identifier == "nnUNetPlans_paper_unet"
     assert paper.spacing == [1.25, 1.25] and paper.patch_size == [288, 288] and paper.batch_size == 12
     assert kwargs["n_stages"] == 5 and kwargs["features_per_stage"] == [48, 96, 192, 384, 768]
     assert kwargs["strides"] == [[1, 1]] + [[2, 2]] * 4 and kwargs["kernel_sizes"] == [[3, 3]] * 5
@@ -128,14 +131,14 @@ def test_overlays_add_configurations_and_leave_nnunet_ones_alone(tiny_plans):
 
     # idempotent: a second application leaves the file byte-identical and untouched
     content, mtime = tiny_plans.read_bytes(), tiny_plans.stat().st_mtime_ns
-    assert apply_plans_overlay(TINY_PLANS_ID, "paper_cpu") == ["paper_cpu"]
+    assert apply_plans_overlay(TINY_PLANS_ID, "paper_unet_cpu") == ["paper_unet_cpu"]
     assert tiny_plans.read_bytes() == content and tiny_plans.stat().st_mtime_ns == mtime
 
 
 def test_overlay_errors_name_the_file(tiny_plans, tmp_path):
-    overlay = json.loads((PLANS_FOLDER / "paper_cpu.json").read_text())
+    overlay = json.loads((PLANS_FOLDER / "paper_unet_cpu.json").read_text())
     bad_patch = json.loads(json.dumps(overlay))
-    bad_patch["configurations"]["odd_patch"] = bad_patch["configurations"].pop("paper_cpu")
+    bad_patch["configurations"]["odd_patch"] = bad_patch["configurations"].pop("paper_unet_cpu")
     bad_patch["configurations"]["odd_patch"]["patch_size"] = [100, 128]
     bad_patch["configurations"]["odd_patch"]["data_identifier"] = "odd"
     (tmp_path / "odd.json").write_text(json.dumps(bad_patch))
@@ -143,7 +146,7 @@ def test_overlay_errors_name_the_file(tiny_plans, tmp_path):
         apply_plans_overlay(TINY_PLANS_ID, tmp_path / "odd.json")
 
     hijack = json.loads(json.dumps(overlay))
-    hijack["configurations"] = {"3d_fullres": {**overlay["configurations"]["paper_cpu"], "data_identifier": "x"}}
+    hijack["configurations"] = {"3d_fullres": {**overlay["configurations"]["paper_unet_cpu"], "data_identifier": "x"}}
     (tmp_path / "hijack.json").write_text(json.dumps(hijack))
     before = tiny_plans.read_bytes()
     with pytest.raises(ValueError, match="refusing to modify"):
@@ -151,12 +154,12 @@ def test_overlay_errors_name_the_file(tiny_plans, tmp_path):
     assert tiny_plans.read_bytes() == before
 
 
-def test_nnunet_preprocess_command_runs_the_paper_cpu_configuration(tiny_plans):
-    apply_plans_overlay(TINY_PLANS_ID, "paper_cpu")
-    result = subprocess.run([nnunet_command("nnUNetv2_preprocess"), "-d", str(TINY_PLANS_ID), "-c", "paper_cpu",
+def test_nnunet_preprocess_command_runs_the_paper_unet_cpu_configuration(tiny_plans):
+    apply_plans_overlay(TINY_PLANS_ID, "paper_unet_cpu")
+    result = subprocess.run([nnunet_command("nnUNetv2_preprocess"), "-d", str(TINY_PLANS_ID), "-c", "paper_unet_cpu",
                              "-np", "1"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    folder = tiny_plans.parent / "nnUNetPlans_paper_cpu"
+    folder = tiny_plans.parent / "nnUNetPlans_paper_unet_cpu"
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
     dataset = nnUNetDatasetBlosc2(os.fspath(folder))
@@ -172,35 +175,35 @@ def test_prepare_dataset_rejects_a_dataset_failing_the_integrity_check():
     label = folder / "labelsTr" / "patient001_ED.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 10, 10), np.uint8)), os.fspath(label))
     with pytest.raises(ValueError, match="Dataset953_TINY.*integrity check failed"):
-        prepare_dataset(953, overlay="paper_cpu", num_processes=1)
+        prepare_dataset(953, overlay="paper_unet_cpu", num_processes=1)
     assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()
 
 
 def test_prepare_dataset_on_the_phantom(phantom_preprocessed, phantom_raw_dataset):
-    assert phantom_preprocessed == "paper_cpu"
+    assert phantom_preprocessed == "paper_unet_cpu"
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / phantom_raw_dataset.name
     raw_json = json.loads((phantom_raw_dataset / "dataset.json").read_text())
-    labeled = sorted(p.stem for p in (preprocessed / "nnUNetPlans_paper_cpu").glob("*.pkl"))
+    labeled = sorted(p.stem for p in (preprocessed / "nnUNetPlans_paper_unet_cpu").glob("*.pkl"))
     assert len(labeled) == raw_json["numTraining"]
     n_unlabeled = len(list((phantom_raw_dataset / "unlabeledTr").glob("*_0000.nii.gz")))
     assert n_unlabeled > 0
-    assert len(list((preprocessed / "nnUNetPlans_paper_cpu_unlabeled").glob("*.pkl"))) == n_unlabeled
+    assert len(list((preprocessed / "nnUNetPlans_paper_unet_cpu_unlabeled").glob("*.pkl"))) == n_unlabeled
     assert (preprocessed / "splits_final.json").is_file()
     assert not (preprocessed / "nnUNetPlans_2d").exists(), "nnU-Net's own configurations must not be preprocessed"
 
     # a second call redoes nothing
     stamps = {p: p.stat().st_mtime_ns for p in preprocessed.rglob("*.b2nd")}
-    assert prepare_dataset(phantom_raw_dataset.name, overlay="paper_cpu") == "paper_cpu"
+    assert prepare_dataset(phantom_raw_dataset.name, overlay="paper_unet_cpu") == "paper_unet_cpu"
     assert {p: p.stat().st_mtime_ns for p in preprocessed.rglob("*.b2nd")} == stamps
 
 
 def test_apply_plans_command(tiny_plans, capsys):
     from nnunetv2_glrp.cli import main
 
-    assert main(["apply-plans", "-d", str(TINY_PLANS_ID), "--overlay", "paper"]) == 0
-    assert "glrp_paper" in capsys.readouterr().out
-    assert main(["apply-plans", str(TINY_PLANS_ID), "paper"]) == 0  # the earlier positional form
-    assert "glrp_paper" in capsys.readouterr().out
+    assert main(["apply-plans", "-d", str(TINY_PLANS_ID), "--overlay", "paper_unet"]) == 0
+    assert "from paper_unet: paper_unet\n" in capsys.readouterr().out
+    assert main(["apply-plans", str(TINY_PLANS_ID), "paper_unet"]) == 0  # the earlier positional form
+    assert "from paper_unet: paper_unet\n" in capsys.readouterr().out
     assert main(["apply-plans", str(TINY_PLANS_ID), "no_such_overlay"]) == 2
     assert "no_such_overlay" in capsys.readouterr().err
 
@@ -214,9 +217,10 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     dataset_id = 955
     folder = write_tiny_raw_dataset(dataset_id, patients=[1, 2, 3], with_split=True)
     preprocessed = Path(os.environ["nnUNet_preprocessed"]) / folder.name
-    labeled, unlabeled = preprocessed / "nnUNetPlans_paper_cpu", preprocessed / "nnUNetPlans_paper_cpu_unlabeled"
+    labeled = preprocessed / "nnUNetPlans_paper_unet_cpu"
+    unlabeled = preprocessed / "nnUNetPlans_paper_unet_cpu_unlabeled"
     fingerprint = preprocessed / "dataset_fingerprint.json"
-    assert prepare_dataset(dataset_id, overlay="paper_cpu", verify=False) == "paper_cpu"
+    assert prepare_dataset(dataset_id, overlay="paper_unet_cpu", verify=False) == "paper_unet_cpu"
     assert _case_stems(labeled) == [f"patient{p:03d}_{f}" for p in (1, 2, 3) for f in ("ED", "ES")]
     assert _case_stems(unlabeled) == [f"patient{p:03d}_t{t:02d}" for p in (1, 2, 3) for t in range(3)]
 
@@ -225,7 +229,7 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
 
     # unchanged raw dataset: nothing is redone
     before, fingerprint_stamp = stamps(), fingerprint.stat().st_mtime_ns
-    prepare_dataset(dataset_id, overlay="paper_cpu", verify=False)
+    prepare_dataset(dataset_id, overlay="paper_unet_cpu", verify=False)
     assert stamps() == before and fingerprint.stat().st_mtime_ns == fingerprint_stamp
 
     # another split of the same cases: fingerprint and plans redone; the plans come out identical, so the arrays stay
@@ -233,14 +237,14 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     split["train"], split["val"] = split["train"][1:] + split["val"], split["train"][:1]
     (folder / "glrp_split.json").write_text(json.dumps(split))
     caplog.set_level("WARNING", logger="nnunetv2_glrp.preparation.planning")
-    prepare_dataset(dataset_id, overlay="paper_cpu", verify=False)
+    prepare_dataset(dataset_id, overlay="paper_unet_cpu", verify=False)
     assert "glrp_split_sha256" in caplog.text and fingerprint.stat().st_mtime_ns != fingerprint_stamp
     assert stamps() == before
 
     # re-conversion with patient 3 replaced by patient 4: as many cases as before, other identifiers
     write_tiny_raw_dataset(dataset_id, patients=[1, 2, 4], with_split=True)
     old_fingerprint = fingerprint.read_text()
-    prepare_dataset(dataset_id, overlay="paper_cpu", verify=False)
+    prepare_dataset(dataset_id, overlay="paper_unet_cpu", verify=False)
     expected_labeled = [f"patient{p:03d}_{f}" for p in (1, 2, 4) for f in ("ED", "ES")]
     expected_unlabeled = [f"patient{p:03d}_t{t:02d}" for p in (1, 2, 4) for t in range(3)]
     assert fingerprint.read_text() != old_fingerprint  # patient 4's images have another shape
@@ -248,8 +252,9 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     assert _case_stems(unlabeled) == expected_unlabeled
     assert not [p for p in preprocessed.rglob("patient003*")], "outputs of a case that left the dataset remain"
     assert json.loads((preprocessed / "glrp_fingerprint.json").read_text())["raw"]["labeled_cases"] == expected_labeled
-    labeled_record = json.loads((preprocessed / "glrp_preprocessing_nnUNetPlans_paper_cpu.json").read_text())
-    unlabeled_record = json.loads((preprocessed / "glrp_preprocessing_nnUNetPlans_paper_cpu_unlabeled.json").read_text())
+    labeled_record = json.loads((preprocessed / "glrp_preprocessing_nnUNetPlans_paper_unet_cpu.json").read_text())
+    unlabeled_record = json.loads(
+        (preprocessed / "glrp_preprocessing_nnUNetPlans_paper_unet_cpu_unlabeled.json").read_text())
     assert labeled_record["cases"] == expected_labeled and unlabeled_record["cases"] == expected_unlabeled
     split_hash = hashlib.sha256((folder / "glrp_split.json").read_bytes()).hexdigest()
     assert labeled_record["glrp_split_sha256"] == unlabeled_record["glrp_split_sha256"] == split_hash
@@ -257,9 +262,9 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     assert "patient003" not in (preprocessed / "splits_final.json").read_text()
 
 
-def _paper_cpu_with(change) -> dict:
-    overlay = json.loads((PLANS_FOLDER / "paper_cpu.json").read_text())
-    spec = overlay["configurations"].pop("paper_cpu")
+def _paper_unet_cpu_with(change) -> dict:
+    overlay = json.loads((PLANS_FOLDER / "paper_unet_cpu.json").read_text())
+    spec = overlay["configurations"].pop("paper_unet_cpu")
     spec["data_identifier"] = "{plans_identifier}_schema_test"
     overlay["configurations"]["schema_test"] = spec
     change(overlay, spec, spec["architecture"]["arch_kwargs"])
@@ -273,7 +278,7 @@ def _set(target_key, value, where="spec"):
 
 
 BAD_OVERLAYS = [  # (id, overlay content or change, field named in the error, problem)
-    ("top-level-list", ["paper_cpu"], "top level", "must be an object"),
+    ("top-level-list", ["paper_unet_cpu"], "top level", "must be an object"),
     ("arch-kwargs-null", _set("arch_kwargs", None, "arch"), "architecture.arch_kwargs", "must be an object"),
     ("patch-size-int", _set("patch_size", 128), "schema_test.patch_size", "non-empty list of positive ints"),
     ("string-number", _set("batch_size", "16"), "schema_test.batch_size", "integer >= 1"),
@@ -299,7 +304,7 @@ def test_malformed_overlay_is_a_one_line_error_naming_file_and_field(tiny_plans,
                                                                       kind, content, field, problem):
     from nnunetv2_glrp.cli import main
 
-    overlay = content if not callable(content) else _paper_cpu_with(content)
+    overlay = content if not callable(content) else _paper_unet_cpu_with(content)
     path = tmp_path / f"{kind}.json"
     path.write_text(json.dumps(overlay))
     before = tiny_plans.read_bytes()
@@ -316,7 +321,7 @@ def test_prepare_checks_the_overlay_before_fingerprinting(tmp_path, monkeypatch)
     from nnunetv2_glrp.preparation import pipeline
 
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps(_paper_cpu_with(_set("batch_size", 0))))
+    path.write_text(json.dumps(_paper_unet_cpu_with(_set("batch_size", 0))))
     monkeypatch.setattr(pipeline, "plan_dataset", lambda *a, **k: pytest.fail("planned before checking the overlay"))
     with pytest.raises(ValueError, match="bad.json: configurations.schema_test.batch_size"):
         prepare_dataset(TINY_PLANS_ID, overlay=path)
@@ -328,5 +333,5 @@ def test_prepare_refuses_a_truncated_raw_file_before_fingerprinting():
     data = frame.read_bytes()
     frame.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"Dataset956_TINY: 1 image file\(s\) incomplete .*patient001_t01_0000"):
-        prepare_dataset(956, overlay="paper_cpu", num_processes=1)
+        prepare_dataset(956, overlay="paper_unet_cpu", num_processes=1)
     assert not (Path(os.environ["nnUNet_preprocessed"]) / folder.name / "dataset_fingerprint.json").exists()

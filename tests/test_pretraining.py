@@ -39,14 +39,17 @@ def _config_from_dict(d: dict) -> PretrainingConfig:
 
 
 def test_config_presets_and_methods():
-    paper = make_config("GLRP", "paper")
-    assert (paper.lr, paper.momentum, paper.batch_size, paper.epochs, paper.tau, paper.a) == (0.1, 0.9, 12, 200, 0.1, 15)
+    full = make_config("GLRP", "full")
+    assert (full.lr, full.momentum, full.batch_size, full.epochs, full.tau, full.a) == (0.1, 0.9, 12, 200, 0.1, 15)
+    # the preset's name is no field of the config: the cache key of an encoder pretrained with this preset
+    # under its earlier name "paper" stays the same
+    assert full.digest() == "4727f4e490"
     assert (make_config("GRP").lambda_global, make_config("GRP").lambda_local) == (1.0, 0.0)
     assert (make_config("LRP").lambda_global, make_config("LRP").lambda_local) == (0.0, 1.0)
     assert make_config("GLRPLinear").similarity_kind == "linear"
     assert make_config(seed=1).digest() != make_config(seed=0).digest()
-    assert _config_from_dict(paper.to_dict()) == paper
-    assert _config_from_dict(json.loads(json.dumps(paper.to_dict()))) == paper  # lists back to tuples
+    assert _config_from_dict(full.to_dict()) == full
+    assert _config_from_dict(json.loads(json.dumps(full.to_dict()))) == full  # lists back to tuples
     with pytest.raises(ValueError, match="unknown pretraining config fields"):
         make_config(learning_rate=1)
     with pytest.raises(ValueError, match="unknown pretraining method"):

@@ -20,22 +20,22 @@ DATASET_ID = 954
 
 @pytest.fixture(scope="module")
 def preprocessed_tiny() -> tuple[Path, Path]:
-    """(nnU-Net's labeled paper_cpu folder, our unlabeled folder) of a tiny dataset whose t00 frames are the ED images."""
+    """(nnU-Net's labeled paper_unet_cpu folder, our unlabeled folder) of a tiny dataset whose t00 frames are the ED images."""
     from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
 
     plans_file = plan_tiny_dataset(DATASET_ID)
-    apply_plans_overlay(DATASET_ID, "paper_cpu")
-    preprocess_dataset(DATASET_ID, "nnUNetPlans", ["paper_cpu"], [1], show_progress_bar=False)
-    unlabeled = preprocess_unlabeled(DATASET_ID, "paper_cpu")
-    return plans_file.parent / "nnUNetPlans_paper_cpu", unlabeled
+    apply_plans_overlay(DATASET_ID, "paper_unet_cpu")
+    preprocess_dataset(DATASET_ID, "nnUNetPlans", ["paper_unet_cpu"], [1], show_progress_bar=False)
+    unlabeled = preprocess_unlabeled(DATASET_ID, "paper_unet_cpu")
+    return plans_file.parent / "nnUNetPlans_paper_unet_cpu", unlabeled
 
 
 def test_unlabeled_frames_equal_nnunet_preprocessing_of_the_same_image(preprocessed_tiny):
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
 
     labeled_folder, unlabeled = preprocessed_tiny
-    assert unlabeled == unlabeled_folder(DATASET_ID, "paper_cpu")
-    assert unlabeled.name == "nnUNetPlans_paper_cpu_unlabeled"
+    assert unlabeled == unlabeled_folder(DATASET_ID, "paper_unet_cpu")
+    assert unlabeled.name == "nnUNetPlans_paper_unet_cpu_unlabeled"
     labeled = nnUNetDatasetBlosc2(os.fspath(labeled_folder))
     frames = nnUNetDatasetBlosc2(os.fspath(unlabeled))  # nnU-Net's own reader accepts the folder
     assert len(frames.identifiers) == 9
@@ -58,14 +58,14 @@ def test_unlabeled_frames_equal_nnunet_preprocessing_of_the_same_image(preproces
 def test_a_killed_run_resumes_only_the_missing_case(preprocessed_tiny, tmp_path, caplog):
     _, reference = preprocessed_tiny
     out = tmp_path / "unlabeled"
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     assert len(stamps) == 27
     (out / "patient002_t01.pkl").unlink()  # killed between moving the arrays and the .pkl
     (out / INCOMPLETE).mkdir()
     (out / INCOMPLETE / "patient003_t00.b2nd").write_bytes(b"half written")
     caplog.set_level("INFO", logger="nnunetv2_glrp.preparation.unlabeled")
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     assert "8 already done, 1 to preprocess" in caplog.text
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     assert set(after) == set(stamps) and not (out / INCOMPLETE).exists()
@@ -79,12 +79,12 @@ def test_a_killed_run_resumes_only_the_missing_case(preprocessed_tiny, tmp_path,
 
 def test_output_of_other_plans_is_rebuilt(preprocessed_tiny, tmp_path):
     out = tmp_path / "unlabeled"
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     record = out.parent / f"glrp_preprocessing_{out.name}.json"
     assert json.loads(record.read_text())["n_cases"] == 9
     record.write_text(json.dumps({"fingerprint": "from other plans"}))
     stamp = (out / "patient001_t00.b2nd").stat().st_mtime_ns
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     assert (out / "patient001_t00.b2nd").stat().st_mtime_ns != stamp
     assert json.loads(record.read_text())["fingerprint"] != "from other plans"
 
@@ -105,13 +105,13 @@ def test_bad_unlabeled_folders_are_clear_errors(tmp_path):
 
 def test_cases_that_left_unlabeled_tr_are_deleted(preprocessed_tiny, tmp_path, caplog):
     out = tmp_path / "unlabeled"
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     source = Path(os.environ["nnUNet_raw"]) / "Dataset954_TINY" / "unlabeledTr" / "patient003_t01_0000.nii.gz"
     parked = tmp_path / source.name
     shutil.move(source, parked)
     try:
         caplog.set_level("INFO", logger="nnunetv2_glrp.preparation.unlabeled")
-        preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+        preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     finally:
         shutil.move(parked, source)
     assert "8 unlabeled cases, 8 already done, 0 to preprocess" in caplog.text
@@ -124,7 +124,7 @@ def test_cases_that_left_unlabeled_tr_are_deleted(preprocessed_tiny, tmp_path, c
 
     assert sorted(nnUNetDatasetBlosc2(os.fspath(out)).identifiers) == expected
     # back in unlabeledTr: preprocessed again, the others are kept
-    preprocess_unlabeled(DATASET_ID, "paper_cpu", output_folder=out)
+    preprocess_unlabeled(DATASET_ID, "paper_unet_cpu", output_folder=out)
     assert len(list(out.glob("*.pkl"))) == 9 and "8 already done, 1 to preprocess" in caplog.text
 
 
@@ -140,8 +140,8 @@ def test_preprocess_unlabeled_command(preprocessed_tiny, capsys):
     for path in folder.glob("patient002_t02*"):
         path.unlink()
     stamp = (folder / "patient001_t00.b2nd").stat().st_mtime_ns
-    assert main(["preprocess-unlabeled", "-d", str(DATASET_ID), "-c", "paper_cpu", "-np", "1"]) == 0
-    assert f"9 unlabeled cases preprocessed with nnUNetPlans/paper_cpu in {folder}" in capsys.readouterr().out
+    assert main(["preprocess-unlabeled", "-d", str(DATASET_ID), "-c", "paper_unet_cpu", "-np", "1"]) == 0
+    assert f"9 unlabeled cases preprocessed with nnUNetPlans/paper_unet_cpu in {folder}" in capsys.readouterr().out
     assert (folder / "patient002_t02.pkl").is_file()
     assert (folder / "patient001_t00.b2nd").stat().st_mtime_ns == stamp  # done cases are not redone
 

@@ -13,11 +13,12 @@ nnU-Net's own trainer at each budget (so searching the code for a name finds not
   GCL, the batches differ; see ``nnunetv2_glrp.pretraining.methods``): ``SimCLR``, ``GCL``, ``PCL``;
 - ``_k<K>``: fine-tune on K labeled patients, K in 2, 6, 10, 15, 20, 30, 105 (the paper's Table 1);
   without it, all training patients of the fold;
-- ``_paper``: the paper's fine-tuning recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it
-  exactly nnU-Net's recipe (Dice+CE, SGD, poly, 1000 x 250 iterations);
+- ``_paper``: the paper's fine-tuning recipe (CE, Adam 5e-4, cosine, batch 12, 200 epochs); without it exactly
+  nnU-Net's recipe (Dice+CE, SGD, poly, 1000 x 250 iterations);
 - ``_decwarm``: nnU-Net's recipe with a decoder-only warm-up (encoder frozen for the first 10 % of
   the iterations, then at half the learning rate), to keep what pretraining learned;
-- ``_cpu``: the CPU budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one.
+- ``_cpu``: the demo budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one (the
+  recipe's length, "full" pretraining preset).
 
 Examples: ``GLRPTrainer`` (all patients, nnU-Net recipe, full budget), ``GLRPTrainer_k6``,
 ``GRPTrainer_k2_paper``, ``RandomInitTrainer_k2_cpu``, ``GLRPLinearTrainer_k105_paper_cpu``.

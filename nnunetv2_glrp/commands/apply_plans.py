@@ -6,8 +6,8 @@ import argparse
 
 from nnunetv2_glrp.commands.options import add_overlay, add_plans_identifier
 
-HELP = ("add the configurations of a plans overlay (plans/*.json, or a bare name: nnunet_cpu, paper_cpu, paper) "
-        "to a dataset's nnU-Net plans")
+HELP = ("add the configurations of a plans overlay (plans/*.json, or a bare name: nnunet_cpu, paper_unet_cpu, "
+        "paper_unet) to a dataset's nnU-Net plans")
 
 
 def configure(parser) -> None:

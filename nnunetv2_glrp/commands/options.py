@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_PLANS = "nnUNetPlans"
-OVERLAY_NAMES = ("nnunet_cpu", "paper_cpu", "paper")
+OVERLAY_NAMES = ("nnunet_cpu", "paper_unet_cpu", "paper_unet")
 
 
 def hidden_alias(parser: argparse.ArgumentParser, action: argparse.Action, *aliases: str) -> argparse.Action:
@@ -48,13 +48,20 @@ def add_device(parser, help: str = "device to run on (default: cpu)") -> argpars
 def add_overlay(parser, default: str | None = "nnunet_cpu") -> argparse.Action:
     return parser.add_argument(
         "--overlay", dest="overlay", default=default,
-        help="plans overlay adding a configuration: nnunet_cpu (nnU-Net's 2d design at CPU size), paper_cpu "
-             "(the paper's BatchNorm/ReLU network at CPU size), paper, or a path to an overlay JSON"
+        help="plans overlay adding a configuration: nnunet_cpu (nnU-Net's 2d design at CPU size), paper_unet_cpu "
+             "(the paper's BatchNorm/ReLU U-Net at CPU size), paper_unet (the paper's U-Net at full size), or a "
+             "path to an overlay JSON"
              + (f" (default: {default})" if default else "; required"))
 
 
 def refuse_overlay_as_plans_identifier(plans_identifier: str) -> None:
-    """``-p paper`` meant the overlay before ``-p`` became nnU-Net's plans identifier: say so instead of planning."""
-    if plans_identifier in OVERLAY_NAMES:
+    """``-p paper_unet`` meant the overlay before ``-p`` became nnU-Net's plans identifier: say so instead of planning.
+
+    The overlays' names from before their rename (``-pl paper``) are refused too, naming the new overlay: they
+    would otherwise plan a new plans file of that name."""
+    from nnunetv2_glrp.preparation.overlays import RENAMED_OVERLAYS
+
+    overlay = RENAMED_OVERLAYS.get(plans_identifier, plans_identifier)
+    if overlay in OVERLAY_NAMES:
         raise ValueError(f"-p is nnU-Net's plans identifier (as in nnUNetv2_train -p), not the overlay; "
-                         f"use --overlay {plans_identifier}")
+                         f"use --overlay {overlay}")

@@ -10,7 +10,7 @@ HELP = ("preprocess the unlabeled cine frames (unlabeledTr/) of a planned datase
 
 def configure(parser) -> None:
     add_dataset(parser)
-    add_configuration(parser, "plans configuration whose preprocessing is applied (e.g. paper_cpu, glrp_paper, 2d)")
+    add_configuration(parser, "plans configuration whose preprocessing is applied (e.g. nnunet_cpu, paper_unet_cpu, paper_unet, 2d)")
     add_plans_identifier(parser, "-pl")
     add_num_processes(parser)
 

@@ -6,25 +6,27 @@ from nnunetv2_glrp.registry import PRETRAINING_METHODS
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
 
 HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear, or the SimCLR/GCL/PCL baselines); cached and resumable"
-# Written out rather than read from pretraining.config.PRESETS: importing it imports torch (~1.3 s), and
-# `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
+# The preset texts are written out rather than read from pretraining.config.PRESETS: importing it imports torch
+# (~1.3 s), and `nnUNetv2_glrp -h` builds every subparser; tests/test_cli.py checks the numbers against PRESETS.
 #: the pretraining methods, from the registry (pure data, no torch)
 METHOD_CHOICES = tuple(PRETRAINING_METHODS)
-PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; paper: 200 epochs of one pass over the slices, batch 12 "
-               "(default: cpu)")
+#: the presets (pretraining.config.PRESETS, written out for the same reason; checked by a test)
+PRESET_CHOICES = ("cpu", "full")
+PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; full: 200 epochs of one pass over the slices, batch 12 "
+               "(the paper's pretraining; the preset of the full fine-tuning budget) (default: cpu)")
 
 
 def configure(parser) -> None:
     add_dataset(parser)
-    add_configuration(parser, "2D plans configuration (e.g. 2d, paper_cpu, glrp_paper)")
+    add_configuration(parser, "2D plans configuration (e.g. 2d, nnunet_cpu, paper_unet_cpu, paper_unet)")
     parser.add_argument("-m", "--method", dest="method", default="GLRP", choices=METHOD_CHOICES,
                         help="pretraining loss (default: GLRP)")
     add_plans_identifier(parser)
-    parser.add_argument("--preset", default="cpu", choices=["cpu", "paper"], help=PRESET_HELP)
+    parser.add_argument("--preset", default="cpu", choices=PRESET_CHOICES, help=PRESET_HELP)
     add_device(parser)
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help="iterations per epoch (default: the preset's; paper: one pass over the slices)")
+                        help="iterations per epoch (default: the preset's; full: one pass over the slices)")
     hidden_alias(parser, parser.add_argument("--batch_size", type=int, default=None,
                                              help="slices per batch, 2 views each (default: the preset's)"),
                  "--batch-size")

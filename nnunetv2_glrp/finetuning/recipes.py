@@ -10,15 +10,15 @@ Choices where the paper is silent:
   own trainer (tests/test_nnunet_equivalence.py checks loss for loss). A linear warm-up
   (``warmup_fraction``) stays available for recipes that want one; it was the default (5 %) until it
   turned out to be the only thing that made the plugin's Random row differ from nnU-Net.
-* paper recipe: cross-entropy on the full-resolution output (no deep supervision: the paper's plain
-  U-Net has one output), Adam lr 5e-4 without weight decay, cosine schedule to 0, batch 12, 200
-  epochs of one pass each over the labeled slices (``iterations_per_epoch=None``), nnU-Net
-  augmentation.
+* paper recipe (``_paper``): the paper's fine-tuning recipe. Cross-entropy on the full-resolution output
+  (no deep supervision: the paper's plain U-Net has one output), Adam lr 5e-4 without weight decay, cosine
+  schedule to 0, batch 12, 200 epochs of one pass each over the labeled slices
+  (``iterations_per_epoch=None``), nnU-Net augmentation.
 * decwarm recipe (``_decwarm``): nnU-Net's recipe with a decoder-only warm-up (encoder frozen for the
   first 10 % of the iterations) and the encoder at half the learning rate afterwards, for methods
   whose encoder is pretrained (see ``DECODER_WARMUP_RECIPE``).
-* Budgets: ``full`` keeps the recipe's length and pretrains with the "paper" preset; ``cpu`` is
-  sized for the demo on a 2-core CPU with the paper_cpu plan (~0.8 s per iteration: 10 epochs x 20
+* Budgets: ``full`` keeps the recipe's length and pretrains with the "full" preset; ``cpu`` is
+  sized for the demo on a 2-core CPU with the paper_unet_cpu plan (~0.8 s per iteration: 10 epochs x 20
   iterations + 3 validation iterations per epoch, ~3 min per run), pretrains with the "cpu" preset
   (1,500 iterations, 8-13 min, once per dataset and method: cached) and, because 200 SGD iterations
   at lr 1e-2 learn almost nothing, runs nnU-Net's recipe with Adam lr 1e-3 (see ``CPU_BUDGET``; the
@@ -80,7 +80,7 @@ class FineTuningBudget:
     num_epochs: int | None = None  # None: the recipe's
     iterations_per_epoch: int | None = None
     val_iterations_per_epoch: int | None = None
-    pretraining_preset: Literal["paper", "cpu"] = "paper"
+    pretraining_preset: Literal["full", "cpu"] = "full"
     pretraining_overrides: tuple[tuple[str, object], ...] = ()
     #: (recipe name, ((field, value), ...)): recipe fields this budget changes, per recipe
     recipe_overrides: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
@@ -91,6 +91,8 @@ class FineTuningBudget:
 
 
 NNUNET_RECIPE = FineTuningRecipe(name="nnunet")
+#: the paper's fine-tuning recipe (``_paper`` trainers). The one thing still named "paper": the plans overlays of
+#: that name are now paper_unet and paper_unet_cpu, the pretraining preset and the reproduce budget full.
 PAPER_RECIPE = FineTuningRecipe(
     name="paper", loss="ce", optimizer="adam", initial_lr=5e-4, weight_decay=0.0, momentum=0.0,
     schedule="cosine", warmup_fraction=0.0, batch_size=12, deep_supervision=False,
@@ -106,11 +108,11 @@ DECODER_WARMUP_RECIPE = replace(NNUNET_RECIPE, name="decwarm", encoder_frozen_fr
 RECIPES: dict[str, FineTuningRecipe] = {"nnunet": NNUNET_RECIPE, "paper": PAPER_RECIPE,
                                         "decwarm": DECODER_WARMUP_RECIPE}
 
-FULL_BUDGET = FineTuningBudget(name="full", pretraining_preset="paper")
+FULL_BUDGET = FineTuningBudget(name="full", pretraining_preset="full")
 # 200 iterations: with nnU-Net's SGD (lr 1e-2, poly) RandomInitTrainer_k2 reached a validation Dice of
 # only 0.11 on the 20-patient demo phantom, with Adam lr 1e-3 (same loss, schedule and augmentation)
 # 0.90, both in ~190 s on the 2-core CPU; so the cpu budget switches nnU-Net's recipe to Adam 1e-3
-# (the paper recipe already uses Adam and keeps its own settings).
+# (the paper's fine-tuning recipe already uses Adam and keeps its own settings).
 CPU_BUDGET = FineTuningBudget(
     name="cpu", num_epochs=10, iterations_per_epoch=20, val_iterations_per_epoch=3, pretraining_preset="cpu",
     recipe_overrides=(("nnunet", (("optimizer", "adam"), ("initial_lr", 1e-3))),

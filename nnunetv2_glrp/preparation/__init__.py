@@ -1,8 +1,8 @@
 """Preparation: a converted raw dataset -> what pretraining and fine-tuning read, in pipeline order.
 
 1. :mod:`~nnunetv2_glrp.preparation.planning`: nnU-Net's integrity check, fingerprint and plans.
-2. :mod:`~nnunetv2_glrp.preparation.overlays`: our configurations (``nnunet_cpu``, ``paper_cpu``, ``paper``) added
-   to the plans file.
+2. :mod:`~nnunetv2_glrp.preparation.overlays`: our configurations (``nnunet_cpu``, ``paper_unet_cpu``,
+   ``paper_unet``) added to the plans file.
 3. :mod:`~nnunetv2_glrp.preparation.pipeline`: labeled preprocessing (nnU-Net's preprocessor) and
    the whole ``prepare`` command, steps 1-5 in order.
 4. :mod:`~nnunetv2_glrp.preparation.unlabeled`: the unlabeled cine frames through the same preprocessor.

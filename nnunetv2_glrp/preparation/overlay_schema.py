@@ -1,7 +1,7 @@
 """The schema of a plans overlay: what nnU-Net needs from a configuration, checked field by field.
 
 Two checks, each raising :class:`OverlayError` (a ValueError) whose one-line message starts with the
-overlay file and names the field (``configurations.paper_cpu.architecture.arch_kwargs.strides[1]``):
+overlay file and names the field (``configurations.paper_unet_cpu.architecture.arch_kwargs.strides[1]``):
 
 * :func:`load_overlay` reads the file and checks what needs no plans file: the top level is an
   object with ``description`` (text) and a non-empty ``configurations`` object; every configuration

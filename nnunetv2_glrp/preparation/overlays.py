@@ -1,4 +1,5 @@
-"""Plans overlays: new configurations (``nnunet_cpu``, ``paper_cpu``, ``paper``) added to nnU-Net's own plans file.
+"""Plans overlays: new configurations (``nnunet_cpu``, ``paper_unet_cpu``, ``paper_unet``) added to nnU-Net's own
+plans file.
 
 Why its own module inside :mod:`nnunetv2_glrp.preparation`: applying an overlay is one step of the
 prepare pipeline (after planning, before preprocessing) and ``nnUNetv2_glrp apply-plans`` runs it
@@ -48,10 +49,14 @@ logger = logging.getLogger(__name__)
 
 PLANS_FOLDER = shipped_folder("plans", must_exist=False)
 OVERLAY_MARKER = "glrp_overlay"
+#: overlays renamed before 1.0 (old bare name -> new): not aliases, only named in the error for the old name.
+#: Plans files they were applied to keep the old configurations (``paper_cpu``, ``glrp_paper``) and their data.
+RENAMED_OVERLAYS = {"paper": "paper_unet", "paper_cpu": "paper_unet_cpu"}
 
 
 def resolve_overlay_path(overlay: str | os.PathLike) -> Path:
-    """A path to an overlay JSON, or a bare name (``nnunet_cpu``, ``paper_cpu``, ``paper``) of the repository's ``plans/``."""
+    """A path to an overlay JSON, or a bare name (``nnunet_cpu``, ``paper_unet_cpu``, ``paper_unet``) of the
+    repository's ``plans/``."""
     path = Path(overlay)
     if path.is_file():
         return path
@@ -59,7 +64,10 @@ def resolve_overlay_path(overlay: str | os.PathLike) -> Path:
     if path.parent == Path(".") and named.is_file():
         return named
     known = sorted(p.stem for p in PLANS_FOLDER.glob("*.json"))
-    raise FileNotFoundError(f"plans overlay {overlay!r} not found (neither a file nor one of {known} in {PLANS_FOLDER})")
+    renamed = RENAMED_OVERLAYS.get(path.stem) if path.parent == Path(".") else None
+    hint = f"; the overlay {path.stem!r} is now called {renamed!r}" if renamed else ""
+    raise FileNotFoundError(f"plans overlay {overlay!r} not found (neither a file nor one of {known} in "
+                            f"{PLANS_FOLDER}){hint}")
 
 
 def _deep_merge(base: dict, update: dict) -> dict:
