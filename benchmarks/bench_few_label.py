@@ -47,7 +47,9 @@ def summarise(records, methods, ks, labels) -> dict:
 
     cells = table_cells(records, methods, ks, list(labels), references=(CONTROL, "Random"))
     out = {}
-    for (method, k), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], methods.index(kv[0][0]))):
+    # printed per k: the control row first, then the others in the engine's order (Random first)
+    for (method, k), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0] != CONTROL,
+                                                                   methods.index(kv[0][0]))):
         entry = {"mean_dice": cell.dice.mean, "seed_spread": cell.dice.std, "draws": [list(d) for d in cell.draws],
                  "per_seed": list(cell.dice.per_draw),
                  "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}

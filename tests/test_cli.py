@@ -31,11 +31,21 @@ def test_evaluate_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert "no reference files" in capsys.readouterr().err
 
 
-def test_pretrain_offers_every_pretraining_method():
+def test_pretrain_offers_every_pretraining_method_and_each_builds_its_config(capsys):
+    """The paper's four methods and its three baselines, each a config with the paper's lambdas; nothing else."""
     from nnunetv2_glrp.commands.pretrain import METHOD_CHOICES
-    from nnunetv2_glrp.pretraining.config import METHODS
+    from nnunetv2_glrp.pretraining.config import make_config
 
-    assert set(METHOD_CHOICES) == set(METHODS) and len(METHOD_CHOICES) == len(METHODS)
+    assert sorted(METHOD_CHOICES) == sorted(["GLRP", "GRP", "LRP", "GLRPLinear", "SimCLR", "GCL", "PCL"])
+    lambdas = {"GLRP": (0.5, 0.5), "GRP": (1.0, 0.0), "LRP": (0.0, 1.0), "GLRPLinear": (0.5, 0.5), "SimCLR": (1.0, 0.0),
+               "GCL": (1.0, 0.0), "PCL": (1.0, 0.0)}
+    for method in METHOD_CHOICES:
+        config = make_config(method, "cpu")
+        assert (config.method, config.lambda_global, config.lambda_local) == (method, *lambdas[method])
+    assert make_config("GLRPLinear", "cpu").similarity_kind == "linear"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "-d", "1", "-c", "2d", "-m", "BYOL"])
+    assert exit_info.value.code == 2 and "invalid choice: 'BYOL'" in capsys.readouterr().err
 
 
 def test_pretrain_preset_help_matches_the_presets():

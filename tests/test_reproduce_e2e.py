@@ -1,7 +1,6 @@
 """``reproduce`` end to end on the session phantom with the test-only ``_tiny`` trainers.
 
-nnU-Net's own trainer (the control row), Random and GLRP at k = 2 and 6, seeds 1 and 2 (12 runs, 12
-trainings; seed S > 0 trains into ``$nnUNet_results/glrp_seed_S``, so nothing here touches the seed-0
+nnU-Net's own trainer (the control row), Random and GLRP at k = 2, seeds 1 and 2 (6 runs, 6 trainings; seed S > 0 trains into ``$nnUNet_results/glrp_seed_S``, so nothing here touches the seed-0
 models other tests train). The first call is killed (an exception from inside the loop) after run 3's
 training, before its prediction; the second completes the grid, and must train only what is missing.
 Then: the control row trained on exactly the Random row's k patients, every file, the CSV against
@@ -27,7 +26,7 @@ from nnunetv2_glrp.reproduction import runner
 from nnunetv2_glrp.reproduction.grid import plan_runs, resolve_methods, results_root
 
 DATASET = "Dataset901_ACDC"
-METHODS, KS, SEEDS = ("nnU-Net", "Random", "GLRP"), (2, 6), (1, 2)
+METHODS, KS, SEEDS = ("nnU-Net", "Random", "GLRP"), (2,), (1, 2)
 RUN_ORDER = resolve_methods(METHODS, METHODS)  # Random first, as every table compares with it
 CLASSES = ("RV", "MYO", "LV")
 
@@ -83,16 +82,16 @@ def test_a_killed_call_resumes_training_only_what_is_missing(reproduced):
     config, out, resumed, calls = reproduced
     runs = plan_runs(RUN_ORDER, KS, (0,), SEEDS)
     assert [r.tag for r in calls] == [r.tag for r in runs[:3]]
-    # runs 1-2 were complete and run 3 trained before the kill: 9 runs and 8 trainings are left
-    assert resumed.new_runs == 9 and resumed.new_trainings == 8
-    assert len(_checkpoints()) == 12
+    # runs 1-2 were complete and run 3 trained before the kill: 4 runs and 3 trainings are left
+    assert resumed.new_runs == 4 and resumed.new_trainings == 3
+    assert len(_checkpoints()) == 6
     base = Path(os.environ["nnUNet_results"])
     for seed in SEEDS:  # each seed trained into its own tree with GLRP_SEED = seed
         setup = results_root(seed, base) / DATASET / f"GLRPTrainer_k2_tiny__nnUNetPlans__{config}" / "fold_0"
         import json
 
         assert json.loads((setup / "glrp_finetuning.json").read_text())["seed"] == seed
-    draws = [json.loads((results_root(s, base) / DATASET / f"RandomInitTrainer_k6_tiny__nnUNetPlans__{config}"
+    draws = [json.loads((results_root(s, base) / DATASET / f"RandomInitTrainer_k2_tiny__nnUNetPlans__{config}"
                          / "fold_0" / "k_patients.json").read_text())["patients"] for s in SEEDS]
     assert draws[0] != draws[1]  # two seeds, two draws of the k patients
 
@@ -131,7 +130,7 @@ def test_every_file_and_the_csv_is_what_evaluate_computes(reproduced, phantom_ra
     assert not list(out.rglob(".*tmp*"))  # nothing half-written left
     rows = _read_csv(out / "runs.csv")
     cases = sorted(p.name[: -len(".nii.gz")] for p in (Path(phantom_raw_dataset) / "labelsTs").iterdir())
-    assert len(rows) == 12 * len(cases) * len(CLASSES)
+    assert len(rows) == 6 * len(cases) * len(CLASSES)
     for run in plan_runs(RUN_ORDER, KS, (0,), SEEDS):
         ours = {(r["case"], r["class"]): r for r in rows
                 if (r["method"], int(r["k"]), int(r["seed"])) == (run.method, run.k, run.seed)}
@@ -195,7 +194,7 @@ def test_a_rerun_trains_and_predicts_nothing(reproduced, capsys):
     predictions = {os.fspath(p): p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.nii.gz")}
     assert main(_argv(config, out)) == 0
     text = capsys.readouterr().out
-    assert "12 runs planned: 12 already complete, 0 to run" in text and "0 new runs (0 trainings)" in text
+    assert "6 runs planned: 6 already complete, 0 to run" in text and "0 new runs (0 trainings)" in text
     assert _checkpoints() == before
     assert {os.fspath(p): p.stat().st_mtime_ns for p in (out / "predictions").rglob("*.nii.gz")} == predictions
     assert (out / "table1.md").read_bytes() == table
@@ -234,13 +233,13 @@ def test_a_model_of_another_seed_is_refused(reproduced):
 
     setting = make_setting("901", reproduced[0], reproduced[1], "tiny")
     # the seed-2 model copied into the seed-1 tree, as a mistaken manual copy would
-    good = setting.model_folder("GLRPTrainer", "GLRPTrainer_k6_tiny", 0, 2)
-    wrong = setting.model_folder("GLRPTrainer", "GLRPTrainer_k6_tiny_copy", 0, 1)
+    good = setting.model_folder("GLRPTrainer", "GLRPTrainer_k2_tiny", 0, 2)
+    wrong = setting.model_folder("GLRPTrainer", "GLRPTrainer_k2_tiny_copy", 0, 1)
     shutil.copytree(good, wrong)
     try:
-        check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k6_tiny", 0, 2))
+        check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k2_tiny", 0, 2))
         with pytest.raises(ValueError, match="glrp_finetuning.json records GLRP_SEED=2"):
-            check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k6_tiny_copy", 0, 1))
+            check_setup(setting, Training("GLRPTrainer", "GLRPTrainer_k2_tiny_copy", 0, 1))
     finally:
         shutil.rmtree(wrong.parent)
 
@@ -275,6 +274,6 @@ def test_an_output_folder_of_another_budget_is_refused_before_anything_runs(repr
 def test_a_k_beyond_the_folds_training_patients_is_refused(reproduced, capsys):
     config, out, _, _ = reproduced
     argv = _argv(config, out)
-    argv[argv.index("--k") + 1: argv.index("--k") + 3] = ["2", "30"]
+    argv[argv.index("--k") + 1: argv.index("--k") + 1 + len(KS)] = ["2", "30"]
     assert main(argv) == 2
     assert "k = [30] labeled patients requested, but fold 0 of" in capsys.readouterr().err

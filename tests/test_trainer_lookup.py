@@ -37,6 +37,18 @@ def test_environment_defaults_fill_only_unset_variables(tmp_path):
     assert not (tmp_path / "nnUNet_raw").exists()
 
 
+def _trainers_module():
+    """trainers/glrp_trainers.py imported as nnU-Net imports it (a top-level module), then dropped again."""
+    import importlib
+
+    sys.path.insert(0, os.fspath(trainers_folder()))
+    try:
+        return importlib.import_module("glrp_trainers")
+    finally:
+        sys.path.remove(os.fspath(trainers_folder()))
+        sys.modules.pop("glrp_trainers", None)
+
+
 def _parse(name: str) -> tuple[str, int | None, str, str]:
     """(family, k, recipe, budget) read off a trainer name with the documented grammar
     ``<Family>[_k<K>][_paper|_decwarm][_cpu]``: written here, independently of the code that makes the names."""
@@ -50,8 +62,6 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     """Every listed name is OUR class (nnU-Net's own lookup on a sample), whose pretraining method, k, recipe
     and budget are what the name says (parsed by the test's own grammar, the paper's method mapping typed out),
     and the listing has exactly the 8 x 8 x 3 x 2 combinations plus the two control trainers."""
-    import importlib
-
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -66,12 +76,7 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     expected = {(f, k, r, b) for f in BASES for k in (None, 2, 6, 10, 15, 20, 30, 105)
                 for r in ("nnunet", "paper", "decwarm") for b in ("full", "cpu")}
     assert combos == expected and len(listed) == len(expected) + 2 == 386
-    sys.path.insert(0, os.fspath(trainers_folder()))
-    try:
-        module = importlib.import_module("glrp_trainers")
-    finally:
-        sys.path.remove(os.fspath(trainers_folder()))
-        sys.modules.pop("glrp_trainers", None)
+    module = _trainers_module()
     # nnU-Net's own lookup (about 0.15 s a name) on every 10th name and the controls; the module's classes for all
     looked_up = set(listed[::10]) | set(controls)
     for name in listed:
@@ -122,8 +127,6 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
 def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
     """``nnUNetv2_glrp trainers`` (computed from the registry, without importing trainers/) prints exactly the
     trainer classes that trainers/glrp_trainers.py defines when nnU-Net imports it, no others."""
-    import importlib
-
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from nnunetv2_glrp.cli import main
@@ -133,12 +136,7 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
     assert len(listed) == len(set(listed))
     for name in ("GLRPTrainer_k7", "GLRPTrainer_k2_tiny", "GLRPFineTuningTrainer", "nnUNetTrainer"):
         assert name not in listed
-    sys.path.insert(0, os.fspath(trainers_folder()))
-    try:
-        module = importlib.import_module("glrp_trainers")
-    finally:
-        sys.path.remove(os.fspath(trainers_folder()))
-        sys.modules.pop("glrp_trainers", None)
+    module = _trainers_module()
     defined = [k for k, v in vars(module).items() if isinstance(v, type) and issubclass(v, nnUNetTrainer)]
     assert sorted(listed) == sorted(defined)
 

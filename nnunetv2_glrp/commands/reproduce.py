@@ -13,7 +13,7 @@ HELP = ("reproduce Table 1, 3, 5 or 7 of the paper on a dataset: trains every (m
 
 def configure(parser) -> None:
     add_dataset(parser)
-    add_configuration(parser, "nnU-Net configuration to train, e.g. glrp_paper or nnunet_cpu")
+    add_configuration(parser, "nnU-Net configuration to train, e.g. paper_unet or nnunet_cpu")
     parser.add_argument("--table", type=int, default=1, choices=(1, 3, 5, 7),
                         help="1: mean Dice by method and k (Random, SimCLR, GCL, PCL, GLRP); 3, 5, 7: per-class Dice "
                         "and HD at k = 10 (3: PCL vs GLRP, 5: GLRPLinear/GRP/LRP/GLRP, 7: GLRP vs GLRP+CRF) "
