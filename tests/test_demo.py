@@ -45,7 +45,7 @@ def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_
     first = run_demo(cfg)
     rows = first["results"]
     names = list(rows)
-    assert names[:3] == ["Random (RandomInitTrainer_k2_short)", "nnU-Net (NnunetControlTrainer_short)",
+    assert names[:3] == ["nnU-Net (NnunetControlTrainer_short)", "Random (RandomInitTrainer_k2_short)",
                          "GLRP (GLRPTrainer_k2_short)"]
     for name in names[:2]:  # both from-scratch rows learned the heart, every class
         assert rows[name]["mean_dice"] > FROM_SCRATCH_FLOOR, (name, rows[name]["mean_dice"])

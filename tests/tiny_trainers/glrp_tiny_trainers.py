@@ -11,7 +11,7 @@ registry's, as in ``trainers/``; only the budget differs.
 
 from __future__ import annotations
 
-from nnunetv2_glrp.finetuning.recipes import CPU_BUDGET, FineTuningBudget
+from nnunetv2_glrp.finetuning.recipes import FineTuningBudget
 from nnunetv2_glrp.finetuning.variants import family_trainers
 
 #: Pretraining overrides of the tiny budget; keys are fields of the pretraining config.
@@ -22,8 +22,9 @@ TINY_BUDGET = FineTuningBudget(
 )
 
 SHORT_BUDGET = FineTuningBudget(
-    name="short", num_epochs=3, iterations_per_epoch=10, val_iterations_per_epoch=1, pretraining_preset="cpu",
-    pretraining_overrides=TINY_PRETRAINING_OVERRIDES, recipe_overrides=CPU_BUDGET.recipe_overrides,
+    name="short", num_epochs=4, iterations_per_epoch=30, val_iterations_per_epoch=1, pretraining_preset="cpu",
+    pretraining_overrides=TINY_PRETRAINING_OVERRIDES,
+    recipe_overrides=(("nnunet", (("optimizer", "adam"), ("initial_lr", 1e-2))),),
 )
 
 globals().update(family_trainers(__name__, budgets=(TINY_BUDGET, SHORT_BUDGET), include_bases=False))
