@@ -12,10 +12,14 @@ and after reading, that the image has the header's voxel count. Every failure is
 :class:`ImageFileError` (a ``ValueError``) whose message starts with the file's path. Other formats
 (``.mha``, ``.nrrd``, ...) are read by SimpleITK unchecked.
 
-Also here: :func:`geometry_mismatch`, the one comparison of two images' grids (size, spacing, origin,
-direction) that the converter and ``evaluate`` share. Tolerances where ACDC gives none: spacing may
-differ by 1e-4 relative, origin by 1e-3 mm plus 1e-4 of the spacing, direction cosines by 1e-4
-(ITK's own geometry check uses similar values).
+:func:`read_header` reads only the header (size, spacing, origin, direction) of a file proven
+complete the same way.
+
+Also here: :class:`Geometry` (spacing, origin, direction) and its :meth:`Geometry.mismatch`, the one
+comparison of two grids, which :func:`geometry_mismatch` (two images: size first), the converter,
+``evaluate`` and post-processing share. Tolerances where ACDC gives none: spacing may differ by 1e-4
+relative, origin by 1e-3 mm plus 1e-4 of the spacing, direction cosines by 1e-4 (ITK's own geometry
+check uses similar values).
 """
 
 from __future__ import annotations
@@ -141,36 +145,88 @@ def check_complete(path: str | os.PathLike) -> int | None:
     return layout.count
 
 
+def _proven_complete(path: str | os.PathLike) -> tuple[Path, int | None]:
+    """(path, header voxel count) of an existing file that :func:`check_complete` accepts."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: image file not found" + (" (it is a folder)" if path.is_dir() else ""))
+    return path, check_complete(path)
+
+
+def _unreadable(path: Path, exc: RuntimeError) -> ImageFileError:
+    lines = str(exc).strip().splitlines()
+    return ImageFileError(path, f"cannot be read ({lines[-1] if lines else 'SimpleITK error'})")
+
+
+def _check_count(path: Path, size, components: int, count: int | None) -> None:
+    read = int(np.prod(size, dtype=np.int64)) * components
+    if count is not None and read != count:
+        raise ImageFileError(path, f"SimpleITK read {read} voxels, the header says {count}")
+
+
 def read_image(path: str | os.PathLike) -> sitk.Image:
     """Read an image file that is proven complete (see the module docstring).
 
     FileNotFoundError when the path is not a file; :class:`ImageFileError` (a ValueError) otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image file not found" + (" (it is a folder)" if path.is_dir() else ""))
-    count = check_complete(path)
+    path, count = _proven_complete(path)
     try:
         image = sitk.ReadImage(os.fspath(path))
     except RuntimeError as exc:
-        lines = str(exc).strip().splitlines()
-        raise ImageFileError(path, f"cannot be read ({lines[-1] if lines else 'SimpleITK error'})") from None
-    read = int(np.prod(image.GetSize(), dtype=np.int64)) * image.GetNumberOfComponentsPerPixel()
-    if count is not None and read != count:
-        raise ImageFileError(path, f"SimpleITK read {read} voxels, the header says {count}")
+        raise _unreadable(path, exc) from None
+    _check_count(path, image.GetSize(), image.GetNumberOfComponentsPerPixel(), count)
     return image
 
 
-def geometry_mismatch(a: sitk.Image, b: sitk.Image) -> str | None:
-    """Describe the first geometric difference between two images, or None if they match."""
+def read_header(path: str | os.PathLike) -> sitk.ImageFileReader:
+    """The header (``GetSize``, ``GetSpacing``, ...) of an image file proven complete, voxels not kept.
+
+    Errors as :func:`read_image`."""
+    path, count = _proven_complete(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(os.fspath(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise _unreadable(path, exc) from None
+    _check_count(path, reader.GetSize(), reader.GetNumberOfComponents(), count)
+    return reader
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A grid as SimpleITK gives it: spacing, origin in (x, y, z) order; direction row-major."""
+
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image: sitk.Image | sitk.ImageFileReader) -> "Geometry":
+        return cls(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()))
+
+    @property
+    def array_spacing(self) -> tuple[float, ...]:
+        """Spacing in the numpy array's axis order (z, y, x)."""
+        return tuple(reversed(self.spacing))
+
+    def mismatch(self, other: "Geometry") -> str | None:
+        """Describe the first difference from ``other`` beyond the tolerances, or None if they match."""
+        if len(self.spacing) != len(other.spacing):
+            return f"dimension {len(self.spacing)} vs {len(other.spacing)}"
+        sa, sb = np.array(self.spacing), np.array(other.spacing)
+        if not np.allclose(sa, sb, rtol=SPACING_RTOL, atol=0.0):
+            return f"spacing {tuple(sa)} vs {tuple(sb)}"
+        oa, ob = np.array(self.origin), np.array(other.origin)
+        if not np.allclose(oa, ob, rtol=0.0, atol=ORIGIN_ATOL_MM + 1e-4 * float(sa.max())):
+            return f"origin {tuple(oa)} vs {tuple(ob)}"
+        da, db = np.array(self.direction), np.array(other.direction)
+        if da.shape != db.shape or not np.allclose(da, db, rtol=0.0, atol=DIRECTION_ATOL):
+            return f"direction {tuple(da)} vs {tuple(db)}"
+        return None
+
+
+def geometry_mismatch(a: sitk.Image | sitk.ImageFileReader, b: sitk.Image | sitk.ImageFileReader) -> str | None:
+    """Describe the first geometric difference (size, then :meth:`Geometry.mismatch`) of two images, or None."""
     if a.GetSize() != b.GetSize():
         return f"size {a.GetSize()} vs {b.GetSize()}"
-    sa, sb = np.array(a.GetSpacing()), np.array(b.GetSpacing())
-    if not np.allclose(sa, sb, rtol=SPACING_RTOL, atol=0.0):
-        return f"spacing {tuple(sa)} vs {tuple(sb)}"
-    oa, ob = np.array(a.GetOrigin()), np.array(b.GetOrigin())
-    if not np.allclose(oa, ob, rtol=0.0, atol=ORIGIN_ATOL_MM + 1e-4 * float(sa.max())):
-        return f"origin {tuple(oa)} vs {tuple(ob)}"
-    da, db = np.array(a.GetDirection()), np.array(b.GetDirection())
-    if not np.allclose(da, db, rtol=0.0, atol=DIRECTION_ATOL):
-        return f"direction {tuple(da)} vs {tuple(db)}"
-    return None
+    return Geometry.of(a).mismatch(Geometry.of(b))

@@ -88,10 +88,27 @@ def test_step_is_the_baseline_loss_and_lowers_it(ctx, method):
     assert all(l["grp_excess"] > -1e-5 for l in losses)  # above the target entropy (0 for SimCLR)
 
 
+def _cached_config(method: str):
+    """The pretraining config a ``<method>Trainer_*_tiny`` must pretrain with (cpu preset, seed 0, tiny overrides)."""
+    return make_config(method, "cpu", 0, **dict(TINY_PRETRAINING_OVERRIDES))
+
+
+def _conv_weights(state: dict) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in state.items() if key.endswith(".weight") and value.ndim >= 2}
+
+
+def _relative_change(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
 def test_baselines_pretrain_once_and_fine_tune_through_nnunets_lookup(ctx, monkeypatch):
-    """Each baseline's ``_tiny`` trainer, found by nnU-Net's lookup, pretrains with its own method into its
-    own cache folder, loads that encoder; a second caller reuses the cache without training."""
+    """Each baseline's ``_tiny`` trainer, found by nnU-Net's lookup, pretrains with its own method (its cache
+    records exactly that method's config) into its own cache folder; pretraining moved every encoder parameter
+    that its features depend on away from its seeded initialisation; the fine-tuning network's encoder at
+    iteration 0 is the cached encoder, tensor for tensor; a second caller reuses the cache without training."""
     from nnunetv2.run.run_training import get_trainer_from_args
+
+    from nnunetv2_glrp.finetuning.encoder_loading import unwrap_network
 
     calls = []
     real = pretraining_api.run_pretraining
@@ -104,12 +121,33 @@ def test_baselines_pretrain_once_and_fine_tune_through_nnunets_lookup(ctx, monke
         trainer.initialize()
         path = trainer.pretrained_encoder_path
         assert path.parent.name.startswith(f"{method}__nnUNetPlans__{ctx.configuration}__")
+        config = _cached_config(method)
+        assert (config.method, config.lambda_global, config.lambda_local) == (method, 1.0, 0.0)
         blob = torch.load(path, weights_only=False)
-        assert blob["method"] == method and blob["config"]["lambda_local"] == 0.0
-        assert trainer.loaded_encoder_tensors == len(load_pretrained_encoder_state(path)) > 0
+        assert blob["method"] == method and blob["config"] == config.to_dict()
+        assert json.loads((path.parent / "config.json").read_text())["config"] == json.loads(
+            json.dumps(config.to_dict(), default=list))
+        state = load_pretrained_encoder_state(path)
+        # pretraining moved the encoder: every parameter differs from the initialisation it started from
+        # (the network built after torch.manual_seed(config.seed), as run_pretraining does), and the conv
+        # weights only by the little that 2 iterations make (so that initialisation really is their start)
+        torch.manual_seed(config.seed)
+        initial_network, _, _ = build_models(ctx, config)
+        initial = initial_network.encoder.state_dict()
+        parameters = [key for key, _ in initial_network.encoder.named_parameters()]
+        assert parameters and set(parameters) <= set(state)
+        unmoved = [key for key in parameters if torch.equal(state[key], initial[key])]
+        # only the deepest stage's last norm lies beyond the pre-norm tap (no gradient reaches it)
+        untapped = [key for key in parameters[-2:] if ".norm." in key] if config.feature_tap == "pre-norm" else []
+        assert unmoved == untapped, f"{method}: pretraining left {unmoved} at their initial values"
+        assert all(_relative_change(state[key], initial[key]) < 0.5 for key in _conv_weights(initial)), method
+        # the fine-tuning network's encoder before its first iteration is the cached encoder
+        encoder_now = unwrap_network(trainer.network).encoder.state_dict()
+        assert sorted(encoder_now) == sorted(state) and trainer.loaded_encoder_tensors == len(state) > 0
+        differing = [key for key in state if not torch.equal(encoder_now[key].cpu(), state[key])]
+        assert not differing, f"{method}: fine-tuning encoder differs from {path} in {differing}"
         stats = torch.load(path.parent / "checkpoint_latest.pth", weights_only=False)["history"]["epoch"]
         assert len(stats) == 1 and np.isfinite(stats[0]["grp"]) and stats[0]["iterations"] == 2
-        assert json.loads((path.parent / "config.json").read_text())["config"]["method"] == method
         mtime = path.stat().st_mtime_ns
         again = ensure_pretrained(901, ctx.configuration, method=method, preset="cpu", seed=0,
                                   **dict(TINY_PRETRAINING_OVERRIDES))
@@ -118,16 +156,40 @@ def test_baselines_pretrain_once_and_fine_tune_through_nnunets_lookup(ctx, monke
     assert calls == list(BASELINES) and len(folders) == 3
 
 
-def test_gcl_trainer_fine_tunes_through_nnunetv2_train(phantom_preprocessed):
+def test_gcl_trainer_fine_tunes_through_nnunetv2_train(phantom_preprocessed, monkeypatch):
     """nnUNetv2_train with a baseline trainer (GCL: the one with its own sampler) pretrains or reuses its cache,
-    loads the encoder and finishes its fine-tuning (1 epoch x 2 iterations) with a validation summary."""
+    records that cache's encoder as the one it loaded, fine-tunes from it (1 epoch x 2 iterations: the final
+    encoder is still close to the cached one, not a fresh initialisation) and validates every validation case."""
     from nnunetv2_glrp.environment import nnunet_command
     from test_finetuning import _fold0, _run
 
-    log = _run([nnunet_command("nnUNetv2_train"), "901", phantom_preprocessed, "0", "-tr", "GCLTrainer_k2_tiny",
-                "-device", "cpu"])
-    assert "pretrained encoder tensors (GCL) from" in log and "/glrp_pretraining/GCL__nnUNetPlans__" in log
+    _run([nnunet_command("nnUNetv2_train"), "901", phantom_preprocessed, "0", "-tr", "GCLTrainer_k2_tiny",
+          "-device", "cpu"])
+    monkeypatch.setattr(pretraining_api, "run_pretraining", lambda *a, **k: pytest.fail("the cache was not reused"))
+    cached = ensure_pretrained(901, phantom_preprocessed, method="GCL", preset="cpu", seed=0,
+                               **dict(TINY_PRETRAINING_OVERRIDES))
+    state = load_pretrained_encoder_state(cached)
     fold = _fold0("GCLTrainer_k2_tiny", phantom_preprocessed)
-    assert (fold / "checkpoint_final.pth").is_file() and (fold / "validation" / "summary.json").is_file()
     setup = json.loads((fold / "glrp_finetuning.json").read_text())
-    assert setup["pretraining_method"] == "GCL" and setup["loaded_encoder_tensors"] > 0
+    assert setup["pretraining_method"] == "GCL" and setup["pretrained_encoder"] == str(cached)
+    assert setup["loaded_encoder_tensors"] == len(state) > 0
+    assert (setup["num_epochs"], setup["num_iterations_per_epoch"]) == (1, 2)
+    weights = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["network_weights"]
+    final = {key[len("encoder."):]: value for key, value in weights.items() if key.startswith("encoder.")}
+    assert sorted(final) == sorted(state)
+    # the fine-tuning network is initialised with the same seed as the pretraining network was, so an encoder
+    # that was never loaded would stay near that initialisation: the final conv weights must be far closer to
+    # the cached encoder (2 fine-tuning iterations away) than to the initialisation (2 pretraining iterations)
+    from nnunetv2_glrp.models import load_plans_context
+
+    config = _cached_config("GCL")
+    torch.manual_seed(config.seed)
+    initial = build_models(load_plans_context(901, phantom_preprocessed), config)[0].encoder.state_dict()
+    ratios = {key: float((final[key] - value).norm() / (final[key] - initial[key]).norm())
+              for key, value in _conv_weights(state).items()}
+    assert ratios and max(ratios.values()) < 0.25, ratios
+    validation_cases = json.loads((fold / "k_patients.json").read_text())["validation_cases"]
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert sorted(c["prediction_file"].rsplit("/", 1)[-1] for c in summary["metric_per_case"]) == sorted(
+        f"{case}.nii.gz" for case in validation_cases) and validation_cases
+    assert 0.0 <= summary["foreground_mean"]["Dice"] <= 1.0

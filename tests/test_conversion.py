@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -330,10 +331,56 @@ def test_cli_convert_and_error(small_phantom, tmp_path, capsys, monkeypatch):
     assert (tmp_path / "ph/training/patient001/Info.cfg").is_file()
 
 
-def test_nnunet_accepts_the_dataset(phantom_raw_dataset):
-    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+def test_nnunet_integrity_check_accepts_the_dataset_and_rejects_a_corrupted_copy(phantom_raw_dataset, phantom_acdc,
+                                                                                 tmp_path, monkeypatch, capfd):
+    """What nnU-Net's integrity check (``prepare`` runs it, after our completeness check) verifies, read with
+    nnU-Net's own reader: the 16 training cases of the 8 train/val patients, one channel, labels {0, 1, 2, 3}
+    and the image's exact grid in every label file (nnU-Net itself only warns on origin and direction).
+    A corrupted copy is refused: a stray label value (nnU-Net prints the file) and a truncated label (our
+    check names the file; SimpleITK alone would read it with zeros)."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
 
-    verify_dataset_integrity(str(phantom_raw_dataset), num_processes=1)  # raises on any inconsistency
+    from nnunetv2_glrp.preparation.planning import _verify_integrity
+
+    _, meta = phantom_acdc
+    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    dataset_json = json.loads((phantom_raw_dataset / "dataset.json").read_text())
+    cases = get_filenames_of_train_images_and_targets(str(phantom_raw_dataset), dataset_json)
+    patients = record["train"] + record["val"]
+    assert len(patients) == 8 and len(meta) == 10
+    assert sorted(cases) == sorted(f"{p}_{phase}" for p in patients for phase in ("ED", "ES"))
+    assert dataset_json["numTraining"] == len(cases) == 16
+    reader = SimpleITKIO()
+    for case, files in cases.items():
+        images, image_properties = reader.read_images(files["images"])
+        seg, seg_properties = reader.read_seg(files["label"])
+        assert images.shape[0] == 1 and seg.shape == images.shape, case
+        assert set(np.unique(seg).tolist()) == {0, 1, 2, 3}, case  # every class drawn, nothing else
+        assert seg_properties["spacing"] == image_properties["spacing"], case
+        assert seg_properties["sitk_stuff"] == image_properties["sitk_stuff"], case  # origin, direction too
+    monkeypatch.setenv("nnUNet_raw", str(phantom_raw_dataset.parent))
+    _verify_integrity(phantom_raw_dataset.name, 1)  # the dataset as converted passes
+
+    copy = tmp_path / "raw" / phantom_raw_dataset.name
+    shutil.copytree(phantom_raw_dataset, copy)
+    monkeypatch.setenv("nnUNet_raw", str(copy.parent))
+    label_path = copy / "labelsTr" / f"{patients[0]}_ED.nii.gz"
+    label = sitk.ReadImage(str(label_path))
+    stray = sitk.GetArrayFromImage(label)
+    stray[0, 0, 0] = 7
+    _write_like(label_path, stray, label)
+    capfd.readouterr()
+    with pytest.raises(ValueError, match=rf"{copy.name}: nnU-Net's dataset integrity check failed: Some "
+                                         "segmentation images contained unexpected labels"):
+        _verify_integrity(copy.name, 1)
+    assert f"Unexpected labels found in file {label_path}" in capfd.readouterr().out  # nnU-Net's worker printed it
+    _write_like(label_path, sitk.GetArrayFromImage(label), label)
+    data = label_path.read_bytes()
+    label_path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=rf"1 image file\(s\) incomplete or not finite: {re.escape(str(label_path))}: "
+                                         r".*incomplete"):
+        _verify_integrity(copy.name, 1)
 
 
 def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -64,11 +66,11 @@ def test_probability_export_round_trip_and_geometry_checks(tmp_path):
     assert geometry.array_spacing == (8.0, 1.5, 1.25) and read_geometry(tmp_path / "img.nii.gz") == (array.shape,
                                                                                                      geometry)
     probs = _random_probs((4, *array.shape), 0)
-    properties = {"sitk_stuff": geometry.as_sitk_stuff(), "spacing": list(geometry.array_spacing)}
+    properties = {"sitk_stuff": asdict(geometry), "spacing": list(geometry.array_spacing)}
     write_probabilities(tmp_path, "c", probs, properties)
     assert np.allclose(read_probabilities(tmp_path, "c", array.shape, geometry), probs)
     moved = Geometry(geometry.spacing, (1.0, 2.0, 13.0), geometry.direction)
-    with pytest.raises(ValueError, match=r"case c: geometry of .*c\.pkl .* differs from the image"):
+    with pytest.raises(ValueError, match=r"case c: geometry of .*c\.pkl .* differs from the image.* \(origin"):
         read_probabilities(tmp_path, "c", array.shape, moved)
     with pytest.raises(ValueError, match=r"case c: probabilities \(4, 3, 8, 9\) .* do not fit the image of shape"):
         read_probabilities(tmp_path, "c", (3, 9, 8), geometry)
@@ -83,3 +85,29 @@ def test_label_map_keeps_the_geometry(tmp_path):
     back, back_geometry = read_image(tmp_path / "out.nii.gz")
     assert np.array_equal(back, labels) and back_geometry == geometry
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.nii.gz", "out.nii.gz"]
+
+
+def test_volumes_read_through_the_checked_reader_and_its_one_tolerance(tmp_path):
+    """A truncated image is an error naming it (not zeros), also from the header-only reader; geometries within
+    image_io's tolerances match, beyond them they do not, with the same description as image_io's comparison."""
+    from nnunetv2_glrp.image_io import ImageFileError, geometry_mismatch
+
+    array, geometry = _write_image(tmp_path / "img.nii.gz")
+    data = (tmp_path / "img.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    for reader in (read_image, read_geometry):
+        with pytest.raises(ImageFileError, match=r"cut\.nii\.gz: .*the file is incomplete"):
+            reader(tmp_path / "cut.nii.gz")
+    with pytest.raises(FileNotFoundError, match=r"none\.nii\.gz: image file not found"):
+        read_geometry(tmp_path / "none.nii.gz")
+    sitk.WriteImage(sitk.GetImageFromArray(array[0]), str(tmp_path / "flat.nii.gz"))
+    with pytest.raises(ValueError, match=r"flat\.nii\.gz: a 2D image, post-processing needs 3D"):
+        read_geometry(tmp_path / "flat.nii.gz")
+    near = Geometry(geometry.spacing, tuple(o + 5e-4 for o in geometry.origin), geometry.direction)
+    far = Geometry(geometry.spacing, (1.0, 2.0, 3.01), geometry.direction)
+    stretched = Geometry(tuple(s * 1.001 for s in geometry.spacing), geometry.origin, geometry.direction)
+    assert geometry.mismatch(near) is None
+    assert far.mismatch(geometry).startswith("origin") and stretched.mismatch(geometry).startswith("spacing")
+    moved = sitk.ReadImage(str(tmp_path / "img.nii.gz"))
+    moved.SetOrigin(far.origin)
+    assert geometry_mismatch(moved, sitk.ReadImage(str(tmp_path / "img.nii.gz"))) == far.mismatch(geometry)

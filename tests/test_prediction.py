@@ -6,6 +6,7 @@ tests/test_postprocessing_e2e.py runs it with trained nnU-Net models."""
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ def exports(tmp_path):
     probs.mkdir()
     for i, case in enumerate(["c1", "c2"]):
         _, geometry = _write_case(images, case, i)
-        write_probabilities(probs, case, _probs(i), {"sitk_stuff": geometry.as_sitk_stuff()})
+        write_probabilities(probs, case, _probs(i), {"sitk_stuff": asdict(geometry)})
     return images, probs, tmp_path / "out"
 
 
@@ -68,9 +69,16 @@ def _corrupt_npz(probs_dir, case, change):
     np.savez_compressed(probs_dir / f"{case}.npz", probabilities=p)
 
 
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # what an interrupted copy leaves
+
+
 @pytest.mark.parametrize("corrupt, message", [
     (lambda img, pr: (pr / "c2.npz").unlink(), r"case c2: missing .*c2\.npz"),
-    (lambda img, pr: _write_case(img, "c2", 1, origin=(0.0, 0.0, 40.0)), r"case c2: geometry of .*c2\.pkl differs"),
+    (lambda img, pr: _write_case(img, "c2", 1, origin=(0.0, 0.0, 40.0)),
+     r"case c2: geometry of .*c2\.pkl differs from its image .*c2_0000\.nii\.gz \(origin"),
+    (lambda img, pr: _truncate(img / "c2_0000.nii.gz"), r"c2_0000\.nii\.gz: .*the file is incomplete"),
     (lambda img, pr: _write_case(img, "c2", 1, shape=(2, 24, 21)), r"case c2: probabilities \(4, 2, 24, 20\)"),
     (lambda img, pr: _corrupt_npz(pr, "c2", lambda p: p.__setitem__((0, 0, 0, 0), np.inf)), "case c2.*non-finite"),
     (lambda img, pr: _corrupt_npz(pr, "c2", lambda p: p.__setitem__((slice(0, 2), 0, 0, 0), [-0.2, 1.2])),

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation
-from nnunetv2_glrp.pretraining import (PretrainingConfig, ensure_pretrained, load_pretrained_encoder_state,
-                                       make_config, pretraining_folder, run_pretraining)
+from nnunetv2_glrp.pretraining import (PretrainingConfig, ensure_pretrained, folder_for_config,
+                                       load_pretrained_encoder_state, make_config, run_pretraining)
 from nnunetv2_glrp.pretraining import api as pretraining_api
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
@@ -29,6 +29,15 @@ def ctx(phantom_preprocessed):
 
     torch.set_num_threads(1)
     return load_plans_context(901, phantom_preprocessed)
+
+
+def _expected_folder(ctx, method: str, preset: str, seed: int, **overrides):
+    """The cache folder ``ensure_pretrained`` must use: named by the config and the digest of the present data."""
+    from nnunetv2_glrp.data import data_digest
+
+    digest = data_digest(pretraining_api.data_manifest(ctx.dataset_name))
+    return folder_for_config(ctx.dataset_name, ctx.configuration, "nnUNetPlans",
+                             make_config(method, preset, seed, **overrides), digest)
 
 
 def _config_from_dict(d: dict) -> PretrainingConfig:
@@ -197,7 +206,7 @@ def test_ensure_pretrained_caches_and_loads_into_the_encoder(ctx, monkeypatch):
     monkeypatch.setattr(pretraining_api, "run_pretraining", lambda *a, **k: calls.append(1) or real(*a, **k))
     kwargs = dict(method="GRP", preset="cpu", seed=0, epochs=1, iterations_per_epoch=2, batch_size=4)
     path = ensure_pretrained(901, ctx.configuration, **kwargs)
-    assert path == pretraining_folder(901, ctx.configuration, **kwargs) / "pretrained_encoder.pth"
+    assert path == _expected_folder(ctx, **kwargs) / "pretrained_encoder.pth"
     mtime = path.stat().st_mtime_ns
     assert ensure_pretrained(901, ctx.configuration, **kwargs) == path
     assert calls == [1] and path.stat().st_mtime_ns == mtime
@@ -215,7 +224,7 @@ def test_ensure_pretrained_caches_and_loads_into_the_encoder(ctx, monkeypatch):
     resplit = dict(manifest, patients=manifest["patients"][1:],
                    cases=[c for c in manifest["cases"] if c[1] != manifest["patients"][0]])
     monkeypatch.setattr(pretraining_api, "data_manifest", lambda name: resplit)
-    assert pretraining_folder(901, ctx.configuration, **kwargs) != path.parent
+    assert _expected_folder(ctx, **kwargs) != path.parent
     monkeypatch.undo()
     # a reused folder whose data record disagrees with the dataset is an error naming it
     config_json = path.parent / "config.json"
@@ -242,7 +251,7 @@ def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
         return file_lock(path)
 
     monkeypatch.setattr(pretraining_api, "file_lock", signalling_lock)
-    folder = pretraining_folder(901, ctx.configuration, **kwargs)
+    folder = _expected_folder(ctx, **kwargs)
     result = []
     with file_lock(folder / ".lock"):  # another process is pretraining
         t = threading.Thread(target=lambda: result.append(ensure_pretrained(901, ctx.configuration, **kwargs)))

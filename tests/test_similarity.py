@@ -19,7 +19,7 @@ from nnunetv2_glrp.patch_grid import (
     position_class,
     receptive_field_boxes,
 )
-from nnunetv2_glrp.similarity import canonical_patches, pairwise_ssim, patch_ssim_matrix, ssim
+from nnunetv2_glrp.similarity import canonical_patches, pairwise_ssim, patch_ssim_matrix
 
 torch.set_num_threads(1)
 
@@ -177,19 +177,21 @@ def test_ssim_equals_skimage(dtype):
                 use_sample_covariance=False,
             )
             ta, tb = torch.tensor(a, dtype=dtype)[None], torch.tensor(b, dtype=dtype)[None]
-            assert float(ssim(ta, tb, data_range)) == pytest.approx(ref, abs=1e-4)
-        assert float(ssim(ta, tb)) == pytest.approx(ref, abs=1e-4)  # data_range = max - min
+            assert float(pairwise_ssim(ta, tb, data_range)[0, 0]) == pytest.approx(ref, abs=1e-4)
+        assert float(pairwise_ssim(ta, tb)[0, 0]) == pytest.approx(ref, abs=1e-4)  # data_range = max - min
 
 
-def test_pairwise_ssim_matches_elementwise_and_chunks():
+def test_pairwise_ssim_matches_skimage_pair_by_pair_and_chunks():
     x = _smooth_images(5, 20, 22, 1)
     y = _smooth_images(4, 20, 22, 2)
     full = pairwise_ssim(x, y, data_range=1.0)
     chunked = pairwise_ssim(x, y, data_range=1.0, max_chunk_elements=1)
-    assert torch.allclose(full, chunked)
+    assert full.shape == (5, 4) and torch.allclose(full, chunked)
     for i in range(5):
-        row = ssim(x[i : i + 1].expand(4, -1, -1), y, data_range=1.0)
-        assert torch.allclose(full[i], row, atol=1e-6)
+        for j in range(4):
+            ref = structural_similarity(x[i].double().numpy(), y[j].double().numpy(), data_range=1.0,
+                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+            assert float(full[i, j]) == pytest.approx(ref, abs=1e-4), (i, j)
     assert torch.allclose(pairwise_ssim(x, x, 1.0).diagonal(), torch.ones(5), atol=1e-6)
     with pytest.raises(ValueError, match="at least 11 x 11"):
         pairwise_ssim(torch.rand(2, 8, 8), torch.rand(2, 8, 8))

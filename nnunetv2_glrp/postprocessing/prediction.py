@@ -104,9 +104,11 @@ def crf_folder(probabilities: Path, images: Path, out: Path, setting: CRFSetting
     cases = list_cases(images, file_ending)
     for case in cases:  # before OUT exists: every file present, every header consistent
         _, pkl = probability_files(probabilities, case)
-        _, geometry = read_geometry(case_image_files(images, case, file_ending)[0])
-        if not read_properties_geometry(pkl, case).matches(geometry):
-            raise ValueError(f"case {case}: geometry of {pkl} differs from its image's {geometry}")
+        image_file = case_image_files(images, case, file_ending)[0]
+        _, geometry = read_geometry(image_file)
+        problem = read_properties_geometry(pkl, case).mismatch(geometry)
+        if problem is not None:
+            raise ValueError(f"case {case}: geometry of {pkl} differs from its image {image_file} ({problem})")
     record = {"mode": "crf", "setting": setting.to_dict(), "probabilities": str(probabilities.resolve())}
     _check_previous_run(out, record)
     todo = _todo(cases, out, file_ending, False)

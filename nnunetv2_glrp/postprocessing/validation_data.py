@@ -58,9 +58,12 @@ def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[Valid
     for case in tqdm(validation_case_names(ensemble), desc="validation cases", unit="case"):
         files = case_image_files(raw / "imagesTr", case, file_ending)
         image, geometry = read_image(files[0])
-        reference, ref_geometry = read_image(raw / "labelsTr" / f"{case}{file_ending}")
-        if reference.shape != image.shape or not ref_geometry.matches(geometry):
-            raise ValueError(f"case {case}: reference and image differ in shape or geometry")
+        reference_file = raw / "labelsTr" / f"{case}{file_ending}"
+        reference, ref_geometry = read_image(reference_file)
+        problem = (f"shape {reference.shape} vs {image.shape}" if reference.shape != image.shape
+                   else ref_geometry.mismatch(geometry))
+        if problem is not None:
+            raise ValueError(f"case {case}: reference {reference_file} and image {files[0]} differ in {problem}")
         probs = []
         for i, trainer in enumerate(ensemble.trainers):
             exported = ensemble.fold_folder(trainer) / "validation"

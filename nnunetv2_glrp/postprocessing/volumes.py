@@ -7,40 +7,28 @@ properties. Before saving, nnU-Net reverts its cropping and its axis transpositi
 (z, y, x), at the image's own shape; ``properties['sitk_stuff']`` holds the image's spacing,
 origin and direction in SimpleITK's (x, y, z) order, ``properties['spacing']`` the spacing in the
 array's order. Every reader here checks that probabilities and image agree and names the case.
+
+Image files are read through :mod:`nnunetv2_glrp.image_io` (a truncated or non-finite NIfTI file is an
+error naming it, never an image with zeros), and grids are compared with its one
+:meth:`~nnunetv2_glrp.image_io.Geometry.mismatch` (the converter's and ``evaluate``'s tolerances).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nnunetv2_glrp.atomic_files import atomic_output
+from nnunetv2_glrp.image_io import Geometry, read_header
+from nnunetv2_glrp.image_io import read_image as read_checked_image
 from nnunetv2_glrp.postprocessing.fusion import check_probabilities
 
-
-@dataclass(frozen=True)
-class Geometry:
-    """An image's grid as SimpleITK gives it: spacing, origin in (x, y, z); direction row-major 3 x 3."""
-
-    spacing: tuple[float, ...]
-    origin: tuple[float, ...]
-    direction: tuple[float, ...]
-
-    @property
-    def array_spacing(self) -> tuple[float, ...]:
-        """Spacing in the numpy array's axis order (z, y, x)."""
-        return tuple(reversed(self.spacing))
-
-    def matches(self, other: "Geometry", atol: float = 1e-3) -> bool:
-        return all(len(a) == len(b) and np.allclose(a, b, atol=atol) for a, b in
-                   ((self.spacing, other.spacing), (self.origin, other.origin), (self.direction, other.direction)))
-
-    def as_sitk_stuff(self) -> dict:
-        return {"spacing": self.spacing, "origin": self.origin, "direction": self.direction}
+__all__ = ["Geometry", "case_image_files", "list_cases", "probability_files", "read_geometry", "read_image",
+           "read_probabilities", "read_properties_geometry", "remove_temporary_files", "write_label_map",
+           "write_probabilities"]
 
 
 def case_image_files(images: Path, case: str, file_ending: str = ".nii.gz") -> list[Path]:
@@ -63,28 +51,25 @@ def list_cases(images: Path, file_ending: str = ".nii.gz") -> list[str]:
     return cases
 
 
+def _check_3d(path: Path, dimension: int) -> None:
+    if dimension != 3:
+        raise ValueError(f"{path}: a {dimension}D image, post-processing needs 3D")
+
+
 def read_image(path: Path) -> tuple[np.ndarray, Geometry]:
-    """A 3D image as a float32 (z, y, x) array and its geometry."""
+    """A 3D image as a float32 (z, y, x) array and its geometry; the file proven complete and finite."""
     import SimpleITK as sitk
 
-    image = sitk.ReadImage(os.fspath(path))
-    if image.GetDimension() != 3:
-        raise ValueError(f"{path}: a {image.GetDimension()}D image, post-processing needs 3D")
-    return sitk.GetArrayFromImage(image).astype(np.float32), _geometry(image)
+    image = read_checked_image(path)
+    _check_3d(path, image.GetDimension())
+    return sitk.GetArrayFromImage(image).astype(np.float32), Geometry.of(image)
 
 
 def read_geometry(path: Path) -> tuple[tuple[int, ...], Geometry]:
-    """Array shape (z, y, x) and geometry from the header only."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(os.fspath(path))
-    reader.ReadImageInformation()
-    return tuple(reversed(reader.GetSize())), _geometry(reader)
-
-
-def _geometry(image) -> Geometry:
-    return Geometry(tuple(image.GetSpacing()), tuple(image.GetOrigin()), tuple(image.GetDirection()))
+    """Array shape (z, y, x) and geometry of a 3D image from its header; the file proven complete and finite."""
+    header = read_header(path)
+    _check_3d(path, header.GetDimension())
+    return tuple(reversed(header.GetSize())), Geometry.of(header)
 
 
 def probability_files(folder: Path, case: str) -> tuple[Path, Path]:
@@ -111,8 +96,10 @@ def read_probabilities(folder: Path, case: str, image_shape: tuple[int, ...], im
     """nnU-Net's exported probabilities of ``case``, checked against the image's shape and geometry."""
     npz, pkl = probability_files(folder, case)
     geometry = read_properties_geometry(pkl, case)
-    if not geometry.matches(image_geometry):
-        raise ValueError(f"case {case}: geometry of {pkl} {geometry} differs from the image's {image_geometry}")
+    problem = geometry.mismatch(image_geometry)
+    if problem is not None:
+        raise ValueError(f"case {case}: geometry of {pkl} {geometry} differs from the image's {image_geometry} "
+                         f"({problem})")
     with np.load(npz) as data:
         if "probabilities" not in data:
             raise ValueError(f"case {case}: {npz} has no 'probabilities' array (keys {list(data)})")

@@ -72,15 +72,6 @@ def verify_pretraining_data(folder: Path, manifest: dict) -> None:
                              f"{value!r} (re-converted or re-split?); delete {folder} to pretrain again")
 
 
-def pretraining_folder(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
-                       plans_identifier: str = "nnUNetPlans", preset: str = "cpu", seed: int = 0,
-                       **overrides) -> Path:
-    """Output folder of the pretraining run these arguments define (not created); the dataset's preprocessed
-    ``glrp_split.json`` must exist (the data digest is part of the name)."""
-    return _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed,
-                                overrides)[2]
-
-
 def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
                       plans_identifier: str = "nnUNetPlans", preset: str = "cpu", device: str = "cpu",
                       seed: int = 0, **overrides) -> Path:

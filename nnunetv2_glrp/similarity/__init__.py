@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .patch_similarity import canonical_patches, patch_ssim_matrix
-from .ssim import gaussian_window, pairwise_ssim, ssim
+from .ssim import gaussian_window, pairwise_ssim
 
-__all__ = ["canonical_patches", "gaussian_window", "pairwise_ssim", "patch_ssim_matrix", "ssim"]
+__all__ = ["canonical_patches", "gaussian_window", "pairwise_ssim", "patch_ssim_matrix"]

@@ -1,4 +1,4 @@
-"""SSIM in torch, elementwise and batched over all pairs of two image sets.
+"""SSIM in torch, batched over all pairs of two image sets (:func:`pairwise_ssim`).
 
 Matches ``skimage.metrics.structural_similarity(a, b, data_range=R, gaussian_weights=True,
 sigma=1.5, use_sample_covariance=False)``: Gaussian window of 11 taps (skimage's truncate 3.5 at
@@ -80,32 +80,6 @@ def _ssim_from_stats(mx, my, vx, vy, cxy, c1: float, c2: float) -> torch.Tensor:
     num = (2 * mx * my + c1) * (2 * cxy + c2)
     den = (mx.square() + my.square() + c1) * (vx + vy + c2)
     return (num / den).mean(dim=(-2, -1))
-
-
-def ssim(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    data_range: float | None = None,
-    win_size: int = 11,
-    sigma: float = 1.5,
-    k1: float = K1_DEFAULT,
-    k2: float = K2_DEFAULT,
-) -> torch.Tensor:
-    """SSIM of corresponding images: x, y [B, H, W] -> [B].
-
-    data_range None -> max - min over both stacks together.
-    """
-    if x.shape != y.shape:
-        raise ValueError(
-            f"ssim: x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    x, y, rng = _prepare(x, y, data_range, "ssim")
-    filt = _Filter(x.shape[-2], x.shape[-1], win_size, sigma, x.dtype, x.device)
-    mx, my = filt(x), filt(y)
-    vx = filt(x * x) - mx.square()
-    vy = filt(y * y) - my.square()
-    cxy = filt(x * y) - mx * my
-    return _ssim_from_stats(mx, my, vx, vy, cxy, (k1 * rng) ** 2, (k2 * rng) ** 2)
 
 
 def pairwise_ssim(
