@@ -22,6 +22,8 @@ os.environ.pop("nnUNet_extTrainer", None)
 os.environ.setdefault("nnUNet_n_proc_DA", "0")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (environment.THREAD_DEFAULTS)
+# the test trainers skip nnU-Net's end-of-training validation unless a test needs it (tests/tiny_trainers)
+os.environ["GLRP_TEST_FINAL_VALIDATION"] = "0"
 
 from nnunetv2_glrp.environment import configure_nnunet_environment  # noqa: E402
 

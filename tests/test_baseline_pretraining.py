@@ -30,7 +30,7 @@ def ctx(phantom_preprocessed):
 
 def test_baseline_configs():
     for method in BASELINES:
-        config = make_config(method, "paper")
+        config = make_config(method, "full")
         assert (config.lambda_global, config.lambda_local, config.tau) == (1.0, 0.0, 0.1)
         with pytest.raises(ValueError, match=f"{method} uses 0/1 pair weights"):
             make_config(method, formulation="paper-literal")
@@ -44,7 +44,7 @@ def test_baseline_configs():
     # (the cpu preset was 8 x 10 iterations then: the same computation keeps its name, the longer preset gets another)
     legacy_cpu = dict(feature_tap="output", epochs=8, iterations_per_epoch=10)
     assert make_config("GLRP", "cpu", **legacy_cpu).digest() == "5eff91c898"
-    assert make_config("GRP", "paper", seed=3, batch_size=4, feature_tap="output").digest() == "3604274c5b"
+    assert make_config("GRP", "full", seed=3, batch_size=4, feature_tap="output").digest() == "3604274c5b"
     assert make_config("GLRP", "cpu").digest() not in ("5eff91c898", make_config("GLRP", "cpu", seed=1).digest(),
                                                       make_config("GLRP", "cpu", epochs=8, iterations_per_epoch=10).digest())
 

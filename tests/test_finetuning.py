@@ -101,6 +101,7 @@ def _env() -> dict[str, str]:
     repo = os.fspath(Path(nnunetv2_glrp.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
+    env["GLRP_TEST_FINAL_VALIDATION"] = "1"  # these tests check nnU-Net's validation outputs too
     return env
 
 
