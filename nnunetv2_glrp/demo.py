@@ -154,7 +154,7 @@ def _postprocess(cfg: DemoConfig, setting, runs, out: Path) -> dict[str, Path]:
 
 
 def _format_report(cfg: DemoConfig, results: dict, timings: dict) -> str:
-    lines = [f"# GLRP demo (realistic synthetic phantom, k = {cfg.k} labeled patients, {cfg.budget} budget)", "",
+    lines = [f"# GLRP demo ({cfg.difficulty} synthetic phantom, k = {cfg.k} labeled patients, {cfg.budget} budget)", "",
              "nnU-Net is nnU-Net's own nnUNetTrainer from scratch (only the budget applied), trained on the same "
              f"{cfg.k} patients as the other rows.", "",
              "| row | Dice RV | Dice MYO | Dice LV | mean Dice | mean HD (mm) | mean HD95 (mm) | "

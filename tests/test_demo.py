@@ -32,8 +32,9 @@ def restored_environment():
 #: the test-only plans overlay: nnU-Net's design shrunk to learn the phantom in a few dozen iterations
 TEST_PLANS = Path(__file__).resolve().parent / "plans" / "nnunet_test.json"
 #: the from-scratch rows' mean test Dice must exceed this on the 10-patient easy phantom after the
-#: 3 x 25-iteration ``_short`` budget (measured: MEASURED); untrained, the rows score below 0.1
-FROM_SCRATCH_FLOOR = 0.0  # MEASURE
+#: 3 x 25-iteration ``_short`` budget. Measured on this 2-core machine (seed 0, 4 test volumes): 0.585 (RV 0.306,
+#: MYO 0.697, LV 0.751); the same rows after the 2-iteration ``_tiny`` budget score 0.03-0.08
+FROM_SCRATCH_FLOOR = 0.4
 
 
 def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_path, capsys, restored_environment):
@@ -52,7 +53,9 @@ def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_
                          "GLRP (GLRPTrainer_k2_short)"]
     for name in names[:2]:  # both from-scratch rows learned the heart, every class
         assert rows[name]["mean_dice"] > FROM_SCRATCH_FLOOR, (name, rows[name]["mean_dice"])
-        assert all(c["dice"]["mean"] > 0.05 for c in rows[name]["classes"].values()), name
+        assert all(c["dice"]["mean"] > 0.1 for c in rows[name]["classes"].values()), name
+    # nnU-Net's own trainer on the Random row's two patients from the same seed is the same model
+    assert rows[names[0]] == rows[names[1]]
     records = {r.method: r for r in first["records"]}
     assert records["nnU-Net"].raw["training_folds"][0] >= 5  # its own fold with the two drawn patients
     model = Path(records["GLRP"].raw["model_folders"][0])
