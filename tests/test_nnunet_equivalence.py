@@ -86,7 +86,9 @@ def test_control_folds_hold_the_plugins_draw_and_keep_their_index(phantom_prepro
     source = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
     for name in ("splits_final.json", "glrp_split.json"):
         shutil.copy(source / name, tmp_path / name)
-    original = json.loads((tmp_path / "splits_final.json").read_text())
+    # nnU-Net's own folds only (the run engine's tests may have appended control folds to the session's file)
+    original = json.loads((tmp_path / "splits_final.json").read_text())[:CONTROL_FOLD_BASE]
+    (tmp_path / "splits_final.json").write_text(json.dumps(original))
     first = write_control_folds(tmp_path, [2], [0, 1])
     assert first == {(2, 0): CONTROL_FOLD_BASE, (2, 1): CONTROL_FOLD_BASE + 1}
     again = write_control_folds(tmp_path, [2, 6], [1, 0])  # other order, more cells: known folds keep their index

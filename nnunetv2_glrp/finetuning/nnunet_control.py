@@ -10,9 +10,10 @@ augmentation, network, loss, training step) is nnU-Net's code, untouched; it dra
 the run engine hands it the k drawn patients as an extra fold of ``splits_final.json``
 (:func:`write_control_folds`). At the full budget it is exactly ``nnUNetTrainer``. Like the plugin's
 trainers it records its setup (seed, budget, the recipe it ran, its training cases) in
-``glrp_finetuning.json``, which the engine checks before it reuses a finished model. ``tests/test_nnunet_equivalence.py`` shows that the plugin's
-``RandomInitTrainer`` follows ``nnUNetTrainer`` loss for loss; this class lets the benchmark check
-the same thing end to end, through an independent code path for the k-patient split.
+``glrp_finetuning.json``, which the engine checks before it reuses a finished model.
+``tests/test_nnunet_equivalence.py`` shows that the plugin's ``RandomInitTrainer`` follows
+``nnUNetTrainer`` loss for loss; this class lets the engine check the same thing end to end, through an
+independent code path for the k-patient split (the end-to-end tests find both rows equal, case for case).
 """
 
 from __future__ import annotations
