@@ -94,6 +94,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     os.environ["GLRP_SEED"] = str(cfg.seed)
     timings: dict[str, float] = {}
 
+    from nnunetv2_glrp.evaluate import evaluate_folder
     from nnunetv2_glrp.preparation.phantom_dataset import prepare_phantom_dataset
     from nnunetv2_glrp.reproduction import engine
     from nnunetv2_glrp.reproduction.grid import plan_runs
@@ -110,8 +111,6 @@ def run_demo(cfg: DemoConfig) -> dict:
     rows = {f"{m} ({', '.join(r.trainers)})": r.summary for m, r in by_method.items()}
     with _step("fusion + CRF", timings):
         for name, pred_dir in _postprocess(cfg, setting, done.runs, out).items():
-            from nnunetv2_glrp.evaluate import evaluate_folder
-
             rows[name] = evaluate_folder(pred_dir, raw_dataset / "labelsTs", out_dir=out / "evaluation" / name)
 
     report = _format_report(cfg, rows, timings)
