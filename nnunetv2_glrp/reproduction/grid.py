@@ -35,10 +35,6 @@ from nnunetv2_glrp.finetuning.variants import variant_name
 from nnunetv2_glrp.registry import CONTROL_FAMILY, METHODS, PAPER_K_VALUES, REFERENCE
 from nnunetv2_glrp.reproduction import paper_values
 
-#: ``--budget`` name of the trainers without a budget suffix
-FULL = "full"
-
-
 @dataclass(frozen=True)
 class Table:
     number: int
