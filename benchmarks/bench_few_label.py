@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
         _, configuration = prepare_phantom_dataset(root / "phantom", args.dataset, args.patients, args.phantom_seed,
                                                    split=args.split, overlay=args.plans)
+    # exactly the methods named (reproduce always adds Random; the budget study runs nnU-Net alone)
     methods = list(resolve_methods(args.methods, args.methods))
+    if not any(len(resolve_methods([m], [m])) == 1 for m in args.methods):  # resolves to the reference alone
+        methods = methods[1:]
     encoder = f"__{args.pretrained_encoder.resolve().parent.name}" if args.pretrained_encoder else ""
     out = root / f"engine_{args.budget}_{args.recipe}{encoder}"
     setting = engine.make_setting(args.dataset, configuration, out, args.budget, args.recipe, args.device,

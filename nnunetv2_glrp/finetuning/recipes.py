@@ -118,7 +118,25 @@ CPU_BUDGET = FineTuningBudget(
     recipe_overrides=(("nnunet", (("optimizer", "adam"), ("initial_lr", 1e-3))),
                       ("decwarm", (("optimizer", "adam"), ("initial_lr", 1e-3)))),
 )
-BUDGETS: dict[str, FineTuningBudget] = {"full": FULL_BUDGET, "cpu": CPU_BUDGET}
+
+
+def cpu_study_budget(name: str, num_epochs: int, optimizer: str = "adam") -> FineTuningBudget:
+    """A CPU budget of the real-data budget study (docs/budget_study.md): the ``cpu`` budget's epochs of 20
+    iterations (3 validation iterations each) and ``cpu`` pretraining preset, ``num_epochs`` epochs, and
+    nnU-Net's recipe with Adam 1e-3 (as ``cpu``) or with nnU-Net's own SGD (lr 1e-2, poly) unchanged."""
+    adam = (("optimizer", "adam"), ("initial_lr", 1e-3))
+    overrides = (("nnunet", adam), ("decwarm", adam)) if optimizer == "adam" else ()
+    return replace(CPU_BUDGET, name=name, num_epochs=num_epochs, recipe_overrides=overrides)
+
+
+# The budget study on real ACDC (docs/budget_study.md): 200 (cpu), 500, 1,000 and 2,000 iterations with
+# Adam 1e-3, and 1,000 with nnU-Net's SGD. ``cpulong`` (1,000 iterations) is the comparison budget.
+CPU500_BUDGET = cpu_study_budget("cpu500", 25)
+CPULONG_BUDGET = cpu_study_budget("cpulong", 50)
+CPU2000_BUDGET = cpu_study_budget("cpu2000", 100)
+CPULONG_SGD_BUDGET = cpu_study_budget("cpulongsgd", 50, optimizer="sgd")
+BUDGETS: dict[str, FineTuningBudget] = {
+    b.name: b for b in (FULL_BUDGET, CPU_BUDGET, CPU500_BUDGET, CPULONG_BUDGET, CPU2000_BUDGET, CPULONG_SGD_BUDGET)}
 
 
 def recipe_for_budget(recipe: FineTuningRecipe, budget: FineTuningBudget) -> FineTuningRecipe:
