@@ -31,6 +31,10 @@ def configure(parser) -> None:
                                              help="slices per batch, 2 views each (default: the preset's)"),
                  "--batch-size")
     parser.add_argument("--seed", type=int, default=0, help="pretraining seed (default: 0)")
+    hidden_alias(parser, parser.add_argument(
+        "--extra_pools", nargs="+", default=[], metavar="DATASET",
+        help="other converted datasets (names or ids) whose train/val frames join the pretraining, preprocessed "
+        "with this dataset's plans; their test patients are never used (default: none)"), "--extra-pools")
 
 
 def run(args) -> int:
@@ -43,7 +47,7 @@ def run(args) -> int:
                                    ("batch_size", args.batch_size)) if v is not None}
     path = ensure_pretrained(args.dataset, args.configuration, method=args.method,
                              plans_identifier=args.plans_identifier, preset=args.preset, device=args.device,
-                             seed=args.seed, **overrides)
+                             seed=args.seed, extra_pools=args.extra_pools, **overrides)
     n = len(load_pretrained_encoder_state(path))
     print(f"pretrained encoder ({n} tensors): {path}")
     print(f"to fine-tune every k and fold from it: export GLRP_PRETRAINED_ENCODER={path}")

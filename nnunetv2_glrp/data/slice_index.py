@@ -93,6 +93,16 @@ def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], f
     return records
 
 
+def index_unlabeled_folder(folder: Path, split: dict, sets: tuple[str, ...] = PRETRAINING_SETS,
+                           fix: str = "run `nnUNetv2_glrp pretrain` again") -> list[SliceRecord]:
+    """Every slice of the unlabeled cases of ``split``'s patients in ``sets`` in ``folder`` (an extra pool,
+    ``preparation.extra_pools``): every listed case must be there, an unlisted one is an error, test never."""
+    records = _index_folder(Path(folder), "unlabeled", split, sets, fix)
+    bad = {r.patient for r in records} & set(split["test"])
+    assert not bad, f"test patients {sorted(bad)} in the pretraining index"
+    return records
+
+
 def build_slice_index(labeled_folder: Path, unlabeled_folder: Path | None, split: dict,
                       sets: tuple[str, ...] = PRETRAINING_SETS, fix: str = "run `nnUNetv2_glrp prepare`"
                       ) -> list[SliceRecord]:

@@ -8,7 +8,8 @@ afterwards lines the ranks up before each loads the same file into its unwrapped
 
 A user who pretrained once with settings of their own (``nnUNetv2_glrp pretrain ... --epochs 60``)
 points every fine-tuning at exactly that encoder with ``GLRP_PRETRAINED_ENCODER=<its
-pretrained_encoder.pth>``: the trainer then never pretrains, and refuses a file of another method,
+pretrained_encoder.pth>``. ``GLRP_EXTRA_POOLS=802,803`` makes the cached pretraining also use the train/val
+frames of those converted datasets (``preparation.extra_pools``; its own cache entry). With a named encoder: the trainer then never pretrains, and refuses a file of another method,
 plans identifier or configuration, or one pretrained on other patients (see
 ``pretraining.check_named_encoder``). The trainer's log and ``glrp_finetuning.json`` say which encoder
 it used and why.
@@ -26,6 +27,13 @@ logger = logging.getLogger(__name__)
 
 #: environment variable naming the ``pretrained_encoder.pth`` every fine-tuning should start from
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"
+#: environment variable naming extra unlabeled pools (datasets, comma-separated) the cached pretraining adds
+POOLS_ENV = "GLRP_EXTRA_POOLS"
+
+
+def extra_pools_from_environment() -> tuple[str, ...]:
+    """The dataset names or ids of ``$GLRP_EXTRA_POOLS`` (comma- or space-separated; empty when unset)."""
+    return tuple(p for p in os.environ.get(POOLS_ENV, "").replace(",", " ").split() if p)
 
 
 def describe_pretraining(method: str, preset: str, seed: int, overrides: dict | None = None) -> str:
@@ -38,7 +46,9 @@ def describe_pretraining(method: str, preset: str, seed: int, overrides: dict | 
         return f"GLRP: {method} encoder named by {ENCODER_ENV}: {named}"
     c = make_config(method, preset, seed, **(overrides or {}))
     its = c.iterations_per_epoch or "one pass over the slices"
-    return (f"GLRP: {method} encoder from the pretraining cache (preset {preset!r}, seed {seed}); if it is missing, "
+    pools = extra_pools_from_environment()
+    pooled = f", extra pools {', '.join(pools)} ({POOLS_ENV})" if pools else ""
+    return (f"GLRP: {method} encoder from the pretraining cache (preset {preset!r}, seed {seed}{pooled}); if it is missing, "
             f"pretraining runs first: {c.epochs} epochs x {its} iterations of {c.batch_size} slices, lr {c.lr}")
 
 
@@ -65,12 +75,14 @@ def obtain_pretrained_encoder(
     device_name = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
     path = Path(ensure_pretrained(
         dataset_name, configuration, method=method, plans_identifier=plans_identifier,
-        preset=preset, device=device_name, seed=seed, **(overrides or {}),
+        preset=preset, device=device_name, seed=seed, extra_pools=extra_pools_from_environment(), **(overrides or {}),
     ))
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
     if not path.is_file():
         raise FileNotFoundError(f"ensure_pretrained returned {path}, which does not exist")
     extra = f", overrides {overrides}" if overrides else ""
+    if extra_pools_from_environment():
+        extra += f", extra pools {', '.join(extra_pools_from_environment())}"
     return path, f"cache of preset {preset!r}, pretraining seed {seed}{extra} (set {ENCODER_ENV} to use another)"
 

@@ -34,7 +34,7 @@ from nnunetv2_glrp.preparation.records import (SPLIT_FILE, file_sha256, preproce
                                                write_record)
 
 __all__ = ["UNLABELED_SUBFOLDER", "INCOMPLETE", "preprocessing_fingerprint", "unlabeled_folder",
-           "list_unlabeled_cases", "preprocess_unlabeled"]
+           "list_unlabeled_cases", "preprocess_unlabeled", "preprocess_cases"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,6 @@ def preprocess_unlabeled(dataset_name_or_id: int | str, configuration: str, plan
     Cases already done are skipped (resume). ``num_processes=1`` runs in this process; more use a
     spawn pool. ``output_folder`` overrides :func:`unlabeled_folder` (used by tests)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from tqdm import tqdm
 
     dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
     plans_manager = _load_plans(dataset_name, plans_identifier)
@@ -160,6 +159,20 @@ def preprocess_unlabeled(dataset_name_or_id: int | str, configuration: str, plan
 
     output = Path(output_folder) if output_folder is not None else unlabeled_folder(
         dataset_name, configuration, plans_identifier)
+    record = {"dataset": dataset_name, "plans_identifier": plans_identifier, "configuration": configuration,
+              "source": os.fspath(raw_folder / UNLABELED_SUBFOLDER), "n_cases": len(cases), "cases": sorted(cases),
+              "glrp_split_sha256": file_sha256(raw_folder / SPLIT_FILE)}
+    return preprocess_cases(cases, output, plans_manager, configuration, dataset_json, record, num_processes)
+
+
+def preprocess_cases(cases: dict[str, list[str]], output: Path, plans_manager, configuration: str, dataset_json: dict,
+                     record: dict, num_processes: int = 1, what: str = "unlabeled") -> Path:
+    """Preprocess the image-only ``cases`` ({case: channel files}) into ``output`` with ``plans_manager``'s
+    ``configuration``; the resumable, staleness-checked core of :func:`preprocess_unlabeled`, shared by the
+    extra pretraining pools (``preparation.extra_pools``). ``record`` (plus the plans fingerprint) is written
+    beside ``output``; output of other plans is rebuilt, of cases no longer given deleted, done cases skipped."""
+    from tqdm import tqdm
+
     record_file = output.parent / f"glrp_preprocessing_{output.name}.json"
     fingerprint = preprocessing_fingerprint(plans_manager, configuration)
     if output.exists():
@@ -170,17 +183,14 @@ def preprocess_unlabeled(dataset_name_or_id: int | str, configuration: str, plan
             _delete_cases_not_in(output, set(cases))
     shutil.rmtree(output / INCOMPLETE, ignore_errors=True)
     output.mkdir(parents=True, exist_ok=True)
-    write_record(record_file, {
-        "dataset": dataset_name, "plans_identifier": plans_identifier, "configuration": configuration,
-        "source": os.fspath(raw_folder / UNLABELED_SUBFOLDER), "n_cases": len(cases), "cases": sorted(cases),
-        "glrp_split_sha256": file_sha256(raw_folder / SPLIT_FILE), "fingerprint": fingerprint})
+    write_record(record_file, {**record, "fingerprint": fingerprint})
 
     todo = [case for case in cases if not _case_done(output, case)]
-    logger.info("%s: %d unlabeled cases, %d already done, %d to preprocess", dataset_name, len(cases),
+    logger.info("%s: %d %s cases, %d already done, %d to preprocess", record.get("dataset"), len(cases), what,
                 len(cases) - len(todo), len(todo))
     jobs = [(case, cases[case], os.fspath(output), plans_manager.plans, configuration, dataset_json)
             for case in todo]
-    progress = tqdm(total=len(jobs), desc=f"Preprocessing unlabeled ({configuration})", disable=not jobs)
+    progress = tqdm(total=len(jobs), desc=f"Preprocessing {what} ({configuration})", disable=not jobs)
     with progress:
         if num_processes <= 1 or len(jobs) <= 1:
             for job in jobs:

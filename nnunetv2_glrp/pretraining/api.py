@@ -2,7 +2,8 @@
 
 ``$nnUNet_results/<DatasetName>/glrp_pretraining/<method>__<plans>__<configuration>__<hash>/``.
 The hash covers every config field (seed included) and the digest of the pretraining data (the train/val
-patients and their cases in ``glrp_split.json``, see ``data.pretraining_data_manifest``), so neither a
+patients and their cases in ``glrp_split.json``, see ``data.pretraining_data_manifest``, and those of every
+extra pool, ``preparation.extra_pools``), so neither a
 changed hyperparameter nor a re-converted dataset with another split reuses a stale encoder (one trained
 on patients that are now test patients). ``config.json`` of the folder records the data digest and the
 patients; a reused folder whose record disagrees is an error naming the folder. ``ensure_pretrained``
@@ -17,12 +18,14 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 from nnunetv2_glrp.data import data_digest, pretraining_data_manifest
 from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.models import load_plans_context
+from nnunetv2_glrp.preparation.extra_pools import manifest_with_pools, pool_names
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.config import PretrainingConfig, make_config
 from nnunetv2_glrp.pretraining.loop import ENCODER, run_pretraining
@@ -36,9 +39,11 @@ def _dataset_name(dataset_name_or_id: str | int) -> str:
     return maybe_convert_to_dataset_name(dataset_name_or_id)
 
 
-def data_manifest(dataset_name: str) -> dict:
-    """The pretraining data manifest of a preprocessed dataset (from its ``glrp_split.json``)."""
-    return pretraining_data_manifest(read_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
+def data_manifest(dataset_name: str, extra_pools: Sequence[str] = ()) -> dict:
+    """The pretraining data manifest of a preprocessed dataset (from its ``glrp_split.json``), with that of each
+    extra pool (dataset names, ``preparation.extra_pools``)."""
+    manifest = pretraining_data_manifest(read_split(Path(os.environ["nnUNet_preprocessed"]) / dataset_name))
+    return manifest_with_pools(manifest, tuple(extra_pools))
 
 
 def folder_for_config(dataset_name: str, configuration: str, plans_identifier: str, config: PretrainingConfig,
@@ -49,10 +54,11 @@ def folder_for_config(dataset_name: str, configuration: str, plans_identifier: s
     return Path(os.environ["nnUNet_results"]) / dataset_name / "glrp_pretraining" / name
 
 
-def _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed, overrides):
+def _folder_and_manifest(dataset_name_or_id, configuration, method, plans_identifier, preset, seed, overrides,
+                         extra_pools=()):
     config = make_config(method, preset, seed, **overrides)
     dataset_name = _dataset_name(dataset_name_or_id)
-    manifest = data_manifest(dataset_name)
+    manifest = data_manifest(dataset_name, pool_names(extra_pools, dataset_name))
     folder = folder_for_config(dataset_name, configuration, plans_identifier, config, data_digest(manifest))
     return config, dataset_name, folder, manifest
 
@@ -74,12 +80,15 @@ def verify_pretraining_data(folder: Path, manifest: dict) -> None:
 
 def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
                       plans_identifier: str = "nnUNetPlans", preset: str = "cpu", device: str = "cpu",
-                      seed: int = 0, **overrides) -> Path:
+                      seed: int = 0, extra_pools: Sequence[str | int] = (), **overrides) -> Path:
     """Path of ``pretrained_encoder.pth``; runs (or resumes) pretraining only when it is missing.
 
-    A reused encoder's folder must record the current data digest and patients (ValueError otherwise)."""
+    ``extra_pools``: other converted datasets whose train/val frames join the pretraining
+    (``preparation.extra_pools``); they are part of the cache key. A reused encoder's folder must record the
+    current data digest and patients (ValueError otherwise)."""
     config, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
-                                                                  plans_identifier, preset, seed, overrides)
+                                                                  plans_identifier, preset, seed, overrides,
+                                                                  extra_pools)
     final = folder / ENCODER
     if final.is_file():
         verify_pretraining_data(folder, manifest)
@@ -91,7 +100,7 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
             logger.info("reusing %s (finished by another process)", final)
             return final
         ctx = load_plans_context(dataset_name, configuration, plans_identifier)
-        run_pretraining(ctx, config, folder, device=device)
+        run_pretraining(ctx, config, folder, device=device, extra_pools=pool_names(extra_pools, dataset_name))
     verify_pretraining_data(folder, manifest)
     return final
 
@@ -113,8 +122,17 @@ def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, 
     for key, value in expected.items():
         if blob.get(key) != value:
             raise ValueError(f"{path}: pretrained with {key} {blob.get(key)!r}, but this fine-tuning needs {value!r}")
-    verify_pretraining_data(path.parent, data_manifest(_dataset_name(dataset_name_or_id)))
+    dataset_name = _dataset_name(dataset_name_or_id)
+    verify_pretraining_data(path.parent, data_manifest(dataset_name, recorded_pools(path.parent)))
     return path
+
+
+def recorded_pools(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The extra pools a pretraining folder's ``config.json`` records (none for one without)."""
+    try:
+        return tuple(json.loads((Path(folder) / "config.json").read_text())["data"].get("extra_pools", ()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ()
 
 
 def load_pretrained_encoder_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:

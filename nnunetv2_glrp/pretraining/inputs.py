@@ -12,18 +12,20 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from nnunetv2_glrp.data import (PretrainingSliceLoader, SliceRecord, build_slice_index, check_slice_axis,
                                 data_digest, make_augmenter, pretraining_data_manifest)
+from nnunetv2_glrp.data.slice_index import index_unlabeled_folder
 from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.models import PlansContext, ProjectionHeads, build_network, default_local_stage
 from nnunetv2_glrp.patch_grid import receptive_field_boxes
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
 from nnunetv2_glrp.pretraining.methods import batch_sampler
 from nnunetv2_glrp.similarity import patch_ssim_matrix
+from nnunetv2_glrp.preparation.extra_pools import manifest_with_pools, pool_names, pool_split, preprocess_pool
 from nnunetv2_glrp.preparation.unlabeled import unlabeled_folder
 
 
@@ -38,20 +40,25 @@ class PretrainingData:
     iterations: int
 
 
-def pretraining_records(ctx: PlansContext) -> tuple[list[SliceRecord], dict]:
-    """(slice records, data manifest) of the train/val patients of ``ctx``'s dataset, labeled + unlabeled."""
+def pretraining_records(ctx: PlansContext, extra_pools: Sequence[str] = ()) -> tuple[list[SliceRecord], dict]:
+    """(slice records, data manifest) of the train/val patients of ``ctx``'s dataset, labeled + unlabeled, and of
+    the train/val patients of every extra pool (``preparation.extra_pools``; preprocessed here when missing)."""
     split = read_split(ctx.preprocessed_dataset_folder)
     fix = (f"run `nnUNetv2_glrp preprocess-unlabeled -d {ctx.dataset_name} -c {ctx.configuration}` (plans "
            f"{ctx.plans_identifier}) or `nnUNetv2_glrp prepare -d {ctx.dataset_name}`")
     unlabeled = Path(unlabeled_folder(ctx.dataset_name, ctx.configuration, ctx.plans_identifier))
     records = build_slice_index(ctx.data_folder, unlabeled, split, fix=fix)
-    return records, pretraining_data_manifest(split)
+    pools = pool_names(extra_pools, ctx.dataset_name)
+    for pool in pools:
+        folder = preprocess_pool(ctx.dataset_name, ctx.configuration, ctx.plans_identifier, pool)
+        records += index_unlabeled_folder(folder, pool_split(pool))
+    return records, manifest_with_pools(pretraining_data_manifest(split), pools)
 
 
-def pretraining_data(ctx: PlansContext, config: PretrainingConfig) -> PretrainingData:
+def pretraining_data(ctx: PlansContext, config: PretrainingConfig, extra_pools: Sequence[str] = ()) -> PretrainingData:
     """The run's slices (after checking that the configuration's slices are 2D short-axis slices)."""
     check_slice_axis(ctx.plans_manager.transpose_forward, ctx.configuration, ctx.patch_size)
-    records, manifest = pretraining_records(ctx)
+    records, manifest = pretraining_records(ctx, extra_pools)
     iterations = config.iterations_per_epoch or math.ceil(len(records) / config.batch_size)
     return PretrainingData(records, manifest, data_digest(manifest), iterations)
 

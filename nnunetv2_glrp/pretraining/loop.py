@@ -60,6 +60,9 @@ def write_run_record(folder: Path, ctx: PlansContext, config: PretrainingConfig,
                 "psm_cross_class": config.psm_cross_class if config.lambda_local > 0 else None}
     record = {"digest": data.digest, "patients": manifest["patients"], "n_cases": len(manifest["cases"]),
               "n_unlabeled_cases": sum(c[3] == "unlabeled" for c in manifest["cases"])}
+    if manifest.get("extra_pools"):
+        record["extra_pools"] = [pool["dataset"] for pool in manifest["extra_pools"]]
+        record["n_pool_cases"] = {pool["dataset"]: len(pool["cases"]) for pool in manifest["extra_pools"]}
     atomic_write_text(folder / "config.json", json.dumps({"config": config.to_dict(), "resolved": resolved,
                                                           "data": record}, indent=2, default=list))
     return resolved
@@ -116,16 +119,17 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
 
 def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, device: str = "cpu",
                     stop_after_epoch: int | None = None,
-                    on_epoch_end: Callable[[int, dict], None] | None = None) -> Path:
+                    on_epoch_end: Callable[[int, dict], None] | None = None, extra_pools: tuple[str, ...] = ()) -> Path:
     """Run or resume pretraining into ``folder``; return the path of ``pretrained_encoder.pth``.
 
+    ``extra_pools``: dataset names whose train/val frames join the target's (``preparation.extra_pools``).
     ``stop_after_epoch`` (0-based) returns after that epoch's checkpoint, as if the run had been killed
     there; ``on_epoch_end(epoch, stats)`` runs after every checkpoint (an exception there stops the run).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
-    data = pretraining_data(ctx, config)
+    data = pretraining_data(ctx, config, extra_pools)
     torch.manual_seed(config.seed)  # initial weights (overwritten by the checkpoint when resuming)
     network, heads, local_stage = build_models(ctx, config)
     network.to(dev).train()
