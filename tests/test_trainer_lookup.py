@@ -51,17 +51,18 @@ def _trainers_module():
 
 def _parse(name: str) -> tuple[str, int | None, str, str]:
     """(family, k, recipe, budget) read off a trainer name with the documented grammar
-    ``<Family>[_k<K>][_paper|_decwarm][_cpu]``: written here, independently of the code that makes the names."""
-    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm))?(_cpu)?", name)
+    ``<Family>[_k<K>][_paper|_decwarm][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]``: written here, independently of the code that makes the names."""
+    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm))?(?:_(cpu|cpu500|cpulong|cpu2000|cpulongsgd))?",
+                         name)
     assert match, f"{name} does not follow the documented grammar"
-    family, k, recipe, cpu = match.groups()
-    return family, int(k) if k else None, recipe or "nnunet", "cpu" if cpu else "full"
+    family, k, recipe, budget = match.groups()
+    return family, int(k) if k else None, recipe or "nnunet", budget or "full"
 
 
 def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     """Every listed name is OUR class (nnU-Net's own lookup on a sample), whose pretraining method, k, recipe
     and budget are what the name says (parsed by the test's own grammar, the paper's method mapping typed out),
-    and the listing has exactly the 8 x 8 x 3 x 2 combinations plus the two control trainers."""
+    and the listing has exactly the 8 x 8 x 3 x 6 combinations plus the six control trainers."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -71,14 +72,15 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     assert main(["trainers"]) == 0
     listed = capsys.readouterr().out.split()
     controls = [n for n in listed if n.startswith("NnunetControlTrainer")]
-    assert controls == ["NnunetControlTrainer", "NnunetControlTrainer_cpu"]
+    budgets = ("full", "cpu", "cpu500", "cpulong", "cpu2000", "cpulongsgd")
+    assert controls == ["NnunetControlTrainer"] + [f"NnunetControlTrainer_{b}" for b in budgets[1:]]
     combos = {_parse(n) for n in listed if n not in controls}
     expected = {(f, k, r, b) for f in BASES for k in (None, 2, 6, 10, 15, 20, 30, 105)
-                for r in ("nnunet", "paper", "decwarm") for b in ("full", "cpu")}
-    assert combos == expected and len(listed) == len(expected) + 2 == 386
+                for r in ("nnunet", "paper", "decwarm") for b in budgets}
+    assert combos == expected and len(listed) == len(expected) + 6 == 1158
     module = _trainers_module()
-    # nnU-Net's own lookup (about 0.15 s a name) on every 10th name and the controls; the module's classes for all
-    looked_up = set(listed[::10]) | set(controls)
+    # nnU-Net's own lookup (about 0.15 s a name) on every 29th name and the controls; the module's classes for all
+    looked_up = set(listed[::29]) | set(controls)
     for name in listed:
         found = recursive_find_trainer_class_by_name(name) if name in looked_up else getattr(module, name)
         assert found.__name__ == name and issubclass(found, nnUNetTrainer)
@@ -96,6 +98,18 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     assert (random_cpu.pretraining_method, random_cpu.k_labeled, random_cpu.recipe.name,
             random_cpu.budget.name) == (None, 2, "paper", "cpu")
     assert random_cpu.budget.num_epochs == 10 and random_cpu.budget.iterations_per_epoch == 20
+    # the budget study's budgets: 1,000 iterations with Adam 1e-3 (cpulong) or nnU-Net's own SGD 1e-2 (cpulongsgd)
+    from nnunetv2_glrp.finetuning.recipes import NNUNET_RECIPE, ResolvedSchedule, recipe_for_budget
+
+    for name, iterations, optimizer, lr in (("GLRPTrainer_k6_cpulong", 1000, "adam", 1e-3),
+                                            ("NnunetControlTrainer_cpulongsgd", 1000, "sgd", 1e-2),
+                                            ("RandomInitTrainer_k2_cpu2000", 2000, "adam", 1e-3),
+                                            ("RandomInitTrainer_k2_cpu500", 500, "adam", 1e-3)):
+        cls = recursive_find_trainer_class_by_name(name)
+        recipe = recipe_for_budget(getattr(cls, "recipe", NNUNET_RECIPE), cls.budget)
+        schedule = ResolvedSchedule.of(recipe, cls.budget)
+        assert (schedule.num_epochs * schedule.iterations_per_epoch, recipe.optimizer, recipe.initial_lr) == \
+            (iterations, optimizer, lr), name
     warm = recursive_find_trainer_class_by_name("GCLTrainer_k6_decwarm")
     assert (warm.recipe.encoder_frozen_fraction, warm.recipe.encoder_lr_factor) == (0.1, 0.5)
 
@@ -144,4 +158,4 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 def test_trainers_help_spells_the_grammar_with_every_recipe_and_budget():
     from nnunetv2_glrp.commands.trainers import grammar
 
-    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm][_cpu]")
+    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]")

@@ -1,0 +1,161 @@
+"""Budget study: test Dice, seed spread and validation curves of the few-label benchmark at several budgets.
+
+Reads what ``bench_few_label.py`` left under ``--root`` (one engine output folder per budget,
+``engine_<budget>_<recipe>[__<encoder>]/``, with its run records) and each trained model's own nnU-Net log (the
+``logging`` entry of ``checkpoint_final.pth``: per epoch the training and validation loss and the validation
+pseudo Dice with its EMA, the value nnU-Net uses to pick ``checkpoint_best``). Prints and writes, per budget,
+method and k: iterations, mean test Dice over the seeds, the spread across seeds (std of the per-seed
+means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
+interval (seeds and cases resampled); and one PNG per k with the validation curves (EMA pseudo Dice and
+validation loss against the iteration) of every run, one colour per budget.
+
+    .venv/bin/python benchmarks/budget_study.py --root /data/bench --budgets cpu cpu500 cpulong cpu2000 cpulongsgd \
+        --out docs/figures/budget_study   # writes budget_study.md, budget_study.json, budget_study_k<K>.png
+
+Nothing is trained here; budgets or runs that are not finished yet are left out (and listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
+
+CONTROL = "nnU-Net"
+CLASSES = ("RV", "MYO", "LV")
+
+
+def training_curves(model_folder: Path) -> dict | None:
+    """{"train_loss", "val_loss", "pseudo_dice", "ema_dice"}: per-epoch lists of a finished nnU-Net training
+    (``checkpoint_final.pth``), or None when it has not finished."""
+    import torch
+
+    final = Path(model_folder) / "checkpoint_final.pth"
+    if not final.is_file():
+        return None
+    log = torch.load(final, map_location="cpu", weights_only=False)["logging"]
+    return {"train_loss": [float(v) for v in log["train_losses"]], "val_loss": [float(v) for v in log["val_losses"]],
+            "pseudo_dice": [float(v) for v in log["mean_fg_dice"]], "ema_dice": [float(v) for v in log["ema_fg_dice"]]}
+
+
+def budget_rows(folder: Path, budget: str, ks, methods) -> tuple[list[dict], list[dict]]:
+    """(table rows, curve entries) of one engine output folder."""
+    from nnunetv2_glrp.finetuning.recipes import BUDGETS, ResolvedSchedule, RECIPES, recipe_for_budget
+    from nnunetv2_glrp.reproduction import results
+    from nnunetv2_glrp.reproduction.cells import table_cells
+
+    records = results.read_records(folder)
+    if not records:
+        return [], []
+    b = BUDGETS[budget]
+    recipe = recipe_for_budget(RECIPES["nnunet"], b)
+    schedule = ResolvedSchedule.of(recipe, b)
+    iterations = schedule.num_epochs * schedule.iterations_per_epoch
+    present = [m for m in methods if any(r.method == m for r in records)]
+    cells = table_cells(records, present, ks, list(CLASSES), references=(CONTROL,))
+    rows = []
+    for (method, k), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], present.index(kv[0][0]))):
+        row = {"budget": budget, "iterations": iterations, "optimizer": f"{recipe.optimizer} {recipe.initial_lr:g}",
+               "method": method, "k": k, "seeds": [d[1] for d in cell.draws], "mean_dice": cell.dice.mean,
+               "seed_spread": cell.dice.std, "per_seed": list(cell.dice.per_draw),
+               "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}
+        if CONTROL in cell.comparisons:
+            row["vs_nnunet"] = cell.comparisons[CONTROL].to_dict()
+        rows.append(row)
+    curves = []
+    for record in records:
+        for trainer, model in zip(record.trainers, record.raw.get("model_folders", [])):
+            c = training_curves(Path(model))
+            if c is not None:
+                curves.append({"budget": budget, "method": record.method, "k": record.run.k, "seed": record.run.seed,
+                               "trainer": trainer, "iterations_per_epoch": schedule.iterations_per_epoch, **c})
+    return rows, curves
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| budget | iterations | optimizer | run | mean Dice | seed spread | RV | MYO | LV | per seed | "
+             "vs nnU-Net [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        spread = "-" if r["seed_spread"] is None else f"{r['seed_spread']:.3f}"
+        diff = r.get("vs_nnunet")
+        dtext = f"{diff['mean_difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff else ""
+        seeds = " ".join(f"{v:.3f}" for v in r["per_seed"])
+        classes = " | ".join(f"{r['classes'][c]:.3f}" if r["classes"].get(c) is not None else "-" for c in CLASSES)
+        lines.append(f"| {r['budget']} | {r['iterations']} | {r['optimizer']} | {r['method']} k={r['k']} | "
+                     f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves: list[dict], k: int, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [c for c in curves if c["k"] == k]
+    if not mine:
+        return None
+    budgets = list(dict.fromkeys(c["budget"] for c in mine))
+    colours = dict(zip(budgets, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    for c in mine:
+        x = [(e + 1) * c["iterations_per_epoch"] for e in range(len(c["ema_dice"]))]
+        style = "-" if c["method"] == CONTROL else "--"
+        label = f"{c['budget']} {c['method']} seed {c['seed']}"
+        top.plot(x, c["ema_dice"], style, color=colours[c["budget"]], label=label, lw=1.2)
+        bottom.plot(x, c["val_loss"], style, color=colours[c["budget"]], lw=1.2)
+    top.set_ylabel("validation pseudo Dice (EMA)")
+    bottom.set_ylabel("validation loss (Dice + CE)")
+    bottom.set_xlabel("training iteration")
+    top.set_title(f"k = {k}: validation curves per budget (solid: nnU-Net from scratch, dashed: other methods)")
+    top.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, required=True, help="the --root of bench_few_label.py")
+    parser.add_argument("--budgets", nargs="+", default=["cpu", "cpu500", "cpulong", "cpu2000", "cpulongsgd"])
+    parser.add_argument("--recipe", default="nnunet")
+    parser.add_argument("--encoder-suffix", default="", help="'__<encoder folder>' of runs with --pretrained-encoder")
+    parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
+    parser.add_argument("--methods", nargs="+", default=[CONTROL, "Random", "GLRP"])
+    parser.add_argument("--out", type=Path, default=None, help="folder for budget_study.{md,json} and the PNGs "
+                        "(default: ROOT/budget_study)")
+    args = parser.parse_args(argv)
+    out = args.out or args.root / "budget_study"
+    out.mkdir(parents=True, exist_ok=True)
+    rows, curves, missing = [], [], []
+    for budget in args.budgets:
+        folder = args.root / f"engine_{budget}_{args.recipe}{args.encoder_suffix}"
+        r, c = budget_rows(folder, budget, args.k, args.methods) if folder.is_dir() else ([], [])
+        if not r:
+            missing.append(budget)
+        rows += r
+        curves += c
+    text = markdown(rows)
+    print(text)
+    if missing:
+        print(f"no finished run yet for budget(s): {', '.join(missing)}")
+    from nnunetv2_glrp.atomic_files import atomic_write_json, atomic_write_text
+
+    atomic_write_text(out / "budget_study.md", text)
+    atomic_write_json(out / "budget_study.json", {"rows": rows, "curves": curves, "missing": missing})
+    for k in args.k:
+        png = plot_curves(curves, k, out / f"budget_study_k{k}.png")
+        if png:
+            print(f"written {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
