@@ -98,3 +98,47 @@ def test_encoder_frozen_then_released(phantom_preprocessed):
     assert all(abs(l["encoder"] - 0.5 * l["decoder"]) < 1e-12 for l in lrs[2:])
     setup = json.loads((Path(trainer.output_folder) / "glrp_finetuning.json").read_text())
     assert setup["encoder_frozen_iterations"] == 2 and setup["recipe"]["encoder_lr_factor"] == 0.5
+
+
+def test_layer_decay_gives_each_encoder_stage_its_own_learning_rate():
+    """decay 0.5 on a 3-stage encoder: stages 0, 1, 2 learn at 1/4, 1/2, 1 x the decoder's poly lr (times the
+    encoder factor), every encoder parameter in exactly one stage group, and a step moves them accordingly."""
+    from nnunetv2_glrp.finetuning.recipes import LAYER_DECAY_RECIPE
+
+    network = _unet()
+    recipe = replace(LAYER_DECAY_RECIPE, encoder_layer_decay=0.5, encoder_lr_factor=0.8, optimizer="sgd",
+                     momentum=0.0, weight_decay=0.0)
+    optimizer, scheduler = build_optimizer(network, recipe, 10)
+    *stages, decoder = optimizer.param_groups
+    assert [g["stage"] for g in stages] == [0, 1, 2] and decoder["name"] == "decoder"
+    for s, group in enumerate(stages):
+        assert {id(p) for p in group["params"]} == {id(p) for p in network.encoder.stages[s].parameters()}
+    scheduler.step(3)
+    poly = 1e-2 * (1 - 3 / 10) ** 0.9
+    assert abs(decoder["lr"] - poly) < 1e-12
+    for s, group in enumerate(stages):
+        assert abs(group["lr"] - poly * 0.8 * 0.5 ** (2 - s)) < 1e-12
+    # plain SGD: a parameter moves by lr x gradient, so equal gradients move stage 0 a quarter of stage 2
+    first, last = stages[0]["params"][0], stages[2]["params"][0]
+    before = [first.detach().clone(), last.detach().clone()]
+    optimizer.zero_grad()
+    (first.sum() + last.sum()).backward()
+    optimizer.step()
+    assert torch.allclose(before[0] - first.detach(), torch.full_like(first, poly * 0.8 * 0.25))
+    assert torch.allclose(before[1] - last.detach(), torch.full_like(last, poly * 0.8))
+
+
+def test_every_recipe_of_nnunets_runs_adam_at_the_cpu_budgets():
+    """At a CPU budget the recipes made from nnU-Net's differ from it in their one change only (the budget's
+    Adam 1e-3 reaches each); the paper's recipe keeps its own optimizer; cpulongsgd keeps nnU-Net's SGD."""
+    from nnunetv2_glrp.finetuning.recipes import BUDGETS, PAPER_RECIPE, RECIPES
+
+    for budget in ("cpu", "cpu500", "cpulong", "cpu2000"):
+        for name, recipe in RECIPES.items():
+            resolved = recipe_for_budget(recipe, BUDGETS[budget])
+            if name == "paper":
+                assert resolved == PAPER_RECIPE
+            else:
+                assert (resolved.optimizer, resolved.initial_lr) == ("adam", 1e-3)
+                assert replace(resolved, optimizer="sgd", initial_lr=1e-2) == recipe
+    assert all(recipe_for_budget(r, BUDGETS["cpulongsgd"]) == r for r in RECIPES.values())

@@ -138,3 +138,12 @@ def test_trainers_read_the_pools_from_the_environment(monkeypatch):
     monkeypatch.setenv(POOLS_ENV, "802, Dataset803_MnMs 804")
     assert extra_pools_from_environment() == ("802", "Dataset803_MnMs", "804")
     assert "extra pools 802, Dataset803_MnMs, 804" in describe_pretraining("GLRP", "cpu", 0)
+
+
+def test_the_engine_keeps_pools_out_of_its_trainings():
+    """The engine's trainings never read GLRP_EXTRA_POOLS (a pooled encoder enters it only by name): the variable it
+    removes is the one the trainers read."""
+    from nnunetv2_glrp.finetuning import pretrained_source
+    from nnunetv2_glrp.reproduction import training
+
+    assert training.POOLS_ENV == pretrained_source.POOLS_ENV and training.ENCODER_ENV == pretrained_source.ENCODER_ENV

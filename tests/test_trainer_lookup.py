@@ -51,8 +51,8 @@ def _trainers_module():
 
 def _parse(name: str) -> tuple[str, int | None, str, str]:
     """(family, k, recipe, budget) read off a trainer name with the documented grammar
-    ``<Family>[_k<K>][_paper|_decwarm][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]``: written here, independently of the code that makes the names."""
-    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm))?(?:_(cpu|cpu500|cpulong|cpu2000|cpulongsgd))?",
+    ``<Family>[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]``: written here, independently of the code that makes the names."""
+    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm|lpft|enclr|lld))?(?:_(cpu|cpu500|cpulong|cpu2000|cpulongsgd))?",
                          name)
     assert match, f"{name} does not follow the documented grammar"
     family, k, recipe, budget = match.groups()
@@ -62,7 +62,7 @@ def _parse(name: str) -> tuple[str, int | None, str, str]:
 def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     """Every listed name is OUR class (nnU-Net's own lookup on a sample), whose pretraining method, k, recipe
     and budget are what the name says (parsed by the test's own grammar, the paper's method mapping typed out),
-    and the listing has exactly the 8 x 8 x 3 x 6 combinations plus the six control trainers."""
+    and the listing has exactly the 8 x 8 x 6 x 6 combinations plus the six control trainers."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -76,11 +76,11 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     assert controls == ["NnunetControlTrainer"] + [f"NnunetControlTrainer_{b}" for b in budgets[1:]]
     combos = {_parse(n) for n in listed if n not in controls}
     expected = {(f, k, r, b) for f in BASES for k in (None, 2, 6, 10, 15, 20, 30, 105)
-                for r in ("nnunet", "paper", "decwarm") for b in budgets}
-    assert combos == expected and len(listed) == len(expected) + 6 == 1158
+                for r in ("nnunet", "paper", "decwarm", "lpft", "enclr", "lld") for b in budgets}
+    assert combos == expected and len(listed) == len(expected) + 6 == 2310
     module = _trainers_module()
-    # nnU-Net's own lookup (about 0.15 s a name) on every 29th name and the controls; the module's classes for all
-    looked_up = set(listed[::29]) | set(controls)
+    # nnU-Net's own lookup (about 0.15 s a name) on every 59th name and the controls; the module's classes for all
+    looked_up = set(listed[::59]) | set(controls)
     for name in listed:
         found = recursive_find_trainer_class_by_name(name) if name in looked_up else getattr(module, name)
         assert found.__name__ == name and issubclass(found, nnUNetTrainer)
@@ -110,6 +110,10 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
         schedule = ResolvedSchedule.of(recipe, cls.budget)
         assert (schedule.num_epochs * schedule.iterations_per_epoch, recipe.optimizer, recipe.initial_lr) == \
             (iterations, optimizer, lr), name
+    for name, field, value in (("GLRPTrainer_k6_lpft_cpulong", "encoder_frozen_fraction", 0.25),
+                               ("GLRPTrainer_k6_enclr_cpulong", "encoder_lr_factor", 0.1),
+                               ("GLRPTrainer_k2_lld_cpulong", "encoder_layer_decay", 0.7)):
+        assert getattr(recursive_find_trainer_class_by_name(name).recipe, field) == value, name
     warm = recursive_find_trainer_class_by_name("GCLTrainer_k6_decwarm")
     assert (warm.recipe.encoder_frozen_fraction, warm.recipe.encoder_lr_factor) == (0.1, 0.5)
 
@@ -132,9 +136,9 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
                          capture_output=True, text=True, check=True)
-    # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 3 recipes at the cpu budget, plus NnunetControlTrainer_cpu;
+    # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 6 recipes at the cpu budget, plus NnunetControlTrainer_cpu;
     # _tiny trainers are the tests' own
-    assert out.stdout.split() == [str(8 * 8 * 3 + 1), "0"]
+    assert out.stdout.split() == [str(8 * 8 * 6 + 1), "0"]
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
 
@@ -158,4 +162,5 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 def test_trainers_help_spells_the_grammar_with_every_recipe_and_budget():
     from nnunetv2_glrp.commands.trainers import grammar
 
-    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]")
+    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld]"
+                                "[_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]")

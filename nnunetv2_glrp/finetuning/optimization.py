@@ -32,15 +32,31 @@ class GroupFactorScheduler:
         self.scheduler.load_state_dict(state)
 
 
+def encoder_stage_groups(encoder: nn.Module, recipe: FineTuningRecipe) -> list[dict]:
+    """The encoder's parameter groups (all named "encoder"): one with ``encoder_lr_factor``, or with a layer
+    decay one per stage of ``encoder.stages`` (dynamic_network_architectures' encoders), stage s of S at
+    ``encoder_lr_factor * decay ** (S - 1 - s)``; parameters outside the stages go with stage 0."""
+    params = list(encoder.parameters())
+    stages = getattr(encoder, "stages", None)
+    if recipe.encoder_layer_decay == 1.0 or stages is None:
+        return [{"params": params, "name": "encoder", "lr_factor": recipe.encoder_lr_factor}]
+    per_stage = [list(stage.parameters()) for stage in stages]
+    in_stages = {id(p) for ps in per_stage for p in ps}
+    per_stage[0] = [p for p in params if id(p) not in in_stages] + per_stage[0]
+    n = len(per_stage)
+    return [{"params": ps, "name": "encoder", "stage": s,
+             "lr_factor": recipe.encoder_lr_factor * recipe.encoder_layer_decay ** (n - 1 - s)}
+            for s, ps in enumerate(per_stage) if ps]
+
+
 def parameter_groups(network: nn.Module, recipe: FineTuningRecipe) -> list:
-    """nnU-Net's single group, or [encoder (``lr_factor``), rest] when the recipe treats the encoder apart."""
+    """nnU-Net's single group, or [encoder group(s) (``lr_factor``), rest] when the recipe treats the encoder apart."""
     if not recipe.splits_encoder:
         return list(network.parameters())
-    encoder = list(unwrap_network(network).encoder.parameters())
-    ids = {id(p) for p in encoder}
+    encoder = encoder_stage_groups(unwrap_network(network).encoder, recipe)
+    ids = {id(p) for group in encoder for p in group["params"]}
     rest = [p for p in network.parameters() if id(p) not in ids]
-    return [{"params": encoder, "name": "encoder", "lr_factor": recipe.encoder_lr_factor},
-            {"params": rest, "name": "decoder", "lr_factor": 1.0}]
+    return [*encoder, {"params": rest, "name": "decoder", "lr_factor": 1.0}]
 
 
 def build_optimizer(network: nn.Module, recipe: FineTuningRecipe, num_epochs: int):

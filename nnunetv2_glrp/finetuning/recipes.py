@@ -48,6 +48,8 @@ class FineTuningRecipe:
     encoder_frozen_fraction: float = 0.0
     #: the encoder's learning rate relative to the decoder's, throughout (after the frozen part)
     encoder_lr_factor: float = 1.0
+    #: layer-wise decay: encoder stage s of S (0 = the input side) learns at encoder_lr_factor x decay^(S-1-s)
+    encoder_layer_decay: float = 1.0
     batch_size: int | None = None  # None: the plan's batch size
     deep_supervision: bool = True
     num_epochs: int = 1000
@@ -67,11 +69,13 @@ class FineTuningRecipe:
             raise ValueError(f"recipe {self.name}: encoder_frozen_fraction must lie in [0, 1)")
         if not self.encoder_lr_factor > 0:
             raise ValueError(f"recipe {self.name}: encoder_lr_factor must be positive")
+        if not 0.0 < self.encoder_layer_decay <= 1.0:
+            raise ValueError(f"recipe {self.name}: encoder_layer_decay must lie in (0, 1]")
 
     @property
     def splits_encoder(self) -> bool:
         """Whether the encoder needs its own optimizer parameter group."""
-        return self.encoder_frozen_fraction > 0 or self.encoder_lr_factor != 1.0
+        return self.encoder_frozen_fraction > 0 or self.encoder_lr_factor != 1.0 or self.encoder_layer_decay != 1.0
 
 
 @dataclass(frozen=True)
@@ -105,18 +109,30 @@ PAPER_RECIPE = FineTuningRecipe(
 #: default at every draw from a 300-iteration encoder; from the cpu preset's encoder 3 of 6 draws better,
 #: so the default stays nnU-Net's recipe.
 DECODER_WARMUP_RECIPE = replace(NNUNET_RECIPE, name="decwarm", encoder_frozen_fraction=0.1, encoder_lr_factor=0.5)
-RECIPES: dict[str, FineTuningRecipe] = {"nnunet": NNUNET_RECIPE, "paper": PAPER_RECIPE,
-                                        "decwarm": DECODER_WARMUP_RECIPE}
+# Candidates of the real-data study of what keeps a pretrained encoder's features (docs/budget_study.md), each
+# nnU-Net's recipe with one change: the decoder first learns alone for a quarter of the iterations, then all at
+# one learning rate (linear probing then fine-tuning, Kumar et al. 2022, with the decoder as the probe);
+ENCODER_FIRST_FROZEN_RECIPE = replace(NNUNET_RECIPE, name="lpft", encoder_frozen_fraction=0.25)
+# the encoder at a tenth of the learning rate throughout;
+ENCODER_LOW_LR_RECIPE = replace(NNUNET_RECIPE, name="enclr", encoder_lr_factor=0.1)
+# layer-wise learning-rate decay 0.7 per encoder stage from the bottleneck down to the input (as in BEiT/ViT
+# fine-tuning, whose 0.65-0.75 it takes): the generic first stages move least.
+LAYER_DECAY_RECIPE = replace(NNUNET_RECIPE, name="lld", encoder_layer_decay=0.7)
+RECIPES: dict[str, FineTuningRecipe] = {r.name: r for r in (
+    NNUNET_RECIPE, PAPER_RECIPE, DECODER_WARMUP_RECIPE, ENCODER_FIRST_FROZEN_RECIPE, ENCODER_LOW_LR_RECIPE,
+    LAYER_DECAY_RECIPE)}
 
 FULL_BUDGET = FineTuningBudget(name="full", pretraining_preset="full")
 # 200 iterations: with nnU-Net's SGD (lr 1e-2, poly) RandomInitTrainer_k2 reached a validation Dice of
 # only 0.11 on the 20-patient demo phantom, with Adam lr 1e-3 (same loss, schedule and augmentation)
 # 0.90, both in ~190 s on the 2-core CPU; so the cpu budget switches nnU-Net's recipe to Adam 1e-3
-# (the paper's fine-tuning recipe already uses Adam and keeps its own settings).
+# (the paper's fine-tuning recipe already uses Adam and keeps its own settings); so does every recipe made from
+# nnU-Net's (decwarm and the study's candidates), so that at one budget the recipes differ in one thing only.
+ADAM_1E3 = (("optimizer", "adam"), ("initial_lr", 1e-3))
+NNUNET_DERIVED = tuple(name for name, r in RECIPES.items() if r.optimizer == NNUNET_RECIPE.optimizer)
 CPU_BUDGET = FineTuningBudget(
     name="cpu", num_epochs=10, iterations_per_epoch=20, val_iterations_per_epoch=3, pretraining_preset="cpu",
-    recipe_overrides=(("nnunet", (("optimizer", "adam"), ("initial_lr", 1e-3))),
-                      ("decwarm", (("optimizer", "adam"), ("initial_lr", 1e-3)))),
+    recipe_overrides=tuple((name, ADAM_1E3) for name in NNUNET_DERIVED),
 )
 
 
@@ -124,8 +140,7 @@ def cpu_study_budget(name: str, num_epochs: int, optimizer: str = "adam") -> Fin
     """A CPU budget of the real-data budget study (docs/budget_study.md): the ``cpu`` budget's epochs of 20
     iterations (3 validation iterations each) and ``cpu`` pretraining preset, ``num_epochs`` epochs, and
     nnU-Net's recipe with Adam 1e-3 (as ``cpu``) or with nnU-Net's own SGD (lr 1e-2, poly) unchanged."""
-    adam = (("optimizer", "adam"), ("initial_lr", 1e-3))
-    overrides = (("nnunet", adam), ("decwarm", adam)) if optimizer == "adam" else ()
+    overrides = CPU_BUDGET.recipe_overrides if optimizer == "adam" else ()
     return replace(CPU_BUDGET, name=name, num_epochs=num_epochs, recipe_overrides=overrides)
 
 

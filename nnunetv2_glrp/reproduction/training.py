@@ -29,6 +29,7 @@ from nnunetv2_glrp.reproduction.grid import link_pretraining_cache, results_root
 
 CHECKPOINT = "checkpoint_final.pth"
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
+POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def train(setting: Setting, t: Training) -> float:
         cmd.append("--c")  # resume a killed training
     env = {**os.environ, "nnUNet_results": os.fspath(root), "GLRP_SEED": str(t.seed)}
     env.pop(ENCODER_ENV, None)
+    env.pop(POOLS_ENV, None)  # pooled pretraining enters the engine only as a named encoder (--pretrained_encoder)
     if setting.uses_encoder(t.family):
         env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
     log = setting.log_file(t.trainer, t.fold, t.seed)
