@@ -11,6 +11,7 @@ nnU-Net) come from :mod:`nnunetv2_glrp.commands.options`.
 SUBCOMMANDS = {
     "make-phantom": "make_phantom",
     "convert-acdc": "convert_acdc",
+    "convert-sunnybrook": "convert_sunnybrook",
     "apply-plans": "apply_plans",
     "prepare": "prepare",
     "preprocess-unlabeled": "preprocess_unlabeled",

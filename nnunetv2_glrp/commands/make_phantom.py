@@ -1,15 +1,20 @@
-"""``nnUNetv2_glrp make-phantom``: write a synthetic cine phantom in the ACDC release layout."""
+"""``nnUNetv2_glrp make-phantom``: write a synthetic cine phantom in the ACDC or the Sunnybrook layout."""
 
 from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import hidden_alias
 
 USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
-HELP = "write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt)"
+HELP = ("write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt) "
+        "or the Sunnybrook layout (dicoms/, contourfiles/, link.csv)")
 
 
 def configure(parser) -> None:
-    parser.add_argument("out", help="output folder (gets training/ and testing/)")
+    parser.add_argument("out", help="output folder (ACDC: gets training/ and testing/; Sunnybrook: dicoms/, "
+                                    "contourfiles/, link.csv and truth/)")
+    parser.add_argument("--layout", choices=("acdc", "sunnybrook"), default="acdc",
+                        help="acdc (default): ACDC release layout, labels RV/MYO/LV; sunnybrook: 2D DICOM files "
+                             "and LV contours (endocardium at ED and ES, epicardium at ED), for convert-sunnybrook")
     parser.add_argument("--patients", type=int, default=20, help="number of patients (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--frames", type=int, default=8, help="cine frames per patient (default: 8)")
@@ -23,12 +28,15 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from nnunetv2_glrp.conversion.phantom import make_phantom
+    if args.layout == "sunnybrook":
+        from nnunetv2_glrp.conversion.phantom_sunnybrook import make_sunnybrook_phantom as make
+    else:
+        from nnunetv2_glrp.conversion.phantom import make_phantom as make
 
-    patients = make_phantom(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
-                            first_patient=args.first_patient, difficulty=args.difficulty,
-                            overwrite=args.overwrite)
+    patients = make(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
+                    first_patient=args.first_patient, difficulty=args.difficulty, overwrite=args.overwrite)
     apex = [p.patient_id for p in patients if p.apex_first]
-    print(f"{len(patients)} {args.difficulty} phantom patients written to {args.out} (seed {args.seed}); "
+    layout = "Sunnybrook-layout " if args.layout == "sunnybrook" else ""
+    print(f"{len(patients)} {args.difficulty} {layout}phantom patients written to {args.out} (seed {args.seed}); "
           f"stored apex-first: {', '.join(apex) or 'none'}")
     return 0

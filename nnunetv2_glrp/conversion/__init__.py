@@ -1,7 +1,8 @@
-"""Dataset conversion: ACDC reader, synthetic phantom, atomic raw-dataset writer, patient-level splits."""
+"""Dataset conversion: ACDC and Sunnybrook readers, synthetic phantoms, atomic raw-dataset writer, splits."""
 
 from __future__ import annotations
 
 from nnunetv2_glrp.conversion.acdc_converter import convert_acdc
+from nnunetv2_glrp.conversion.sunnybrook_converter import convert_sunnybrook
 
-__all__ = ["convert_acdc"]
+__all__ = ["convert_acdc", "convert_sunnybrook"]

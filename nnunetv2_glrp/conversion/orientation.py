@@ -2,7 +2,8 @@
 
 GLRP's position label x = n/m counts slices from the base, so every converted stack is stored
 base-first (array index 0 = base). The base is the end of the stack with more LV + MYO: we compare
-the LV+MYO area (labels 2 and 3, summed over the ED and ES label maps) of the first and second half
+the LV+MYO area (ACDC's labels 2 and 3, or the values the caller names, e.g. (1, 2) for a dataset
+labelled LV = 1, MYO = 2; summed over the ED and ES label maps) of the first and second half
 of the LABELLED EXTENT (first to last slice with any LV/MYO). Slices outside it carry no heart label
 (above the base: atria and great vessels; below the apex) and would otherwise count as "small
 heart": two empty slices above the base of a short stack flipped real patients to apex-first. On a
@@ -31,20 +32,21 @@ class SliceOrder:
         return {"stored": self.stored, "flipped": self.flipped, "evidence": self.evidence}
 
 
-def lv_myo_area_per_slice(label_arrays: list[np.ndarray]) -> np.ndarray:
-    """Voxel count of LV + MYO per slice, summed over the label arrays ([Z, Y, X] each) -> [Z]."""
+def lv_myo_area_per_slice(label_arrays: list[np.ndarray], labels: tuple[int, ...] = LV_MYO_LABELS) -> np.ndarray:
+    """Voxel count of LV + MYO (values ``labels``) per slice, summed over the label arrays ([Z, Y, X] each) -> [Z]."""
     areas = None
     for lab in label_arrays:
-        a = np.isin(lab, LV_MYO_LABELS).sum(axis=(1, 2)).astype(np.int64)
+        a = np.isin(lab, labels).sum(axis=(1, 2)).astype(np.int64)
         areas = a if areas is None else areas + a
     return areas
 
 
-def detect_slice_order(label_arrays: list[np.ndarray]) -> SliceOrder:
+def detect_slice_order(label_arrays: list[np.ndarray], labels: tuple[int, ...] = LV_MYO_LABELS) -> SliceOrder:
     """Decide base-first vs apex-first from label arrays [Z, Y, X] (index 0 = first stored slice).
 
-    The halves are taken within the labelled extent; its middle slice, when odd, belongs to neither."""
-    areas = lv_myo_area_per_slice(label_arrays)
+    ``labels``: the values of LV and MYO in the arrays (default ACDC's (2, 3)). The halves are taken
+    within the labelled extent; its middle slice, when odd, belongs to neither."""
+    areas = lv_myo_area_per_slice(label_arrays, labels)
     labelled = np.flatnonzero(areas)
     lo, hi = (int(labelled[0]), int(labelled[-1]) + 1) if labelled.size else (0, len(areas))
     extent = areas[lo:hi]
