@@ -13,10 +13,12 @@
 #   budgets   nnU-Net at the other budgets of the study (cpu, cpu500, cpulongsgd, cpu2000)
 #   recipes   GLRP with the feature-keeping recipes (decwarm, lpft, enclr, lld) at cpulong
 #   longpre   GLRP from a 3,000-iteration pretraining (cpu preset, 60 epochs) at cpulong
+#   pooled    GLRP from a pretraining that adds the Sunnybrook cine frames as an extra pool (SUNNYBROOK_ROOT: the
+#             Sunnybrook layout, converted as Dataset802_Sunnybrook with every patient train/val), at cpulong
 #   report    budget_study.py over everything finished
 set -euo pipefail
 ACDC_ROOT=$(realpath "$1"); WORK=$(realpath -m "$2"); shift 2
-STAGES=${*:-prepare spread glrp budgets recipes longpre report}
+STAGES=${*:-prepare spread glrp budgets recipes longpre pooled report}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=${nnUNet_extTrainer:-$HERE/trainers}
@@ -39,6 +41,10 @@ for stage in $STAGES; do
     longpre)
       enc=$(nnUNetv2_glrp pretrain -d $D -c $C -m GLRP --preset cpu --epochs 60 | sed -n 's/^pretrained encoder ([0-9]* tensors): //p')
       bench --budget cpulong --methods nnU-Net GLRP --pretrained-encoder "$enc" --out "$R/cpulong_pre3000.json" ;;
+    pooled)
+      [ -d "$nnUNet_raw/Dataset802_Sunnybrook" ] || nnUNetv2_glrp convert-sunnybrook "${SUNNYBROOK_ROOT:?set SUNNYBROOK_ROOT}" -d 802 --split 4:1:0 --name Sunnybrook
+      enc=$(nnUNetv2_glrp pretrain -d $D -c $C -m GLRP --preset cpu --extra_pools 802 | sed -n 's/^pretrained encoder ([0-9]* tensors): //p')
+      bench --budget cpulong --methods nnU-Net GLRP --pretrained-encoder "$enc" --out "$R/cpulong_pooled.json" ;;
     report)
       $PY "$HERE/benchmarks/budget_study.py" --root "$R" --out "$R/budget_study"
       for r in decwarm lpft enclr lld; do
