@@ -65,7 +65,7 @@ def read_split(source: str | os.PathLike, context: str | None = None, required: 
     if not path.is_file():
         raise FileNotFoundError(f"{context}: {path} not found; {fix}")
     try:
-        glrp_split = json.loads(path.read_text())
+        glrp_split = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{context}: {path} is not valid JSON: {exc}") from exc
     for key in required:

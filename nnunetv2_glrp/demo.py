@@ -75,7 +75,7 @@ def _record_config(cfg: DemoConfig, path: Path) -> None:
     """Write the demo's settings; a resumed demo must have the same ones (its outputs are reused)."""
     wanted = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "out"}))  # tuples as lists
     if path.exists():
-        previous = {k: v for k, v in json.loads(path.read_text()).items() if k != "out"}
+        previous = {k: v for k, v in json.loads(path.read_text(encoding="utf-8")).items() if k != "out"}
         if previous != wanted:
             changed = sorted(k for k in wanted if previous.get(k) != wanted[k])
             raise ValueError(
@@ -120,7 +120,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     atomic_write_text(out / "demo_report.md", report)
     print(report)
     if table is not None:
-        print(table.read_text())
+        print(table.read_text(encoding="utf-8"))
     return {"results": rows, "timings": timings, "records": done.records}
 
 

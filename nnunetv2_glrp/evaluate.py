@@ -127,7 +127,7 @@ def summarise(rows: list[dict], labels: dict[str, int]) -> dict:
 def write_results(rows: list[dict], summary: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "metrics_per_case.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

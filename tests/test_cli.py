@@ -18,7 +18,7 @@ def test_subcommand_help(name, capsys):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", "-h"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", "-h"], capture_output=True, encoding="utf-8", errors="replace")
     assert out.returncode == 0
     for name in SUBCOMMANDS:
         assert name in out.stdout
@@ -111,7 +111,7 @@ def test_prepare_with_an_overlay_name_for_p_says_what_changed(capsys):
 def test_version():
     from nnunetv2_glrp import __version__
 
-    out = subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", "--version"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", "--version"], capture_output=True, encoding="utf-8", errors="replace")
     assert out.returncode == 0 and out.stdout.strip() == f"nnUNetv2_glrp {__version__}"
 
 

@@ -106,7 +106,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(args: list[str]) -> str:
-    out = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(args, env=_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     if out.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out.stdout + out.stderr
@@ -352,7 +352,7 @@ def test_ranks_of_a_process_group_pretrain_once(trained):
     for rank in range(2):
         env = dict(_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
         procs.append(subprocess.Popen([sys.executable, "-c", _DDP_RANK, trained["config"]], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8", errors="replace"))
     outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), "\n".join(o[-2000:] for o in outputs)
     paths = {line.split(" ", 1)[1] for o in outputs for line in o.splitlines() if line.startswith("PATH ")}

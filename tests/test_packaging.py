@@ -40,7 +40,7 @@ def test_wheel_ships_plans_and_trainers_found_by_nnunet(tmp_path):
         copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                             if (REPO / name).is_dir() else {}))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", os.fspath(tmp_path / "dist")], cwd=source, capture_output=True, text=True)
+                            "-w", os.fspath(tmp_path / "dist")], cwd=source, capture_output=True, encoding="utf-8", errors="replace")
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     wheel = next((tmp_path / "dist").glob("nnunetv2_glrp-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
@@ -50,7 +50,7 @@ def test_wheel_ships_plans_and_trainers_found_by_nnunet(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "PYTHONPATH"}
     env.update(PYTHONPATH=os.fspath(site), GLRP_DATA=os.fspath(tmp_path / "data"))
-    run = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, "-c", CHECK], cwd=tmp_path, env=env, capture_output=True, encoding="utf-8", errors="replace")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in run.stdout.splitlines() if line.split(" ", 1)[0].isupper())
     assert Path(lines["PACKAGE"]).is_relative_to(site)

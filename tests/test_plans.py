@@ -157,7 +157,7 @@ def test_overlay_errors_name_the_file(tiny_plans, tmp_path):
 def test_nnunet_preprocess_command_runs_the_paper_unet_cpu_configuration(tiny_plans):
     apply_plans_overlay(TINY_PLANS_ID, "paper_unet_cpu")
     result = subprocess.run([nnunet_command("nnUNetv2_preprocess"), "-d", str(TINY_PLANS_ID), "-c", "paper_unet_cpu",
-                             "-np", "1"], capture_output=True, text=True, env=os.environ.copy(), timeout=300)
+                             "-np", "1"], capture_output=True, encoding="utf-8", errors="replace", env=os.environ.copy(), timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     folder = tiny_plans.parent / "nnUNetPlans_paper_unet_cpu"
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2

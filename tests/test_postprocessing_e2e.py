@@ -33,7 +33,7 @@ def _run(args: list[str]) -> None:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
     env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
     env["GLRP_TEST_FINAL_VALIDATION"] = "1"  # determine-crf reads the --npz validation exports
-    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(args, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     if out.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
 

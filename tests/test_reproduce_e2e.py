@@ -256,7 +256,7 @@ def test_make_tables_rewrites_the_table_from_the_records_with_another_bootstrap_
     before = (out / "table1.md").read_text()
     script = Path(nnunetv2_glrp.__file__).resolve().parents[1] / "evaluation" / "make_tables.py"
     done = subprocess.run([sys.executable, os.fspath(script), os.fspath(out), "--bootstrap", "500",
-                           "--bootstrap_seed", "3"], capture_output=True, text=True, env=dict(os.environ))
+                           "--bootstrap_seed", "3"], capture_output=True, encoding="utf-8", errors="replace", env=dict(os.environ))
     assert done.returncode == 0, done.stderr[-2000:]
     after = (out / "table1.md").read_text()
     assert "500 resamples, seed 3" in after and "500 resamples, seed 0" in before

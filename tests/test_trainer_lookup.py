@@ -135,7 +135,7 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "print(sum(isinstance(v, type) and k.endswith('_cpu') for k, v in vars(t).items()), "
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, encoding="utf-8", errors="replace", check=True)
     # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 6 recipes at the cpu budget, plus NnunetControlTrainer_cpu;
     # _tiny trainers are the tests' own
     assert out.stdout.split() == [str(8 * 8 * 6 + 1), "0"]

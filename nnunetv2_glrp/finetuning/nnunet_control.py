@@ -87,7 +87,7 @@ def write_control_folds(preprocessed_dataset_folder: str | os.PathLike, ks: Iter
     trainings are found again); new ones are appended. nnU-Net's folds 0-4 are never touched.
     Returns {(k, seed): fold index}."""
     folder = Path(preprocessed_dataset_folder)
-    splits = json.loads((folder / "splits_final.json").read_text())
+    splits = json.loads((folder / "splits_final.json").read_text(encoding="utf-8"))
     base = splits[fold]
     table = read_cases_table(folder)
     folds: dict[tuple[int, int], int] = {}

@@ -82,7 +82,7 @@ def write_selection(path: str | os.PathLike, record: dict) -> None:
     """
     path = Path(path)
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = json.loads(path.read_text(encoding="utf-8"))
         keys = ("fold", "seed", "k", "patients")
         if any(old.get(key) != record.get(key) for key in keys):
             raise ValueError(
@@ -166,7 +166,7 @@ def ensure_patient_level_splits(
     else:
         glrp_split = read_split(source, dataset_name, required=("train", "val", "cases"))
         folds_file = base / "glrp_folds.json"
-        seed = int(json.loads(folds_file.read_text()).get("seed", 0)) if folds_file.is_file() else 0
+        seed = int(json.loads(folds_file.read_text(encoding="utf-8")).get("seed", 0)) if folds_file.is_file() else 0
         write_patient_level_splits(glrp_split, base, seed, copy_split=source.parent != base)
     if not splits.is_file():
         raise FileNotFoundError(f"{dataset_name}: writing the patient-level split did not produce {splits}")

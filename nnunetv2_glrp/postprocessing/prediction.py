@@ -44,7 +44,7 @@ def _check_previous_run(out: Path, record: dict) -> None:
     """A resumed OUT must come from a run with the same settings; leftover temporary files go."""
     path = out / RUN_RECORD
     if path.exists():
-        previous = json.loads(path.read_text())
+        previous = json.loads(path.read_text(encoding="utf-8"))
         if previous != record:
             changed = sorted(k for k in record if previous.get(k) != record[k])
             raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)} differ): "

@@ -136,7 +136,7 @@ def load_setting(path: Path, trainers: Sequence[str] | None = None,
         raise FileNotFoundError(f"no registered CRF setting at {path}: run nnUNetv2_glrp determine-crf first "
                                 "(or use --crf on / off)")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
     registered = data.get("trainers")

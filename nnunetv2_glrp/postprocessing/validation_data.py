@@ -38,7 +38,7 @@ def validation_case_names(ensemble: Ensemble) -> list[str]:
     splits = Path(os.environ["nnUNet_preprocessed"]) / ensemble.dataset_name / "splits_final.json"
     if not splits.is_file():
         raise FileNotFoundError(f"no {splits}: prepare the dataset (nnUNetv2_glrp prepare) or train once first")
-    folds = json.loads(splits.read_text())
+    folds = json.loads(splits.read_text(encoding="utf-8"))
     if not str(ensemble.fold).isdigit():
         raise ValueError(f"fold {ensemble.fold!r}: determine-crf needs a fold with validation cases (0, 1, ...)")
     fold = int(ensemble.fold)
@@ -52,7 +52,7 @@ def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[Valid
     from tqdm import tqdm
 
     raw = _raw_folder(ensemble)
-    file_ending = json.loads((raw / "dataset.json").read_text())["file_ending"]
+    file_ending = json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["file_ending"]
     predictors: list | None = None
     cases = []
     for case in tqdm(validation_case_names(ensemble), desc="validation cases", unit="case"):
@@ -83,7 +83,7 @@ def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[Valid
 def determine_crf(ensemble: Ensemble, device: str = "cpu", candidates=DEFAULT_CANDIDATES) -> dict:
     """Choose the post-processing on the fold's validation cases and write ``crf.json``; returns its content."""
     ensemble.check_trained()
-    labels = evaluation_labels(json.loads((_raw_folder(ensemble) / "dataset.json").read_text()))
+    labels = evaluation_labels(json.loads((_raw_folder(ensemble) / "dataset.json").read_text(encoding="utf-8")))
     cases = load_validation_cases(ensemble, device)
     decision = choose_setting(cases, labels, candidates, progress=True)
     context = {**ensemble.context(), "validation_cases": [c.name for c in cases]}

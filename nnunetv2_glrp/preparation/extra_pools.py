@@ -101,11 +101,11 @@ def preprocess_pool(target: str, configuration: str, plans_identifier: str, pool
     for needed in (target_json_file, plans_file):
         if not needed.is_file():
             raise FileNotFoundError(f"{needed} not found: prepare the target dataset {target} first")
-    target_json = json.loads(target_json_file.read_text())
+    target_json = json.loads(target_json_file.read_text(encoding="utf-8"))
     pool_json_file = Path(os.environ["nnUNet_raw"]) / pool / "dataset.json"
     if not pool_json_file.is_file():
         raise FileNotFoundError(f"extra pretraining pool {pool}: {pool_json_file} not found")
-    pool_json = json.loads(pool_json_file.read_text())
+    pool_json = json.loads(pool_json_file.read_text(encoding="utf-8"))
     n_channels = len(target_json["channel_names"])
     if len(pool_json["channel_names"]) != n_channels or pool_json["file_ending"] != target_json["file_ending"]:
         raise ValueError(f"extra pretraining pool {pool} has channels {pool_json['channel_names']} and files "

@@ -141,7 +141,7 @@ def _check_configuration(source: Path, name: str, spec) -> None:
 def load_overlay(source: Path) -> dict:
     """The overlay file's content, checked against the schema (see the module docstring)."""
     try:
-        overlay = json.loads(Path(source).read_text())
+        overlay = json.loads(Path(source).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise OverlayError(source, "file", f"not valid JSON ({error})") from None
     if not isinstance(overlay, dict):

@@ -122,7 +122,7 @@ def apply_plans_overlay(dataset_name_or_id: int | str, overlay: str | os.PathLik
             f"nnU-Net plans file {plans_file} does not exist yet: run nnUNetv2_plan_and_preprocess (or "
             f"nnUNetv2_extract_fingerprint + nnUNetv2_plan_experiment) for {dataset_name} first, "
             "or use `nnUNetv2_glrp prepare`")
-    plans = json.loads(plans_file.read_text())
+    plans = json.loads(plans_file.read_text(encoding="utf-8"))
     built = _build_configurations(overlay_file, plans, plans_identifier)
     identifiers = {n: c.get("data_identifier") for n, c in plans["configurations"].items()}
     changed = False

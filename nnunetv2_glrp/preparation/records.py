@@ -42,7 +42,7 @@ def labeled_case_identifiers(raw_dataset_folder: Path) -> list[str]:
     dataset_json_file = raw_dataset_folder / "dataset.json"
     if not dataset_json_file.is_file():
         raise FileNotFoundError(f"{dataset_json_file} not found: convert the dataset first")
-    dataset_json = json.loads(dataset_json_file.read_text())
+    dataset_json = json.loads(dataset_json_file.read_text(encoding="utf-8"))
     return sorted(get_filenames_of_train_images_and_targets(os.fspath(raw_dataset_folder), dataset_json))
 
 
@@ -76,7 +76,7 @@ def read_record(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         logger.warning("%s is not valid JSON: treating its outputs as stale", path)
         return {}
@@ -92,7 +92,7 @@ def delete_stale_ground_truth(dataset_name: str, labeled_cases: list[str]) -> li
     """Delete ``gt_segmentations/`` files of cases that are no longer training cases; return their names.
 
     nnU-Net copies each label there when preprocessing (only newer files) but never removes one."""
-    raw_json = json.loads((Path(os.environ["nnUNet_raw"]) / dataset_name / "dataset.json").read_text())
+    raw_json = json.loads((Path(os.environ["nnUNet_raw"]) / dataset_name / "dataset.json").read_text(encoding="utf-8"))
     folder = Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "gt_segmentations"
     ending, keep = raw_json["file_ending"], set(labeled_cases)
     stale = sorted(p.name for p in folder.glob(f"*{ending}") if p.name[: -len(ending)] not in keep) \

@@ -153,7 +153,7 @@ def preprocess_unlabeled(dataset_name_or_id: int | str, configuration: str, plan
     dataset_json_file = _preprocessed_dataset_folder(dataset_name) / "dataset.json"
     if not dataset_json_file.is_file():
         raise FileNotFoundError(f"{dataset_json_file} not found: run nnU-Net's experiment planning first")
-    dataset_json = json.loads(dataset_json_file.read_text())
+    dataset_json = json.loads(dataset_json_file.read_text(encoding="utf-8"))
     raw_folder = Path(os.environ["nnUNet_raw"]) / dataset_name
     cases = list_unlabeled_cases(raw_folder, dataset_json["file_ending"], len(dataset_json["channel_names"]))
 

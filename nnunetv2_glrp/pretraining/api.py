@@ -67,7 +67,7 @@ def verify_pretraining_data(folder: Path, manifest: dict) -> None:
     """Raise ValueError naming ``folder`` unless its ``config.json`` records this data digest and patients."""
     record_path = Path(folder) / "config.json"
     try:
-        recorded = json.loads(record_path.read_text())["data"]
+        recorded = json.loads(record_path.read_text(encoding="utf-8"))["data"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{folder}: no data record in {record_path.name} ({e!r}); cannot prove which patients its "
                          f"encoder was trained on; delete {folder} to pretrain again") from e
@@ -130,7 +130,7 @@ def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, 
 def recorded_pools(folder: str | os.PathLike) -> tuple[str, ...]:
     """The extra pools a pretraining folder's ``config.json`` records (none for one without)."""
     try:
-        return tuple(json.loads((Path(folder) / "config.json").read_text())["data"].get("extra_pools", ()))
+        return tuple(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))["data"].get("extra_pools", ()))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return ()
 

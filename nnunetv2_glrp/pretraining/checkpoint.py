@@ -111,7 +111,7 @@ def file_lock(path: Path) -> Iterator[None]:
     """Exclusive ``flock`` on ``path`` (blocks until the holder releases it, e.g. by exiting or dying)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    with open(path, "a+", encoding="utf-8") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -32,7 +32,7 @@ IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained
 def dataset_labels(raw_dataset: Path) -> dict[str, int]:
     """{class name: label value} of ``dataset.json`` without the background."""
     path = raw_dataset / "dataset.json"
-    labels = json.loads(path.read_text()).get("labels")
+    labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
     if not isinstance(labels, dict) or not labels:
         raise ValueError(f"{path}: no 'labels' mapping")
     if not all(isinstance(v, int) for v in labels.values()):
@@ -50,7 +50,7 @@ def identity(setting: Setting) -> dict:
 def check_out_folder(out: Path, wanted: dict) -> None:
     path = out / CALL_FILE
     if path.is_file():
-        previous = json.loads(path.read_text())
+        previous = json.loads(path.read_text(encoding="utf-8"))
         changed = [k for k in IDENTITY if previous.get(k) != wanted[k]]
         if changed:
             raise ValueError(f"{path} belongs to another reproduction ({', '.join(f'{k} {previous.get(k)!r}' for k in changed)}"
@@ -88,7 +88,7 @@ def check_k(setting: Setting, ks: Sequence[int], folds: Sequence[int]) -> None:
     splits = base / "splits_final.json"
     if not splits.is_file():
         return  # the first training writes it; the trainer then refuses a k it cannot draw
-    folds_list, table = json.loads(splits.read_text()), read_cases_table(base)
+    folds_list, table = json.loads(splits.read_text(encoding="utf-8")), read_cases_table(base)
     for fold in folds:
         if fold >= len(folds_list):
             raise ValueError(f"{splits} has {len(folds_list)} folds, fold {fold} requested")

@@ -120,7 +120,7 @@ def record_path(out: Path, run: Run) -> Path:
 
 def read_metrics_csv(path: Path, classes: Sequence[str]) -> dict[str, dict[str, dict[str, float]]]:
     """{case: {class: {metric: value}}} from evaluate's ``metrics_per_case.csv``."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path}: no cases")
@@ -139,7 +139,7 @@ def write_record(out: Path, run: Run, record: dict) -> RunRecord:
 
 def read_record(path: Path) -> RunRecord:
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not a run record ({err})") from None
     return RunRecord.from_json(record, str(path))

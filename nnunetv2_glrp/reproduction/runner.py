@@ -89,7 +89,7 @@ def is_complete(setting: Setting, run: Run) -> bool:
     path = results.record_path(setting.out, run)
     if not path.is_file() or not all(is_trained(setting, t) for t in trainings_of(setting, run)):
         return False
-    return json.loads(path.read_text()).get("models") == _fingerprints(setting, run)
+    return json.loads(path.read_text(encoding="utf-8")).get("models") == _fingerprints(setting, run)
 
 
 def ensemble(setting: Setting, run: Run):
@@ -109,7 +109,7 @@ def _predict(setting: Setting, run: Run) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     pred = prediction_folder(setting, run)
     models, marker = _fingerprints(setting, run), work / MODELS_FILE
-    if pred.exists() and (not marker.is_file() or json.loads(marker.read_text()) != models):
+    if pred.exists() and (not marker.is_file() or json.loads(marker.read_text(encoding="utf-8")) != models):
         log.info("%s: the models changed since its predictions were made: predicting again", run.tag)
         shutil.rmtree(pred)
     atomic_write_json(marker, models)

@@ -94,7 +94,7 @@ def check_setup(setting: Setting, t: Training) -> None:
     if not setup.is_file():
         raise ValueError(f"{folder} has a {CHECKPOINT} but no {SETUP_FILE}: cannot tell which GLRP_SEED it was "
                          "trained with; move it away or train it again")
-    record = json.loads(setup.read_text())
+    record = json.loads(setup.read_text(encoding="utf-8"))
     if record.get("seed") != t.seed:
         raise ValueError(f"{setup} records GLRP_SEED={record.get('seed')}, but this folder holds the seed-{t.seed} "
                          f"run (seed S > 0 trains into <results>/glrp_seed_S): move it away")
@@ -130,7 +130,7 @@ def train(setting: Setting, t: Training) -> float:
     log = setting.log_file(t.trainer, t.fold, t.seed)
     log.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(log, "a") as f:
+    with open(log, "a", encoding="utf-8") as f:
         encoder = f"{ENCODER_ENV}={env[ENCODER_ENV]} " if ENCODER_ENV in env else ""
         f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
