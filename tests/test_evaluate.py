@@ -125,3 +125,66 @@ def test_cli_prints_infinite_counts_and_refuses_a_file_for_a_folder(tmp_path, ca
     err = capsys.readouterr().err
     assert "error: prediction folder" in err and "a.nii.gz is a file; expected a folder" in err
     assert "Traceback" not in err
+
+
+def _phases(tmp_path):
+    """ref/ and pred/ with p1_ED, p1_ES, p2_ED, p2_ES; the ES predictions are worse than the ED ones."""
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir(), pred_dir.mkdir()
+    for i, patient in enumerate(("p1", "p2")):
+        for phase, shift in (("ED", 0), ("ES", 2)):
+            ref = np.zeros((3, 20, 20), np.uint8)
+            ref[:, 2:7, 2:7] = 1
+            ref[:, 9:16, 9:16] = 2
+            ref[:, 10 + i:15, 10:15 - i] = 3
+            pred = ref.copy()
+            pred[:, :, :] = np.roll(ref, shift + i, axis=2)
+            _write(ref_dir / f"{patient}_{phase}.nii.gz", ref)
+            _write(pred_dir / f"{patient}_{phase}.nii.gz", pred)
+    return pred_dir, ref_dir
+
+
+def test_ed_es_split_equals_evaluating_each_phase_alone(tmp_path):
+    pred_dir, ref_dir = _phases(tmp_path)
+    summary = evaluate_folder(pred_dir, ref_dir)
+    for phase in ("ED", "ES"):
+        alone = tmp_path / phase
+        for kind in ("ref", "pred"):
+            (alone / kind).mkdir(parents=True)
+            for p in (tmp_path / kind).glob(f"*_{phase}.nii.gz"):
+                (alone / kind / p.name).write_bytes(p.read_bytes())
+        expected = evaluate_folder(alone / "pred", alone / "ref")
+        got = summary["phases"][phase]
+        assert got["n_cases"] == 2
+        assert got == {k: v for k, v in expected.items() if k not in ("phases", "clinical", "extra_predictions")}
+    assert summary["phases"]["ED"]["mean_dice"] != summary["phases"]["ES"]["mean_dice"]
+    assert summary["mean_dice"] == pytest.approx(np.mean([summary["phases"][p]["classes"][c]["dice"]["mean"]
+                                                          for p in ("ED", "ES") for c in ("RV", "MYO", "LV")]))
+
+
+def test_extra_predictions_are_listed_and_numbers_print_as_plain_floats(tmp_path, capsys):
+    from nnunetv2_glrp.cli import main
+
+    pred_dir, ref_dir, ref = _pair(tmp_path, n_cases=2)
+    _write(pred_dir / "zz_stray.nii.gz", ref)
+    (pred_dir / "notes.txt").write_text("not a label map", encoding="utf-8")
+    assert main(["evaluate", str(pred_dir), str(ref_dir), "-o", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "note: 1 prediction file(s) without a reference, not scored: zz_stray.nii.gz" in out
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["extra_predictions"] == ["zz_stray.nii.gz"] and summary["n_cases"] == 2
+    assert "np.float64" not in out and "np.int" not in out
+    fresh = evaluate_folder(pred_dir, ref_dir)
+    assert "np." not in repr(fresh)  # every recorded number is a Python int / float
+
+
+def test_dataset_json_without_integer_labels_is_an_error_naming_it(tmp_path):
+    from nnunetv2_glrp.evaluate import labels_from_dataset_json
+
+    path = tmp_path / "dataset.json"
+    path.write_text(json.dumps({"labels": {"background": 0, "heart": [1, 2]}}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dataset.json: region-based labels"):
+        labels_from_dataset_json(path)
+    path.write_text(json.dumps({"name": "x"}), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dataset.json: no 'labels' mapping"):
+        labels_from_dataset_json(path)
