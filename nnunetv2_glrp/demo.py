@@ -7,7 +7,8 @@ scratch (``NnunetControlTrainer_cpu`` on the same two drawn patients, given as a
 ``RandomInitTrainer_k2_cpu`` and GLRP pretraining + ``GLRPTrainer_k2_cpu``, each predicted on the test
 patients and evaluated -> post-processing: the Random and GLRP models fused (mean of their
 probabilities), the CRF registered on fold 0's validation cases (``determine-crf``), applied to the fused
-test probabilities, and the paper's always-on CRF beside it -> Dice/HD/HD95 report and a small Table 1.
+test probabilities, and the paper's always-on CRF beside it -> Dice/HD/HD95 report, the clinical indices
+(LV EF MAE and bias, LV EDV and mass MAE) per row and a small Table 1.
 The fusion of Random + GLRP only shows the machinery on the models the demo trains; the paper fuses GRP,
 LRP and GLRP models (``nnUNetv2_glrp predict -tr GRPTrainer_k2 LRPTrainer_k2 GLRPTrainer_k2``).
 
@@ -169,10 +170,29 @@ def _format_report(cfg: DemoConfig, results: dict, timings: dict) -> str:
               "named; 'registered' is the post-processing determine-crf chose on fold 0's validation cases "
               "(a CRF only if it raised validation Dice without raising HD95, else no CRF or the largest "
               "component per class); the paper's CRF is applied whatever it does."]
+    lines += [""] + clinical_report_lines(results)
     lines += ["", "| step | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     lines += [f"| total | {sum(timings.values()):.1f} |", ""]
     return "\n".join(lines)
+
+
+def clinical_report_lines(results: dict) -> list[str]:
+    """The demo report's clinical table: per row the LV EF MAE and bias (%), LV EDV MAE (mL) and LV mass MAE
+    (g) over the test patients (evaluate's ``clinical`` summary); "-" where a row has none."""
+    from nnunetv2_glrp.reproduction.clinical_table import COLUMNS, clinical_n, clinical_value
+
+    lines = ["| row | patients | " + " | ".join(head for _, _, head in COLUMNS) + " |",
+             "|---|---|" + "---|" * len(COLUMNS)]
+    for name, s in results.items():
+        values = [clinical_value(s, q, stat) for q, stat, _ in COLUMNS]
+        n = clinical_n(s)
+        lines.append(f"| {name} | {'-' if n is None else n} | "
+                     + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " |")
+    lines += ["", "Clinical indices per test patient from its ED and ES label maps, prediction - reference: MAE = "
+              "mean absolute difference, bias = mean difference; EF = 100 x (EDV - ESV) / EDV, LV mass = "
+              "myocardium volume at ED x 1.05 g/mL (evaluate's clinical.csv and Bland-Altman plots per row)."]
+    return lines
 
 
 def small_table1(cfg: DemoConfig, records, raw_dataset: Path, out: Path) -> Path | None:

@@ -165,3 +165,61 @@ def test_mean_hd_is_per_draw_over_the_classes_that_have_a_distance():
     cell = table_cells(records, ("GLRP",), (10,), list(CLASSES))[("GLRP", 10)]
     assert cell.mean_hd.by_draw == (3.0, 7.0) and cell.mean_hd.spread.mean == 5.0 and cell.mean_hd.n_inf == 4
     assert cell.class_hd["RV"].spread.per_draw == (6.0,) and cell.class_hd["RV"].spread.n_draws == 1
+
+
+def _clinical_summary(ef_mae, ef_bias, edv_mae, mass_mae=None, n=4):
+    quantities = {"LV_EF_pct": {"mae": ef_mae, "bias": ef_bias}, "LV_EDV_ml": {"mae": edv_mae, "bias": 0.0}}
+    if mass_mae is not None:
+        quantities["LV_mass_g"] = {"mae": mass_mae, "bias": 0.0}
+    return {"clinical": {"n_patients": n, "quantities": quantities, "skipped": {}}}
+
+
+def test_clinical_section_beside_the_table_mean_and_spread_over_draws(tmp_path):
+    """Two draws of Random with known clinical summaries, one of GLRP (mass not allowed, EF "nan" as a run
+    record stores it), GLRP at k = 6 recorded before evaluate had clinical indices: mean (sd across draws)."""
+    from nnunetv2_glrp.reproduction.clinical_table import clinical_cells, clinical_lines
+    from nnunetv2_glrp.reproduction.results import encode
+
+    dice = {f"c{i}": {c: 0.8 for c in CLASSES} for i in range(2)}
+    records = []
+    for seed, (mae, bias, edv, mass) in enumerate(((4.0, -2.0, 10.0, 5.0), (6.0, 1.0, 14.0, 7.0))):
+        base = _record("Random", 2, seed, dice)
+        records.append(RunRecord.from_json({**base.raw, "summary": encode(_clinical_summary(mae, bias, edv, mass))}))
+    glrp = _record("GLRP", 2, 0, dice)
+    records.append(RunRecord.from_json({**glrp.raw, "summary": encode(_clinical_summary(math.nan, 0.5, 3.0))}))
+    records.append(_record("GLRP", 6, 0, dice))
+    lines = clinical_lines(records, ("Random", "GLRP"), (2, 6))
+    assert "| method | k | LV EF MAE (%) | LV EF bias (%) | LV EDV MAE (mL) | LV mass MAE (g) |" in lines
+    sd = math.sqrt(2.0)  # sample sd of (4, 6), of (5, 7); of (-2, 1): sqrt(4.5); of (10, 14): sqrt(8)
+    assert (f"| Random | 2 | 5.00 ({sd:.2f}) | -0.50 ({math.sqrt(4.5):.2f}) | 12.00 ({math.sqrt(8):.2f}) | "
+            f"6.00 ({sd:.2f}) |") in lines
+    assert "| GLRP-cl | 2 | - | 0.50 (1 draw) | 3.00 (1 draw) | - |" in lines
+    assert "| GLRP-cl | 6 | - | - | - | - |" in lines and "| Random | 6 | - | - | - | - |" in lines
+    cell = clinical_cells(records, ("Random",), (2,))[("Random", 2)]["LV EF MAE (%)"]
+    assert cell.per_draw == (4.0, 6.0) and cell.n_draws == 2 and cell.n_cases == 4
+
+    # the table file carries the section below the existing table, the JSON the numbers
+    from nnunetv2_glrp.reproduction.api import write_outputs
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    files = write_outputs(records, 1, ("Random", "GLRP"), (2, 6), tmp_path, raw, CLASSES, "ctx", slices=False)
+    text = files[0].read_text(encoding="utf-8")
+    assert "| Random | ours | 0.800 (0.000) | - |" in text  # the Dice table is unchanged
+    assert text.index("| Random | ours |") < text.index("### Clinical indices") and "| GLRP-cl | 2 | - | 0.50" in text
+    saved = json.loads(files[1].read_text(encoding="utf-8"))["clinical"]
+    random2 = next(c for c in saved if c["method"] == "Random" and c["k"] == 2)
+    assert random2["LV EDV MAE (mL)"]["mean"] == pytest.approx(12.0) and random2["LV EDV MAE (mL)"]["n_draws"] == 2
+
+
+def test_demo_report_shows_the_clinical_indices_per_row():
+    from nnunetv2_glrp.demo import clinical_report_lines
+    from nnunetv2_glrp.reproduction.results import encode
+
+    rows = {"Random (R)": encode(_clinical_summary(4.25, -1.5, 9.0, 3.0, n=3)),
+            "fused, no CRF": _clinical_summary(2.0, 0.25, 1.0, None, n=3), "old": {"n_cases": 2}}
+    lines = clinical_report_lines(rows)
+    assert lines[0] == "| row | patients | LV EF MAE (%) | LV EF bias (%) | LV EDV MAE (mL) | LV mass MAE (g) |"
+    assert "| Random (R) | 3 | 4.25 | -1.50 | 9.00 | 3.00 |" in lines
+    assert "| fused, no CRF | 3 | 2.00 | 0.25 | 1.00 | - |" in lines
+    assert "| old | - | - | - | - | - |" in lines

@@ -3,7 +3,8 @@
 Outputs, all written atomically, under ``out`` (default ``evaluation/results/<dataset>/<configuration>/<budget>/``,
 relative to the current folder; ``evaluation/results/`` is git-ignored): what :func:`engine.run` writes
 (``runs/<tag>.json`` per run, ``runs.csv``, ``reproduce.json``: the last call, its plan, runs and trainings
-done now, wall time) and ``table<N>.md`` + ``table<N>.json`` (the numbers behind it),
+done now, wall time) and ``table<N>.md`` + ``table<N>.json`` (the numbers behind it; below the table the
+clinical indices per method and k, :mod:`clinical_table`),
 ``table<N>_dice_vs_k.png``, ``table<N>_class_boxplots.png``, ``table<N>_slices.png``.
 """
 
@@ -18,6 +19,7 @@ from typing import Callable, Sequence
 from nnunetv2_glrp.atomic_files import atomic_write_json, atomic_write_text
 from nnunetv2_glrp.reproduction import engine, estimate, figures, results
 from nnunetv2_glrp.reproduction.cells import table_cells
+from nnunetv2_glrp.reproduction.clinical_table import cells_to_json, clinical_cells, clinical_lines
 from nnunetv2_glrp.reproduction.grid import TABLES, Run, plan_runs, resolve_methods
 from nnunetv2_glrp.reproduction.statistics import DEFAULT_BOOTSTRAP, DEFAULT_BOOTSTRAP_SEED
 from nnunetv2_glrp.reproduction.tables import markdown
@@ -45,9 +47,11 @@ def write_outputs(records: Sequence[results.RunRecord], table_number: int, metho
     name = name or f"table{table_number}"
     cells = table_cells(records, methods, ks, list(labels), n_boot, bootstrap_seed)
     files = [out / f"{name}.md", out / f"{name}.json"]
-    atomic_write_text(files[0], markdown(table, cells, methods, ks, context))
+    clinical = "\n".join(clinical_lines(records, methods, ks)) + "\n"
+    atomic_write_text(files[0], markdown(table, cells, methods, ks, context) + "\n" + clinical)
     atomic_write_json(files[1], results.encode({"table": table_number, "methods": list(methods), "ks": list(ks),
-                                                "context": context, "cells": [c.to_dict() for c in cells.values()]}))
+                                                "context": context, "cells": [c.to_dict() for c in cells.values()],
+                                                "clinical": cells_to_json(clinical_cells(records, methods, ks))}))
     files.append(figures.dice_vs_k(cells, methods, ks, out / f"{name}_dice_vs_k.png", table.layout))
     files.append(figures.class_boxplots(records, methods, ks, out / f"{name}_class_boxplots.png"))
     if slices:

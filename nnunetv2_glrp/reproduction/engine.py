@@ -30,15 +30,11 @@ IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained
 
 
 def dataset_labels(raw_dataset: Path) -> dict[str, int]:
-    """{class name: label value} of ``dataset.json`` without the background."""
-    path = raw_dataset / "dataset.json"
-    labels = json.loads(path.read_text(encoding="utf-8")).get("labels")
-    if not isinstance(labels, dict) or not labels:
-        raise ValueError(f"{path}: no 'labels' mapping")
-    if not all(isinstance(v, int) for v in labels.values()):
-        raise ValueError(f"{path}: region-based labels (lists of values) are not supported; expected one integer "
-                         "label per class")
-    return {name: v for name, v in labels.items() if name != "background" and v != 0}
+    """{class name: label value} of ``dataset.json`` without the background (what ``evaluate --dataset_json``
+    reads)."""
+    from nnunetv2_glrp.evaluate import labels_from_dataset_json
+
+    return labels_from_dataset_json(raw_dataset / "dataset.json")
 
 
 def identity(setting: Setting) -> dict:
