@@ -189,12 +189,12 @@ def test_clinical_section_beside_the_table_mean_and_spread_over_draws(tmp_path):
     records.append(RunRecord.from_json({**glrp.raw, "summary": encode(_clinical_summary(math.nan, 0.5, 3.0))}))
     records.append(_record("GLRP", 6, 0, dice))
     lines = clinical_lines(records, ("Random", "GLRP"), (2, 6))
-    assert "| method | k | LV EF MAE (%) | LV EF bias (%) | LV EDV MAE (mL) | LV mass MAE (g) |" in lines
+    assert "| method (k) | LV EF MAE (%) | LV EF bias (%) | LV EDV MAE (mL) | LV mass MAE (g) |" in lines
     sd = math.sqrt(2.0)  # sample sd of (4, 6), of (5, 7); of (-2, 1): sqrt(4.5); of (10, 14): sqrt(8)
-    assert (f"| Random | 2 | 5.00 ({sd:.2f}) | -0.50 ({math.sqrt(4.5):.2f}) | 12.00 ({math.sqrt(8):.2f}) | "
+    assert (f"| Random (k = 2) | 5.00 ({sd:.2f}) | -0.50 ({math.sqrt(4.5):.2f}) | 12.00 ({math.sqrt(8):.2f}) | "
             f"6.00 ({sd:.2f}) |") in lines
-    assert "| GLRP-cl | 2 | - | 0.50 (1 draw) | 3.00 (1 draw) | - |" in lines
-    assert "| GLRP-cl | 6 | - | - | - | - |" in lines and "| Random | 6 | - | - | - | - |" in lines
+    assert "| GLRP-cl (k = 2) | - | 0.50 (1 draw) | 3.00 (1 draw) | - |" in lines
+    assert "| GLRP-cl (k = 6) | - | - | - | - |" in lines and "| Random (k = 6) | - | - | - | - |" in lines
     cell = clinical_cells(records, ("Random",), (2,))[("Random", 2)]["LV EF MAE (%)"]
     assert cell.per_draw == (4.0, 6.0) and cell.n_draws == 2 and cell.n_cases == 4
 
@@ -206,7 +206,9 @@ def test_clinical_section_beside_the_table_mean_and_spread_over_draws(tmp_path):
     files = write_outputs(records, 1, ("Random", "GLRP"), (2, 6), tmp_path, raw, CLASSES, "ctx", slices=False)
     text = files[0].read_text(encoding="utf-8")
     assert "| Random | ours | 0.800 (0.000) | - |" in text  # the Dice table is unchanged
-    assert text.index("| Random | ours |") < text.index("### Clinical indices") and "| GLRP-cl | 2 | - | 0.50" in text
+    # the last "| GLRP-cl | " row is still the paired comparison's (the e2e test reads it so)
+    assert ", p = " in text.split("| GLRP-cl | ")[-1].splitlines()[0]
+    assert text.index("| Random | ours |") < text.index("### Clinical indices") and "| GLRP-cl (k = 2) | - | 0.50" in text
     saved = json.loads(files[1].read_text(encoding="utf-8"))["clinical"]
     random2 = next(c for c in saved if c["method"] == "Random" and c["k"] == 2)
     assert random2["LV EDV MAE (mL)"]["mean"] == pytest.approx(12.0) and random2["LV EDV MAE (mL)"]["n_draws"] == 2

@@ -71,16 +71,17 @@ def _format(spread: Spread | None) -> str:
 
 
 def clinical_lines(records, methods: Sequence[str], ks: Sequence[int]) -> list[str]:
-    """The Markdown section: one row per method and k, the :data:`COLUMNS`."""
+    """The Markdown section: one row per method and k (``| GLRP-cl (k = 2) | ...``), the :data:`COLUMNS`."""
     cells = clinical_cells(records, methods, ks)
     heads = [head for _, _, head in COLUMNS]
     lines = ["### Clinical indices (prediction - reference per test patient)", "",
-             "| method | k | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+             "| method (k) | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
     for method in methods:
         for k in ks:
             cell = cells.get((method, k))
             row = [_format(cell[h]) if cell else MISSING for h in heads]
-            lines.append(f"| {METHODS[method].label} | {k} | " + " | ".join(row) + " |")
+            # "| label (k = K) |", not "| label | K |": the rows above, "| label | ...", stay the only ones
+            lines.append(f"| {METHODS[method].label} (k = {k}) | " + " | ".join(row) + " |")
     lines += ["", "Per run, over the test patients with an ED and an ES case (evaluate's clinical.csv): MAE = mean "
               "absolute difference, bias = mean difference (prediction - reference); per cell the mean over draws "
               "(standard deviation across draws). EF = 100 x (EDV - ESV) / EDV; LV mass = myocardium volume at "
