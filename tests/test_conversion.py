@@ -405,3 +405,57 @@ def test_slice_order_is_decided_within_the_labelled_extent(profile, stored):
         labels[z].flat[:area] = 2
     order = detect_slice_order([labels])
     assert order.stored == stored and order.flipped == (stored == "apex-first"), order.evidence
+
+
+# ---------------------------------------------------------------- a published split from a file
+
+def test_split_file_json_and_csv_are_taken_as_given_and_recorded(small_phantom, tmp_path):
+    root, meta = small_phantom
+    given = {"train": ["patient003", "patient004"], "val": ["patient001"], "test": ["patient002"]}
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(given), encoding="utf-8")
+    out = convert_acdc(root, 960, raw_root=tmp_path / "raw", split_file=split_json, seed=7)
+    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    assert {s: record[s] for s in ("train", "val", "test")} == given
+    assert record["split"] == "file" and record["seed"] is None
+    assert record["split_file"]["path"] == str(split_json.resolve()) and len(record["split_file"]["sha256"]) == 64
+    assert _names(out / "imagesTs") == {"patient002_ED_0000.nii.gz", "patient002_ES_0000.nii.gz"}
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_text("patient,set\npatient001,train\npatient002,val\npatient003,test\npatient004,train\n",
+                         encoding="utf-8")
+    out = convert_acdc(root, 961, raw_root=tmp_path / "raw", split_file=split_csv)
+    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    assert (record["train"], record["val"], record["test"]) == (["patient001", "patient004"], ["patient002"],
+                                                                ["patient003"])
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"train": ["patient001", "patient002"], "val": ["patient003"], "test": []},
+     "not assigned to any set: patient004"),
+    ({"train": ["patient001", "patient002", "patient009"], "val": ["patient003"], "test": ["patient004"]},
+     "not found in the source folder: patient009"),
+    ({"train": ["patient001", "patient002"], "val": ["patient003", "patient002"], "test": ["patient004"]},
+     r"more than once: patient002 \(train\+val\)"),
+    ({"train": ["patient001", "patient002", "patient003", "patient004"], "val": [], "test": []},
+     "no val patients"),
+])
+def test_split_file_errors_name_the_offending_ids(small_phantom, tmp_path, given, message):
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(given), encoding="utf-8")
+    raw = tmp_path / "raw"
+    with pytest.raises(ValueError, match=message):
+        convert_acdc(small_phantom[0], 962, raw_root=raw, split_file=split_json)
+    assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_split_file_from_the_cli_and_a_bad_csv_header(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    bad = tmp_path / "split.csv"
+    bad.write_text("id,subset\npatient001,train\n", encoding="utf-8")
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "963", "--split_file", str(bad)]) == 2
+    assert "header must be 'patient,set'" in capsys.readouterr().err
+    good = tmp_path / "split.json"
+    good.write_text(json.dumps({"train": ["patient001", "patient002"], "val": ["patient003"],
+                                "test": ["patient004"]}), encoding="utf-8")
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "963", "--split_file", str(good)]) == 0
+    assert "2 train / 1 val / 1 test" in capsys.readouterr().out

@@ -105,18 +105,22 @@ def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dic
 
 def write_dataset(raw_root: Path, name: str, sets: dict[str, list[str]], split: str, seed: int, source_root: Path,
                   convert_patient: Callable[[RawDatasetBuilder, str, str, dict], None], dataset_json: dict,
-                  overwrite: bool = False, n4: bool = False, n4_note: str | None = None) -> Path:
+                  overwrite: bool = False, n4: bool = False, n4_note: str | None = None,
+                  split_file: dict | None = None) -> Path:
     """Build ``raw_root/name`` from the patients of ``sets`` and return its path.
 
     ``convert_patient(builder, patient, subset, record)`` writes one patient (usually through
     :func:`write_patient`); ``dataset_json`` gives description, channel names and labels, the core
     adds the name, the case counts, the file ending and the split file's name. FileExistsError when
-    the dataset exists and ``overwrite`` is False; nothing is left in ``raw_root`` on failure."""
+    the dataset exists and ``overwrite`` is False; nothing is left in ``raw_root`` on failure.
+    ``split_file`` (path, sha256 of a split read from a file) is recorded as ``split_file``."""
     subset_of = {pid: s for s in ("train", "val", "test") for pid in sets[s]}
     n4_config = N4Config() if n4 else None
     builder = RawDatasetBuilder(raw_root, name, overwrite=overwrite, n4=n4_config)
     n4_record = None if n4_config is None else {**builder.n4_record(), "bias_field": n4_note}
     record = new_split_record(split, seed, sets, n4_record, os.fspath(Path(source_root).resolve()))
+    if split_file is not None:
+        record["split_file"] = split_file
     try:
         for pid in tqdm(sorted(subset_of), desc=f"converting {name}", unit="patient"):
             convert_patient(builder, pid, subset_of[pid], record)
