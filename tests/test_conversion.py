@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_acdc
-from nnunetv2_glrp.conversion.orientation import flip_slices, lv_myo_area_per_slice
+from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices, lv_myo_area_per_slice
 from nnunetv2_glrp.conversion.phantom import make_phantom
 
 
@@ -398,13 +398,58 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_pa
     ([0, 0, 0, 0, 20, 60, 90, 120, 0], "apex-first"),
 ])
 def test_slice_order_is_decided_within_the_labelled_extent(profile, stored):
-    from nnunetv2_glrp.conversion.orientation import detect_slice_order
-
-    labels = np.zeros((len(profile), 20, 20), dtype=np.uint8)
-    for z, area in enumerate(profile):
-        labels[z].flat[:area] = 2
-    order = detect_slice_order([labels])
+    order = detect_slice_order([_profile_labels(profile)])
     assert order.stored == stored and order.flipped == (stored == "apex-first"), order.evidence
+
+
+def _profile_labels(lv_myo: list[int], rv: list[int] | None = None, side: int = 60) -> np.ndarray:
+    """A label stack [Z, side, side] with ``lv_myo[z]`` voxels of MYO (2) and ``rv[z]`` of RV (1) on slice z."""
+    labels = np.zeros((len(lv_myo), side, side), dtype=np.uint8)
+    for z, area in enumerate(lv_myo):
+        labels[z].flat[:area] = 2
+        if rv is not None:
+            labels[z].flat[area:area + rv[z]] = 1
+    return labels
+
+
+# LV+MYO voxels per slice (ED+ES) of two real ACDC stacks, stored base-first (index 0 = base)
+REAL_FLAT = [2884, 2946, 2858, 2880, 3039, 3032, 2897, 2945, 0]  # halves 11568 vs 11913: the old rule flipped it
+REAL_BASE_FIRST = [0, 0, 1553, 2886, 2899, 2743, 2508, 2331, 1722, 1658, 1015]
+
+
+def test_a_flat_real_profile_is_undecided_and_kept_as_stored():
+    order = detect_slice_order([_profile_labels(REAL_FLAT)])
+    assert (order.stored, order.flipped) == ("undecided", False)
+    assert "undecided, kept as stored" in order.evidence and "5830" in order.evidence and "5842" in order.evidence
+
+
+def test_a_real_base_first_profile_with_a_partial_basal_slice_is_not_flipped():
+    order = detect_slice_order([_profile_labels(REAL_BASE_FIRST)])
+    assert (order.stored, order.flipped) == ("base-first", False), order.evidence
+    reverse = detect_slice_order([_profile_labels(REAL_BASE_FIRST[::-1])])
+    assert (reverse.stored, reverse.flipped) == ("apex-first", True), reverse.evidence
+
+
+def test_a_clearly_apex_first_stack_is_flipped_and_a_small_difference_is_not():
+    assert detect_slice_order([_profile_labels([800, 1500, 2200, 2600, 2900, 3000])]).flipped
+    # ratio 1.2 between the end thirds: below DECISIVE_RATIO (1.3), undecided
+    order = detect_slice_order([_profile_labels([2500, 2500, 2600, 2800, 3000, 3000])])
+    assert (order.stored, order.flipped) == ("undecided", False), order.evidence
+
+
+def test_the_rv_decides_a_flat_lv_and_conflicting_cues_keep_the_stored_order():
+    flat = [3000] * 6
+    rv_apex_first = [0, 100, 400, 800, 1000, 1200]  # RV largest at the last slice: that is the base
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first)])
+    assert (order.stored, order.flipped) == ("apex-first", True), order.evidence
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first[::-1])])
+    assert (order.stored, order.flipped) == ("base-first", False), order.evidence
+    lv_base_first = [3000, 2900, 2500, 2000, 1500, 1000]
+    order = detect_slice_order([_profile_labels(lv_base_first, rv_apex_first)])
+    assert (order.stored, order.flipped) == ("undecided", False) and "cues conflict" in order.evidence
+    # without RV labels in the rule (Sunnybrook: label 1 is LV) the RV voxels are not read
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first)], rv_labels=())
+    assert (order.stored, order.flipped) == ("undecided", False), order.evidence
 
 
 # ---------------------------------------------------------------- a published split from a file

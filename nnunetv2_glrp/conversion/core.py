@@ -23,7 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunetv2_glrp.conversion.orientation import LV_MYO_LABELS, SliceOrder, detect_slice_order, flip_slices
+from nnunetv2_glrp.conversion.orientation import (LV_MYO_LABELS, RV_LABELS, SliceOrder, detect_slice_order,
+                                                  flip_slices)
 from nnunetv2_glrp.conversion.writer import N4Config, RawDatasetBuilder, existing_datasets_with_id, fit_log_bias
 from nnunetv2_glrp.dataset_split import SPLIT_FILE, new_split_record
 from nnunetv2_glrp.image_io import geometry_mismatch
@@ -68,15 +69,17 @@ def dataset_target(dataset_id: int, dataset_name: str, raw_root: str | os.PathLi
 
 def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dict, labeled: list[LabeledCase],
                   read_cine: Callable[[sitk.Image], list[CineFrame]],
-                  lv_myo_labels: tuple[int, ...] = LV_MYO_LABELS) -> SliceOrder:
+                  lv_myo_labels: tuple[int, ...] = LV_MYO_LABELS,
+                  rv_labels: tuple[int, ...] = RV_LABELS) -> SliceOrder:
     """Orient and write one patient's labeled cases and, unless ``subset`` is "test", its cine frames.
 
-    ``read_cine(reference)`` is called only for train/val patients, with the ED image as the reader
+    ``lv_myo_labels``/``rv_labels``: the label values the slice-order rule reads (``rv_labels=()``
+    for a dataset without RV). ``read_cine(reference)`` is called only for train/val patients, with the ED image as the reader
     stored it; cine frames get the (oriented) ED image's geometry. Returns the slice order found."""
     problem = geometry_mismatch(labeled[0].image, labeled[1].image)
     if problem is not None:
         raise ValueError(f"{pid}: {labeled[0].phase} and {labeled[1].phase} images differ in {problem}")
-    order = detect_slice_order([sitk.GetArrayFromImage(c.label) for c in labeled], lv_myo_labels)
+    order = detect_slice_order([sitk.GetArrayFromImage(c.label) for c in labeled], lv_myo_labels, rv_labels)
     record["slice_order"][pid] = order.to_json()
     record["n_slices"][pid] = labeled[0].image.GetSize()[2]
     images_dir, labels_dir = ("imagesTr", "labelsTr") if subset != "test" else ("imagesTs", "labelsTs")

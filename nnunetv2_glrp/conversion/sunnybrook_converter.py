@@ -53,7 +53,7 @@ def _convert_patient(builder: RawDatasetBuilder, patient: SunnybrookPatient, sub
     def read_frames(reference: sitk.Image) -> list[CineFrame]:
         return [(n, sitk.GetArrayFromImage(image), patient.dicom_folder) for n, image in enumerate(grid.frames, 1)]
 
-    order = write_patient(builder, pid, subset, record, labeled, read_frames, lv_myo_labels=(LV, MYO))
+    order = write_patient(builder, pid, subset, record, labeled, read_frames, lv_myo_labels=(LV, MYO), rv_labels=())
     n_slices = grid.frames[0].GetSize()[2]
     for frame in (ed, es):
         stored = sorted(n_slices - 1 - z if order.flipped else z for z in frame.contoured_slices)
