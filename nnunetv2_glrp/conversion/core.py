@@ -73,8 +73,9 @@ def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dic
                   rv_labels: tuple[int, ...] = RV_LABELS) -> SliceOrder:
     """Orient and write one patient's labeled cases and, unless ``subset`` is "test", its cine frames.
 
-    ``lv_myo_labels``/``rv_labels``: the label values the slice-order rule reads (``rv_labels=()``
-    for a dataset without RV). ``read_cine(reference)`` is called only for train/val patients, with the ED image as the reader
+    ``lv_myo_labels``/``rv_labels``: the label values the slice-order rule reads
+    (``rv_labels=()`` for a dataset without RV). ``read_cine(reference)`` is called only for
+    train/val patients, with the ED image as the reader
     stored it; cine frames get the (oriented) ED image's geometry. Returns the slice order found."""
     problem = geometry_mismatch(labeled[0].image, labeled[1].image)
     if problem is not None:
