@@ -16,7 +16,7 @@ def configure(parser) -> None:
     parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default: 7:1:2); "
                         "train and val must get at least one patient each")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
-    parser.add_argument("--split_file", "--split-file", dest="split_file", default=None,
+    parser.add_argument("--split_file", dest="split_file", default=None,
                         help="take the split from a file instead of drawing it: JSON {\"train\": [...], \"val\": "
                         "[...], \"test\": [...]} of patient ids or CSV with header 'patient,set'; every patient "
                         "exactly once (overrides --split and --seed)")
