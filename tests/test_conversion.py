@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -155,10 +156,14 @@ def test_official_split_and_overwrite(small_phantom, tmp_path):
         convert_acdc(root, 950, dataset_name="Other", raw_root=raw)
 
 
-def test_missing_4d_warns_and_continues(acdc_copy, tmp_path):
+def test_missing_4d_warns_and_continues(acdc_copy, tmp_path, caplog):
     (acdc_copy / "training/patient002/patient002_4d.nii.gz").unlink()
-    with pytest.warns(UserWarning, match="patient002: no 4D cine"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         out = convert_acdc(acdc_copy, 951, split="2:1:1", raw_root=tmp_path / "raw")
+    assert not [w for w in caught if "no 4D cine" in str(w.message)]  # printed once: as a log line only
+    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in json.loads(
+        (out / "glrp_split.json").read_text())["test"] else 1)
     record = json.loads((out / "glrp_split.json").read_text())
     assert record["missing_cine"] == (["patient002"] if "patient002" not in record["test"] else [])
     frames = [c for c, v in record["cases"].items() if v["kind"] == "unlabeled" and v["patient"] == "patient002"]
@@ -301,13 +306,24 @@ def test_info_cfg_with_a_byte_order_mark_is_read(acdc_copy, tmp_path):
     assert record["cases"]["patient002_ED"]["frame"] == 1
 
 
-def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path):
+def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path, caplog):
     (acdc_copy / "training/patient003").rename(acdc_copy / "training/Patient003")
     (acdc_copy / "testing/notes").mkdir()
-    with pytest.warns(UserWarning, match=r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes"):
-        out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
+    out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
+    assert re.search(r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes", caplog.text)
     record = json.loads((out / "glrp_split.json").read_text())
     assert "patient003" not in record["train"] + record["val"] + record["test"]
+
+
+def test_a_patient_folder_without_three_digits_is_skipped_with_a_warning(acdc_copy, tmp_path, caplog):
+    folder = acdc_copy / "training/patient3"
+    (acdc_copy / "training/patient003").rename(folder)
+    for f in folder.iterdir():
+        f.rename(folder / f.name.replace("patient003", "patient3"))
+    out = convert_acdc(acdc_copy, 964, split="2:1:0", raw_root=tmp_path / "raw")
+    assert re.search(r"skipped 1 folder\(s\) not named patientNNN .*: training/patient3$", caplog.text, re.M)
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert sorted(record["train"] + record["val"] + record["test"]) == ["patient001", "patient002", "patient004"]
 
 
 @pytest.mark.parametrize("split, counts", [("1:0:0", "4 train / 0 val / 0 test"),
@@ -504,3 +520,53 @@ def test_split_file_from_the_cli_and_a_bad_csv_header(small_phantom, tmp_path, c
                                 "test": ["patient004"]}), encoding="utf-8")
     assert main(["convert-acdc", str(small_phantom[0]), "-d", "963", "--split_file", str(good)]) == 0
     assert "2 train / 1 val / 1 test" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- one-line messages
+
+def test_ctrl_c_during_convert_acdc_leaves_nothing_and_exits_130(small_phantom, tmp_path, capsys, monkeypatch):
+    import nnunetv2_glrp.conversion.acdc_converter as converter
+
+    original, calls = converter._convert_patient, []
+
+    def interrupted(*args):
+        calls.append(args[1].patient_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(converter, "_convert_patient", interrupted)
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "965", "--split", "2:1:1"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "nnUNetv2_glrp convert-acdc: interrupted; nothing written"
+    assert "Traceback" not in err and calls == ["patient001", "patient002"]
+    assert list((tmp_path / "raw").iterdir()) == []  # the temporary folder is gone too
+
+
+def test_an_nnunet_raw_that_cannot_be_created_is_one_line(small_phantom, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "a_file" / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "966"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"cannot create the nnUNet_raw folder {tmp_path / 'a_file' / 'raw'}" in err
+    with pytest.raises(OSError, match="cannot create the nnUNet_raw folder"):
+        convert_acdc(small_phantom[0], 966, raw_root=tmp_path / "a_file" / "raw")
+
+
+def test_an_existing_dataset_asks_for_the_cli_option(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "967", "--split", "2:1:1"]) == 0
+    capsys.readouterr()
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "967", "--split", "2:1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "Dataset967_ACDC already exists; pass --overwrite to replace it" in err and "overwrite=True" not in err
+
+
+def test_a_text_file_named_nii_gz_is_not_called_truncated(acdc_copy, tmp_path):
+    image = acdc_copy / "training/patient002/patient002_frame01.nii.gz"
+    image.write_text("this is not an image\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"patient002_frame01\.nii\.gz: not a gzip-compressed NIfTI") as error:
+        convert_acdc(acdc_copy, 968, split="2:1:1", raw_root=tmp_path / "raw")
+    assert "truncated" not in str(error.value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -45,7 +44,6 @@ def _convert_patient(builder: RawDatasetBuilder, patient: AcdcPatient, subset: s
         cine = read_cine_frames(patient, reference)
         if cine is None:
             message = f"{pid}: no 4D cine file {patient.cine_path.name}; using ED and ES only as unlabeled images"
-            warnings.warn(message, stacklevel=4)
             logger.warning(message)
             record["missing_cine"].append(pid)
             return [(f.frame, sitk.GetArrayFromImage(f.image), f.image_path) for f in frames]
