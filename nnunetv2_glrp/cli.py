@@ -12,6 +12,10 @@ from nnunetv2_glrp.commands import SUBCOMMANDS
 from nnunetv2_glrp.environment import configure_nnunet_environment
 
 
+#: commands whose output appears only complete (temporary folder renamed into place, removed on any error)
+ATOMIC_COMMANDS = ("convert-acdc", "convert-sunnybrook")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnUNetv2_glrp",
@@ -33,15 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # -h, --version and a mistyped command exit here, creating nothing
-    # nnU-Net reads its folders at import time: set them before any subcommand imports nnunetv2
-    configure_nnunet_environment(create=args._folders)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
     try:
+        # nnU-Net reads its folders at import time: set them before any subcommand imports nnunetv2
+        configure_nnunet_environment(create=args._folders)
         return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        # converters build in a temporary folder removed on any exception: nothing half-written remains
+        note = "; nothing written" if args.command in ATOMIC_COMMANDS else ""
+        print(f"nnUNetv2_glrp {args.command}: interrupted{note}", file=sys.stderr)
+        return 130
     except (ValueError, OSError, RuntimeError) as exc:
         # errors we raise on bad input carry the file/case and the problem: one line, no traceback (-v shows it)
         if args.verbose:

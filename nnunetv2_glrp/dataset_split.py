@@ -19,6 +19,7 @@ than 5 train+val patients only the folds with a non-empty validation side are pr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +34,8 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 logger = logging.getLogger(__name__)
 
 SPLIT_FILE = "glrp_split.json"
+#: sha256 of the raw glrp_split.json, added to the preprocessed copy by prepare / write-splits
+RAW_DIGEST_KEY = "raw_split_sha256"
 FORMAT_VERSION = 1
 N_FOLDS = 5
 FOLDS_METHOD = "fold 0 = glrp_split train/val; folds 1-4 = patient-level 5-fold CV folds 1-4"
@@ -71,7 +74,28 @@ def read_split(source: str | os.PathLike, context: str | None = None, required: 
     for key in required:
         if key not in glrp_split:
             raise ValueError(f"{context}: {path} has no {key!r} entry")
+    check_raw_digest(glrp_split, path)
     return glrp_split
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_raw_digest(glrp_split: dict, path: Path) -> None:
+    """ValueError when ``glrp_split`` is a preprocessed copy (it holds :data:`RAW_DIGEST_KEY`, written by
+    ``prepare``/``write-splits``) whose raw ``$nnUNet_raw/<dataset>/glrp_split.json`` changed since.
+
+    A copy without the digest (written before it existed) or without a raw file to compare is not checked."""
+    recorded = glrp_split.get(RAW_DIGEST_KEY)
+    if recorded is None or not os.environ.get("nnUNet_raw"):
+        return
+    name = path.parent.name
+    raw = Path(os.environ["nnUNet_raw"]) / name / SPLIT_FILE
+    if raw.is_file() and _sha256(raw) != recorded:
+        number = name[len("Dataset"):len("Dataset") + 3] if name.startswith("Dataset") else name
+        raise ValueError(f"the raw split of {name} changed after prepare ({path} is a copy of an older {SPLIT_FILE}); "
+                         f"rerun `nnUNetv2_glrp prepare -d {number} ...`")
 
 
 def read_cases_table(dataset_folder: str | os.PathLike) -> dict[str, dict] | None:
@@ -137,14 +161,17 @@ def nnunet_folds(glrp_split: dict, seed: int = 0) -> list[dict]:
     return folds
 
 
-def write_patient_level_splits(glrp_split: dict, target_dir: Path, seed: int = 0, copy_split: bool = True) -> Path:
+def write_patient_level_splits(glrp_split: dict, target_dir: Path, seed: int = 0, copy_split: bool = True,
+                               raw_sha256: str | None = None) -> Path:
     """Write ``splits_final.json`` (patient-level folds of ``glrp_split``) and ``glrp_folds.json`` (the seed)
-    into ``target_dir``, and a copy of ``glrp_split.json`` unless ``copy_split`` is False. Returns the
+    into ``target_dir``, and a copy of ``glrp_split.json`` unless ``copy_split`` is False (with
+    ``raw_sha256``, the raw file's digest, under :data:`RAW_DIGEST_KEY` when given). Returns the
     path of ``splits_final.json``."""
     folds = nnunet_folds(glrp_split, seed=seed)
     target_dir.mkdir(parents=True, exist_ok=True)
     if copy_split:
-        atomic_write_json(target_dir / SPLIT_FILE, glrp_split)
+        copy = {**glrp_split, RAW_DIGEST_KEY: raw_sha256} if raw_sha256 else glrp_split
+        atomic_write_json(target_dir / SPLIT_FILE, copy)
     atomic_write_json(target_dir / "glrp_folds.json", {"seed": seed, "n_folds": len(folds), "method": FOLDS_METHOD})
     out = target_dir / "splits_final.json"
     atomic_write_json(out, folds)
@@ -155,7 +182,9 @@ def write_patient_level_splits(glrp_split: dict, target_dir: Path, seed: int = 0
 def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     """Write ``$nnUNet_preprocessed/<dataset>/splits_final.json`` from the raw dataset's glrp_split.json.
 
-    Also copies ``glrp_split.json`` there and records the fold seed in ``glrp_folds.json``.
+    Also copies ``glrp_split.json`` there, with the raw file's sha256 under :data:`RAW_DIGEST_KEY`
+    (which :func:`read_split` compares with the raw file on every later read of the copy), and
+    records the fold seed in ``glrp_folds.json``.
     Returns the path of ``splits_final.json``."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
@@ -163,6 +192,8 @@ def write_splits_final(dataset_name_or_id: str | int, seed: int = 0) -> Path:
     for var in ("nnUNet_raw", "nnUNet_preprocessed"):
         if not os.environ.get(var):
             raise ValueError(f"environment variable {var} is not set")
-    glrp_split = read_split(Path(os.environ["nnUNet_raw"]) / name / SPLIT_FILE, name,
-                            fix="convert the dataset with nnUNetv2_glrp convert-acdc")
-    return write_patient_level_splits(glrp_split, Path(os.environ["nnUNet_preprocessed"]) / name, seed)
+    raw = Path(os.environ["nnUNet_raw"]) / name / SPLIT_FILE
+    glrp_split = read_split(raw, name, fix="convert the dataset with nnUNetv2_glrp convert-acdc")
+    glrp_split.pop(RAW_DIGEST_KEY, None)
+    return write_patient_level_splits(glrp_split, Path(os.environ["nnUNet_preprocessed"]) / name, seed,
+                                      raw_sha256=_sha256(raw))

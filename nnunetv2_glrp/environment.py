@@ -64,7 +64,10 @@ def configure_nnunet_environment(base: str | os.PathLike | None = None, environ=
         if not env.get(name):
             env[name] = os.fspath(root / name)
         if create:
-            Path(env[name]).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(env[name]).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OSError(f"cannot create the {name} folder {env[name]}: {exc.strerror or exc}") from None
     ours = os.fspath(trainers_folder())
     listed = [p for p in env.get("nnUNet_extTrainer", "").split(os.pathsep) if p]
     if ours not in listed:

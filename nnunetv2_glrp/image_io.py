@@ -93,6 +93,10 @@ def _header_layout(header: bytes, path: Path) -> _Layout:
 def _content_chunks(path: Path):
     """The file's content (decompressed for ``.nii.gz``, read to the end of the gzip stream) in chunks."""
     if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as stream:
+            if stream.read(2) != b"\x1f\x8b":
+                raise ImageFileError(path, "not a gzip-compressed NIfTI (the file does not start with the gzip "
+                                           "signature; is it a renamed text or .nii file?)")
         try:
             with gzip.open(path, "rb") as stream:
                 while chunk := stream.read(_CHUNK):

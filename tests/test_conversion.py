@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import SimpleITK as sitk
 
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_acdc
-from nnunetv2_glrp.conversion.orientation import flip_slices, lv_myo_area_per_slice
+from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices, lv_myo_area_per_slice
 from nnunetv2_glrp.conversion.phantom import make_phantom
 
 
@@ -155,10 +156,14 @@ def test_official_split_and_overwrite(small_phantom, tmp_path):
         convert_acdc(root, 950, dataset_name="Other", raw_root=raw)
 
 
-def test_missing_4d_warns_and_continues(acdc_copy, tmp_path):
+def test_missing_4d_warns_and_continues(acdc_copy, tmp_path, caplog):
     (acdc_copy / "training/patient002/patient002_4d.nii.gz").unlink()
-    with pytest.warns(UserWarning, match="patient002: no 4D cine"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         out = convert_acdc(acdc_copy, 951, split="2:1:1", raw_root=tmp_path / "raw")
+    assert not [w for w in caught if "no 4D cine" in str(w.message)]  # printed once: as a log line only
+    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in json.loads(
+        (out / "glrp_split.json").read_text())["test"] else 1)
     record = json.loads((out / "glrp_split.json").read_text())
     assert record["missing_cine"] == (["patient002"] if "patient002" not in record["test"] else [])
     frames = [c for c, v in record["cases"].items() if v["kind"] == "unlabeled" and v["patient"] == "patient002"]
@@ -301,13 +306,24 @@ def test_info_cfg_with_a_byte_order_mark_is_read(acdc_copy, tmp_path):
     assert record["cases"]["patient002_ED"]["frame"] == 1
 
 
-def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path):
+def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path, caplog):
     (acdc_copy / "training/patient003").rename(acdc_copy / "training/Patient003")
     (acdc_copy / "testing/notes").mkdir()
-    with pytest.warns(UserWarning, match=r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes"):
-        out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
+    out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
+    assert re.search(r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes", caplog.text)
     record = json.loads((out / "glrp_split.json").read_text())
     assert "patient003" not in record["train"] + record["val"] + record["test"]
+
+
+def test_a_patient_folder_without_three_digits_is_skipped_with_a_warning(acdc_copy, tmp_path, caplog):
+    folder = acdc_copy / "training/patient3"
+    (acdc_copy / "training/patient003").rename(folder)
+    for f in folder.iterdir():
+        f.rename(folder / f.name.replace("patient003", "patient3"))
+    out = convert_acdc(acdc_copy, 964, split="2:1:0", raw_root=tmp_path / "raw")
+    assert re.search(r"skipped 1 folder\(s\) not named patientNNN .*: training/patient3$", caplog.text, re.M)
+    record = json.loads((out / "glrp_split.json").read_text())
+    assert sorted(record["train"] + record["val"] + record["test"]) == ["patient001", "patient002", "patient004"]
 
 
 @pytest.mark.parametrize("split, counts", [("1:0:0", "4 train / 0 val / 0 test"),
@@ -398,10 +414,159 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_pa
     ([0, 0, 0, 0, 20, 60, 90, 120, 0], "apex-first"),
 ])
 def test_slice_order_is_decided_within_the_labelled_extent(profile, stored):
-    from nnunetv2_glrp.conversion.orientation import detect_slice_order
-
-    labels = np.zeros((len(profile), 20, 20), dtype=np.uint8)
-    for z, area in enumerate(profile):
-        labels[z].flat[:area] = 2
-    order = detect_slice_order([labels])
+    order = detect_slice_order([_profile_labels(profile)])
     assert order.stored == stored and order.flipped == (stored == "apex-first"), order.evidence
+
+
+def _profile_labels(lv_myo: list[int], rv: list[int] | None = None, side: int = 60) -> np.ndarray:
+    """A label stack [Z, side, side] with ``lv_myo[z]`` voxels of MYO (2) and ``rv[z]`` of RV (1) on slice z."""
+    labels = np.zeros((len(lv_myo), side, side), dtype=np.uint8)
+    for z, area in enumerate(lv_myo):
+        labels[z].flat[:area] = 2
+        if rv is not None:
+            labels[z].flat[area:area + rv[z]] = 1
+    return labels
+
+
+# LV+MYO voxels per slice (ED+ES) of two real ACDC stacks, stored base-first (index 0 = base)
+REAL_FLAT = [2884, 2946, 2858, 2880, 3039, 3032, 2897, 2945, 0]  # halves 11568 vs 11913: the old rule flipped it
+REAL_BASE_FIRST = [0, 0, 1553, 2886, 2899, 2743, 2508, 2331, 1722, 1658, 1015]
+
+
+def test_a_flat_real_profile_is_undecided_and_kept_as_stored():
+    order = detect_slice_order([_profile_labels(REAL_FLAT)])
+    assert (order.stored, order.flipped) == ("undecided", False)
+    assert "undecided, kept as stored" in order.evidence and "5830" in order.evidence and "5842" in order.evidence
+
+
+def test_a_real_base_first_profile_with_a_partial_basal_slice_is_not_flipped():
+    order = detect_slice_order([_profile_labels(REAL_BASE_FIRST)])
+    assert (order.stored, order.flipped) == ("base-first", False), order.evidence
+    reverse = detect_slice_order([_profile_labels(REAL_BASE_FIRST[::-1])])
+    assert (reverse.stored, reverse.flipped) == ("apex-first", True), reverse.evidence
+
+
+def test_a_clearly_apex_first_stack_is_flipped_and_a_small_difference_is_not():
+    assert detect_slice_order([_profile_labels([800, 1500, 2200, 2600, 2900, 3000])]).flipped
+    # ratio 1.2 between the end thirds: below DECISIVE_RATIO (1.3), undecided
+    order = detect_slice_order([_profile_labels([2500, 2500, 2600, 2800, 3000, 3000])])
+    assert (order.stored, order.flipped) == ("undecided", False), order.evidence
+
+
+def test_the_rv_decides_a_flat_lv_and_conflicting_cues_keep_the_stored_order():
+    flat = [3000] * 6
+    rv_apex_first = [0, 100, 400, 800, 1000, 1200]  # RV largest at the last slice: that is the base
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first)])
+    assert (order.stored, order.flipped) == ("apex-first", True), order.evidence
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first[::-1])])
+    assert (order.stored, order.flipped) == ("base-first", False), order.evidence
+    lv_base_first = [3000, 2900, 2500, 2000, 1500, 1000]
+    order = detect_slice_order([_profile_labels(lv_base_first, rv_apex_first)])
+    assert (order.stored, order.flipped) == ("undecided", False) and "cues conflict" in order.evidence
+    # without RV labels in the rule (Sunnybrook: label 1 is LV) the RV voxels are not read
+    order = detect_slice_order([_profile_labels(flat, rv_apex_first)], rv_labels=())
+    assert (order.stored, order.flipped) == ("undecided", False), order.evidence
+
+
+# ---------------------------------------------------------------- a published split from a file
+
+def test_split_file_json_and_csv_are_taken_as_given_and_recorded(small_phantom, tmp_path):
+    root, meta = small_phantom
+    given = {"train": ["patient003", "patient004"], "val": ["patient001"], "test": ["patient002"]}
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(given), encoding="utf-8")
+    out = convert_acdc(root, 960, raw_root=tmp_path / "raw", split_file=split_json, seed=7)
+    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    assert {s: record[s] for s in ("train", "val", "test")} == given
+    assert record["split"] == "file" and record["seed"] is None
+    assert record["split_file"]["path"] == str(split_json.resolve()) and len(record["split_file"]["sha256"]) == 64
+    assert _names(out / "imagesTs") == {"patient002_ED_0000.nii.gz", "patient002_ES_0000.nii.gz"}
+    split_csv = tmp_path / "split.csv"
+    split_csv.write_text("patient,set\npatient001,train\npatient002,val\npatient003,test\npatient004,train\n",
+                         encoding="utf-8")
+    out = convert_acdc(root, 961, raw_root=tmp_path / "raw", split_file=split_csv)
+    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    assert (record["train"], record["val"], record["test"]) == (["patient001", "patient004"], ["patient002"],
+                                                                ["patient003"])
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"train": ["patient001", "patient002"], "val": ["patient003"], "test": []},
+     "not assigned to any set: patient004"),
+    ({"train": ["patient001", "patient002", "patient009"], "val": ["patient003"], "test": ["patient004"]},
+     "not found in the source folder: patient009"),
+    ({"train": ["patient001", "patient002"], "val": ["patient003", "patient002"], "test": ["patient004"]},
+     r"more than once: patient002 \(train\+val\)"),
+    ({"train": ["patient001", "patient002", "patient003", "patient004"], "val": [], "test": []},
+     "no val patients"),
+])
+def test_split_file_errors_name_the_offending_ids(small_phantom, tmp_path, given, message):
+    split_json = tmp_path / "split.json"
+    split_json.write_text(json.dumps(given), encoding="utf-8")
+    raw = tmp_path / "raw"
+    with pytest.raises(ValueError, match=message):
+        convert_acdc(small_phantom[0], 962, raw_root=raw, split_file=split_json)
+    assert not raw.exists() or not list(raw.iterdir())
+
+
+def test_split_file_from_the_cli_and_a_bad_csv_header(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    bad = tmp_path / "split.csv"
+    bad.write_text("id,subset\npatient001,train\n", encoding="utf-8")
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "963", "--split_file", str(bad)]) == 2
+    assert "header must be 'patient,set'" in capsys.readouterr().err
+    good = tmp_path / "split.json"
+    good.write_text(json.dumps({"train": ["patient001", "patient002"], "val": ["patient003"],
+                                "test": ["patient004"]}), encoding="utf-8")
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "963", "--split_file", str(good)]) == 0
+    assert "2 train / 1 val / 1 test" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- one-line messages
+
+def test_ctrl_c_during_convert_acdc_leaves_nothing_and_exits_130(small_phantom, tmp_path, capsys, monkeypatch):
+    import nnunetv2_glrp.conversion.acdc_converter as converter
+
+    original, calls = converter._convert_patient, []
+
+    def interrupted(*args):
+        calls.append(args[1].patient_id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(converter, "_convert_patient", interrupted)
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "965", "--split", "2:1:1"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "nnUNetv2_glrp convert-acdc: interrupted; nothing written"
+    assert "Traceback" not in err and calls == ["patient001", "patient002"]
+    assert list((tmp_path / "raw").iterdir()) == []  # the temporary folder is gone too
+
+
+def test_an_nnunet_raw_that_cannot_be_created_is_one_line(small_phantom, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "a_file" / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "966"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"cannot create the nnUNet_raw folder {tmp_path / 'a_file' / 'raw'}" in err
+    with pytest.raises(OSError, match="cannot create the nnUNet_raw folder"):
+        convert_acdc(small_phantom[0], 966, raw_root=tmp_path / "a_file" / "raw")
+
+
+def test_an_existing_dataset_asks_for_the_cli_option(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path / "raw"))
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "967", "--split", "2:1:1"]) == 0
+    capsys.readouterr()
+    assert main(["convert-acdc", str(small_phantom[0]), "-d", "967", "--split", "2:1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "Dataset967_ACDC already exists; pass --overwrite to replace it" in err and "overwrite=True" not in err
+
+
+def test_a_text_file_named_nii_gz_is_not_called_truncated(acdc_copy, tmp_path):
+    image = acdc_copy / "training/patient002/patient002_frame01.nii.gz"
+    image.write_text("this is not an image\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"patient002_frame01\.nii\.gz: not a gzip-compressed NIfTI") as error:
+        convert_acdc(acdc_copy, 968, split="2:1:1", raw_root=tmp_path / "raw")
+    assert "truncated" not in str(error.value)

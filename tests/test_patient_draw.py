@@ -3,6 +3,7 @@ patient-level folds (a leaking fold is refused; a missing splits_final.json is w
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -124,7 +125,9 @@ def test_missing_splits_are_written_patient_level_from_the_raw_split(folders):
     out = ensure_patient_level_splits(DATASET, pre)
     assert out == pre / "splits_final.json"
     _assert_patient_level(out, _glrp_split())
-    assert json.loads((pre / "glrp_split.json").read_text()) == _glrp_split()  # copied for the patient table
+    copy = json.loads((pre / "glrp_split.json").read_text())  # copied for the patient table, with the raw digest
+    assert copy.pop("raw_split_sha256") == hashlib.sha256((raw / "glrp_split.json").read_bytes()).hexdigest()
+    assert copy == _glrp_split()
     assert json.loads((pre / "glrp_folds.json").read_text())["seed"] == 0
     # an existing file is never rewritten (it is checked per fold instead)
     out.write_text(json.dumps([{"train": ["patient001_ED"], "val": ["patient001_ES"]}]))

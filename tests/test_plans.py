@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.preparation.overlays import PLANS_FOLDER, apply_plans_overlay, resolve_overlay_path
+from nnunetv2_glrp.dataset_split import read_split
 from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 from nnunetv2_glrp.preparation.planning import plan_dataset
 
@@ -236,8 +237,12 @@ def test_prepare_redoes_what_was_made_from_another_case_set(caplog):
     split = json.loads((folder / "glrp_split.json").read_text())
     split["train"], split["val"] = split["train"][1:] + split["val"], split["train"][:1]
     (folder / "glrp_split.json").write_text(json.dumps(split))
+    with pytest.raises(ValueError, match=f"the raw split of {folder.name} changed after prepare .*; "
+                                         f"rerun `nnUNetv2_glrp prepare -d {dataset_id} ...`"):
+        read_split(preprocessed)  # the copy prepare wrote is older than the raw split: every reader stops
     caplog.set_level("WARNING", logger="nnunetv2_glrp.preparation.planning")
     prepare_dataset(dataset_id, overlay="paper_unet_cpu", verify=False)
+    assert read_split(preprocessed)["val"] == split["val"]  # prepare rewrote the copy with the new digest
     assert "glrp_split_sha256" in caplog.text and fingerprint.stat().st_mtime_ns != fingerprint_stamp
     assert stamps() == before
 

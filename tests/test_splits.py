@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -94,7 +95,10 @@ def test_write_splits_final_for_session_dataset(phantom_raw_dataset):
     assert out == expected_dir / "splits_final.json"
     record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
     assert json.loads(out.read_text()) == nnunet_folds(record, seed=0)
-    assert json.loads((expected_dir / "glrp_split.json").read_text()) == record
+    copy = json.loads((expected_dir / "glrp_split.json").read_text())
+    raw_bytes = (phantom_raw_dataset / "glrp_split.json").read_bytes()
+    assert copy.pop("raw_split_sha256") == hashlib.sha256(raw_bytes).hexdigest()
+    assert copy == record
     assert not [p for p in expected_dir.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -110,3 +114,36 @@ def test_write_splits_errors(phantom_raw_dataset, capsys):
     finally:
         shutil.rmtree(fake)
     assert main(["write-splits", "-d", "901", "--seed", "0"]) == 0
+
+
+def test_a_preprocessed_split_older_than_the_raw_split_is_refused(tmp_path, monkeypatch, capsys):
+    """convert -> write-splits -> convert --overwrite with another split: every reader of the preprocessed
+    copy stops and says to rerun prepare, until the copy is rewritten."""
+    from nnunetv2_glrp.conversion import convert_acdc
+    from nnunetv2_glrp.conversion.phantom import make_phantom
+    from nnunetv2_glrp.dataset_split import read_cases_table, read_split
+
+    make_phantom(tmp_path / "acdc", n_patients=4, seed=1, n_frames=3)
+    monkeypatch.setenv("nnUNet_raw", os.fspath(tmp_path / "raw"))
+    monkeypatch.setenv("nnUNet_preprocessed", os.fspath(tmp_path / "pre"))
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps({"train": ["patient001", "patient002"], "val": ["patient003"],
+                                 "test": ["patient004"]}), encoding="utf-8")
+    raw = convert_acdc(tmp_path / "acdc", 978, split_file=first)
+    write_splits_final(raw.name)
+    pre = tmp_path / "pre" / raw.name
+    assert read_split(pre)["train"] == ["patient001", "patient002"]
+    moved = tmp_path / "moved.json"  # patient001 moves to the test set
+    moved.write_text(json.dumps({"train": ["patient002", "patient004"], "val": ["patient003"],
+                                 "test": ["patient001"]}), encoding="utf-8")
+    convert_acdc(tmp_path / "acdc", 978, split_file=moved, overwrite=True)
+    message = (r"the raw split of Dataset978_ACDC changed after prepare .*; "
+               r"rerun `nnUNetv2_glrp prepare -d 978 ...`")
+    with pytest.raises(ValueError, match=message):
+        read_split(pre)
+    with pytest.raises(ValueError, match=message):
+        read_cases_table(pre)
+    assert read_split(raw)["test"] == ["patient001"]  # the raw file itself is the truth: no check
+    assert main(["write-splits", "-d", "978"]) == 0
+    capsys.readouterr()
+    assert read_split(pre)["test"] == ["patient001"]

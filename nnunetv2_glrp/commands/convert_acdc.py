@@ -14,6 +14,10 @@ def configure(parser) -> None:
     parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default: 7:1:2) "
                         "or 'official' (testing/ = test); train and val must get at least one patient each")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
+    parser.add_argument("--split_file", dest="split_file", default=None,
+                        help="take the split from a file instead of drawing it: JSON {\"train\": [...], \"val\": "
+                        "[...], \"test\": [...]} of patient ids or CSV with header 'patient,set'; every patient "
+                        "exactly once (overrides --split and --seed)")
     parser.add_argument("--n4", action="store_true", help="N4 bias-field correction of every image written (default: off)")
     parser.add_argument("--name", default="ACDC", help="dataset name (default: ACDC)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")
@@ -24,7 +28,7 @@ def run(args) -> int:
     from nnunetv2_glrp.dataset_split import read_split
 
     out = convert_acdc(args.acdc_root, args.dataset, split=args.split, seed=args.seed, n4=args.n4,
-                       dataset_name=args.name, overwrite=args.overwrite)
+                       dataset_name=args.name, overwrite=args.overwrite, split_file=args.split_file)
     record = read_split(out)
     flipped = [p for p, o in record["slice_order"].items() if o["flipped"]]
     print(f"written {out}: {len(record['train'])} train / {len(record['val'])} val / {len(record['test'])} test "

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from nnunetv2_glrp.conversion.acdc_reader import AcdcPatient, find_patients, read_cine_frames, read_labeled_frame
 from nnunetv2_glrp.conversion.core import CineFrame, LabeledCase, dataset_target, write_dataset, write_patient
+from nnunetv2_glrp.conversion.split_file import read_split_file
 from nnunetv2_glrp.conversion.splits import split_patients
 from nnunetv2_glrp.conversion.writer import RawDatasetBuilder
 
@@ -44,7 +44,6 @@ def _convert_patient(builder: RawDatasetBuilder, patient: AcdcPatient, subset: s
         cine = read_cine_frames(patient, reference)
         if cine is None:
             message = f"{pid}: no 4D cine file {patient.cine_path.name}; using ED and ES only as unlabeled images"
-            warnings.warn(message, stacklevel=4)
             logger.warning(message)
             record["missing_cine"].append(pid)
             return [(f.frame, sitk.GetArrayFromImage(f.image), f.image_path) for f in frames]
@@ -57,11 +56,14 @@ def _convert_patient(builder: RawDatasetBuilder, patient: AcdcPatient, subset: s
 
 
 def convert_acdc(acdc_root: str | os.PathLike, dataset_id: int, split: str = "7:1:2", seed: int = 0, n4: bool = False,
-                 dataset_name: str = "ACDC", raw_root: str | os.PathLike | None = None, overwrite: bool = False) -> Path:
+                 dataset_name: str = "ACDC", raw_root: str | os.PathLike | None = None, overwrite: bool = False,
+                 split_file: str | os.PathLike | None = None) -> Path:
     """Convert an ACDC-layout folder to ``<raw_root>/Dataset{id:03d}_{name}`` and return that path.
 
     ``split``: 'a:b:c' (default '7:1:2', seeded shuffle over all patients of training/ and testing/)
-    or 'official' (testing/ = test; val = round(1/8) of training/, seeded). ``raw_root`` defaults to
+    or 'official' (testing/ = test; val = round(1/8) of training/, seeded). ``split_file``: a JSON or
+    CSV split taken as given instead (:mod:`nnunetv2_glrp.conversion.split_file`; ``split`` and
+    ``seed`` are then ignored and recorded as "file" and null). ``raw_root`` defaults to
     ``$nnUNet_raw`` read at call time. Raises FileNotFoundError/ValueError naming the patient and
     the problem on bad input, FileExistsError when the dataset exists and ``overwrite`` is False;
     nothing is left in ``raw_root`` on failure."""
@@ -69,12 +71,18 @@ def convert_acdc(acdc_root: str | os.PathLike, dataset_id: int, split: str = "7:
     patients = find_patients(acdc_root)
     by_id = {p.patient_id: p for p in patients}
     official_test = [p.patient_id for p in patients if p.subset == "testing"]
-    if split == "official" and not official_test:
-        raise ValueError(f"split='official' needs a testing/ folder with patients under {acdc_root}")
-    sets = split_patients(list(by_id), split=split, seed=seed, official_test=official_test)
+    provenance = None
+    if split_file is not None:
+        sets, provenance = read_split_file(split_file, list(by_id))
+        split, seed = "file", None
+    else:
+        if split == "official" and not official_test:
+            raise ValueError(f"split='official' needs a testing/ folder with patients under {acdc_root}")
+        sets = split_patients(list(by_id), split=split, seed=seed, official_test=official_test)
     return write_dataset(
         raw_root, name, sets, split, seed, Path(acdc_root),
         lambda builder, pid, subset, record: _convert_patient(builder, by_id[pid], subset, record),
         {"description": "ACDC-layout short-axis cine MRI converted by nnunetv2_glrp",
          "channel_names": {"0": "cineMRI"}, "labels": LABELS},
-        overwrite=overwrite, n4=n4, n4_note="one per patient, fitted on the ED image, applied to all frames")
+        overwrite=overwrite, n4=n4, n4_note="one per patient, fitted on the ED image, applied to all frames",
+        split_file=provenance)

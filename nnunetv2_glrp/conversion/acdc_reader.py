@@ -4,7 +4,8 @@ Each patient folder holds ``Info.cfg`` (``ED: 1``, ``ES: 12``, ``NbFrame: 30``, 
 ``Height``, ``Weight``), ``patientXXX_frameYY.nii.gz`` + ``_gt`` for ED and ES and, in full copies,
 ``patientXXX_4d.nii.gz``. ED, ES and NbFrame are required integers (1 <= ED, ES <= NbFrame,
 ED != ES); a key given twice is an error, a UTF-8 byte-order mark is ignored; Group/Height/Weight
-are kept as text when present. Folders not named ``patientNNN`` (e.g. ``Patient003``) are skipped
+are kept as text when present. Folders not named ``patientNNN`` (lower case, exactly three digits; e.g. ``Patient003``,
+``patient3``) are skipped
 with one warning that lists them. The root may also be the ``database/`` parent of ``training/``
 and ``testing/``.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from nnunetv2_glrp.conversion.validation import (check_3d_image, check_labels, c
 logger = logging.getLogger(__name__)
 
 SUBSETS = ("training", "testing")
-PATIENT_PATTERN = re.compile(r"^patient\d+$")
+PATIENT_PATTERN = re.compile(r"^patient\d{3}$")
 REQUIRED_INFO_KEYS = ("ED", "ES", "NbFrame")
 
 
@@ -120,9 +120,8 @@ def find_patients(acdc_root: str | Path) -> list[AcdcPatient]:
             info = parse_info_cfg(pdir / "Info.cfg", pdir.name)
             patients.append(AcdcPatient(pdir.name, subset, pdir, info["ED"], info["ES"], info["NbFrame"], info))
     if skipped:
-        message = (f"skipped {len(skipped)} folder(s) not named patientNNN (lower case, digits) under {root}: "
+        message = (f"skipped {len(skipped)} folder(s) not named patientNNN (lower case, three digits) under {root}: "
                    f"{', '.join(skipped)}")
-        warnings.warn(message, stacklevel=2)
         logger.warning(message)
     if not patients:
         raise FileNotFoundError(f"no patientXXX folders under {root}/training or {root}/testing")

@@ -23,7 +23,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from nnunetv2_glrp.conversion.orientation import LV_MYO_LABELS, SliceOrder, detect_slice_order, flip_slices
+from nnunetv2_glrp.conversion.orientation import (LV_MYO_LABELS, RV_LABELS, SliceOrder, detect_slice_order,
+                                                  flip_slices)
 from nnunetv2_glrp.conversion.writer import N4Config, RawDatasetBuilder, existing_datasets_with_id, fit_log_bias
 from nnunetv2_glrp.dataset_split import SPLIT_FILE, new_split_record
 from nnunetv2_glrp.image_io import geometry_mismatch
@@ -68,15 +69,18 @@ def dataset_target(dataset_id: int, dataset_name: str, raw_root: str | os.PathLi
 
 def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dict, labeled: list[LabeledCase],
                   read_cine: Callable[[sitk.Image], list[CineFrame]],
-                  lv_myo_labels: tuple[int, ...] = LV_MYO_LABELS) -> SliceOrder:
+                  lv_myo_labels: tuple[int, ...] = LV_MYO_LABELS,
+                  rv_labels: tuple[int, ...] = RV_LABELS) -> SliceOrder:
     """Orient and write one patient's labeled cases and, unless ``subset`` is "test", its cine frames.
 
-    ``read_cine(reference)`` is called only for train/val patients, with the ED image as the reader
+    ``lv_myo_labels``/``rv_labels``: the label values the slice-order rule reads
+    (``rv_labels=()`` for a dataset without RV). ``read_cine(reference)`` is called only for
+    train/val patients, with the ED image as the reader
     stored it; cine frames get the (oriented) ED image's geometry. Returns the slice order found."""
     problem = geometry_mismatch(labeled[0].image, labeled[1].image)
     if problem is not None:
         raise ValueError(f"{pid}: {labeled[0].phase} and {labeled[1].phase} images differ in {problem}")
-    order = detect_slice_order([sitk.GetArrayFromImage(c.label) for c in labeled], lv_myo_labels)
+    order = detect_slice_order([sitk.GetArrayFromImage(c.label) for c in labeled], lv_myo_labels, rv_labels)
     record["slice_order"][pid] = order.to_json()
     record["n_slices"][pid] = labeled[0].image.GetSize()[2]
     images_dir, labels_dir = ("imagesTr", "labelsTr") if subset != "test" else ("imagesTs", "labelsTs")
@@ -105,18 +109,22 @@ def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dic
 
 def write_dataset(raw_root: Path, name: str, sets: dict[str, list[str]], split: str, seed: int, source_root: Path,
                   convert_patient: Callable[[RawDatasetBuilder, str, str, dict], None], dataset_json: dict,
-                  overwrite: bool = False, n4: bool = False, n4_note: str | None = None) -> Path:
+                  overwrite: bool = False, n4: bool = False, n4_note: str | None = None,
+                  split_file: dict | None = None) -> Path:
     """Build ``raw_root/name`` from the patients of ``sets`` and return its path.
 
     ``convert_patient(builder, patient, subset, record)`` writes one patient (usually through
     :func:`write_patient`); ``dataset_json`` gives description, channel names and labels, the core
     adds the name, the case counts, the file ending and the split file's name. FileExistsError when
-    the dataset exists and ``overwrite`` is False; nothing is left in ``raw_root`` on failure."""
+    the dataset exists and ``overwrite`` is False; nothing is left in ``raw_root`` on failure.
+    ``split_file`` (path, sha256 of a split read from a file) is recorded as ``split_file``."""
     subset_of = {pid: s for s in ("train", "val", "test") for pid in sets[s]}
     n4_config = N4Config() if n4 else None
     builder = RawDatasetBuilder(raw_root, name, overwrite=overwrite, n4=n4_config)
     n4_record = None if n4_config is None else {**builder.n4_record(), "bias_field": n4_note}
     record = new_split_record(split, seed, sets, n4_record, os.fspath(Path(source_root).resolve()))
+    if split_file is not None:
+        record["split_file"] = split_file
     try:
         for pid in tqdm(sorted(subset_of), desc=f"converting {name}", unit="patient"):
             convert_patient(builder, pid, subset_of[pid], record)

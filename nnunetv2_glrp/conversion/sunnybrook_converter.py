@@ -26,6 +26,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2_glrp.conversion.core import CineFrame, LabeledCase, dataset_target, write_dataset, write_patient
+from nnunetv2_glrp.conversion.split_file import read_split_file
 from nnunetv2_glrp.conversion.splits import split_patients
 from nnunetv2_glrp.conversion.sunnybrook_reader import (LV, MYO, SunnybrookPatient, find_patients, read_cine,
                                                         read_labeled_frames)
@@ -52,7 +53,7 @@ def _convert_patient(builder: RawDatasetBuilder, patient: SunnybrookPatient, sub
     def read_frames(reference: sitk.Image) -> list[CineFrame]:
         return [(n, sitk.GetArrayFromImage(image), patient.dicom_folder) for n, image in enumerate(grid.frames, 1)]
 
-    order = write_patient(builder, pid, subset, record, labeled, read_frames, lv_myo_labels=(LV, MYO))
+    order = write_patient(builder, pid, subset, record, labeled, read_frames, lv_myo_labels=(LV, MYO), rv_labels=())
     n_slices = grid.frames[0].GetSize()[2]
     for frame in (ed, es):
         stored = sorted(n_slices - 1 - z if order.flipped else z for z in frame.contoured_slices)
@@ -70,21 +71,27 @@ def _convert_patient(builder: RawDatasetBuilder, patient: SunnybrookPatient, sub
 
 def convert_sunnybrook(root: str | os.PathLike, dataset_id: int, split: str = "7:1:2", seed: int = 0,
                        dataset_name: str = "Sunnybrook", raw_root: str | os.PathLike | None = None,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, split_file: str | os.PathLike | None = None) -> Path:
     """Convert a Sunnybrook-layout folder to ``<raw_root>/Dataset{id:03d}_{name}`` and return that path.
 
-    ``split``: 'a:b:c' (default '7:1:2', seeded patient-level shuffle). ``raw_root`` defaults to
+    ``split``: 'a:b:c' (default '7:1:2', seeded patient-level shuffle); ``split_file``: a JSON or CSV
+    split taken as given instead (recorded as split "file", seed null). ``raw_root`` defaults to
     ``$nnUNet_raw`` read at call time. Raises FileNotFoundError/ValueError naming the patient, the
     file and the problem on bad input, FileExistsError when the dataset exists and ``overwrite`` is
     False; nothing is left in ``raw_root`` on failure."""
     raw_root, name = dataset_target(dataset_id, dataset_name, raw_root)
-    if split == "official":
+    if split == "official" and split_file is None:
         raise ValueError("split='official' exists for ACDC only; give a 'train:val:test' ratio for Sunnybrook")
     patients = {p.patient_id: p for p in find_patients(root)}
-    sets = split_patients(list(patients), split=split, seed=seed)
+    provenance = None
+    if split_file is not None:
+        sets, provenance = read_split_file(split_file, list(patients))
+        split, seed = "file", None
+    else:
+        sets = split_patients(list(patients), split=split, seed=seed)
     return write_dataset(
         raw_root, name, sets, split, seed, Path(root),
         lambda builder, pid, subset, record: _convert_patient(builder, patients[pid], subset, record),
         {"description": "Sunnybrook-layout short-axis cine MRI (LV + MYO contours) converted by nnunetv2_glrp",
          "channel_names": {"0": "cineMRI"}, "labels": LABELS},
-        overwrite=overwrite)
+        overwrite=overwrite, split_file=provenance)

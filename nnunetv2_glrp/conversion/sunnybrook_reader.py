@@ -40,7 +40,6 @@ from __future__ import annotations
 import csv
 import logging
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,7 +108,6 @@ def find_patients(root: str | Path) -> list[SunnybrookPatient]:
     unused = sorted({p.name for p in contours.iterdir() if p.is_dir()} - {p.contour_folder.name for p in patients})
     if unused:
         message = f"contour folders without DICOM folder skipped: {', '.join(unused)}"
-        warnings.warn(message, stacklevel=2)
         logger.warning(message)
     return patients
 
@@ -294,7 +292,6 @@ def read_labeled_frames(patient: SunnybrookPatient, grid: CineGrid) -> tuple[Con
         if larger != ed:
             message = (f"{pid}: frame {ed + 1} has the epicardial contours but the smaller LV cavity "
                        f"({cavity[ed]:.0f} vs {cavity[larger]:.0f} pixels per slice); taking it as ED")
-            warnings.warn(message, stacklevel=2)
             logger.warning(message)
             rule += "; its LV cavity is the smaller one"
     else:

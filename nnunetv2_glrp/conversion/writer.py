@@ -81,8 +81,11 @@ class RawDatasetBuilder:
         self.overwrite = overwrite
         self.n4 = n4
         if self.target.exists() and not overwrite:
-            raise FileExistsError(f"{self.target} already exists; pass overwrite=True (--overwrite) to replace it")
-        self.raw_root.mkdir(parents=True, exist_ok=True)
+            raise FileExistsError(f"{self.target} already exists; pass --overwrite to replace it")
+        try:
+            self.raw_root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"cannot create the nnUNet_raw folder {self.raw_root}: {exc.strerror or exc}") from None
         for stale in self.raw_root.glob(f".{name}.tmp-*"):
             logger.warning("removing %s left by an interrupted conversion", stale)
             shutil.rmtree(stale, ignore_errors=True)
