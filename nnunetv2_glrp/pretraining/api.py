@@ -105,6 +105,20 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
     return final
 
 
+def cached_encoder(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
+                   plans_identifier: str = "nnUNetPlans", preset: str = "cpu", seed: int = 0,
+                   extra_pools: Sequence[str | int] = (), **overrides) -> tuple[Path, Path | None]:
+    """(cache folder, its ``pretrained_encoder.pth`` or None when not pretrained yet) of the entry
+    :func:`ensure_pretrained` would use; never pretrains. A finished entry's data record is verified."""
+    _, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
+                                                             plans_identifier, preset, seed, overrides, extra_pools)
+    final = folder / ENCODER
+    if not final.is_file():
+        return folder, None
+    verify_pretraining_data(folder, manifest)
+    return folder, final
+
+
 def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, configuration: str, method: str,
                         plans_identifier: str) -> Path:
     """Check a ``pretrained_encoder.pth`` a user names for fine-tuning; return its path.
