@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import pytest
 
+import nnunetv2_glrp
 from nnunetv2_glrp.progress import progress
 
 
@@ -60,3 +63,11 @@ def test_the_environment_variable_forces_the_choice(monkeypatch, value, expect_b
     assert ("\r" in text) is expect_bar
     if not expect_bar:
         assert text == "" and _run(_Terminal()) == ""
+
+
+def test_the_package_calls_tqdm_only_through_progress():
+    package = Path(nnunetv2_glrp.__file__).resolve().parent
+    direct = [f"{path.relative_to(package)}:{n}" for path in sorted(package.rglob("*.py")) if path.name != "progress.py"
+              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+              if re.match(r"\s*(from tqdm\b|import tqdm\b)", line)]
+    assert direct == []

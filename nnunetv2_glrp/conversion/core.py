@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
-from tqdm import tqdm
+from nnunetv2_glrp.progress import tqdm
 
 from nnunetv2_glrp.conversion.orientation import LV_MYO_LABELS, SliceOrder, detect_slice_order, flip_slices
 from nnunetv2_glrp.conversion.writer import N4Config, RawDatasetBuilder, existing_datasets_with_id, fit_log_bias

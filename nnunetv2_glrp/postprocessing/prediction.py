@@ -82,7 +82,7 @@ def predict_folder(images: Path, out: Path, ensemble: Ensemble, crf: str = "auto
 
     Cases go through nnU-Net in batches of :data:`BATCH_CASES` (its worker pools start once per batch and
     model); a killed run resumes from the first case without a label map."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     images, out = Path(images), Path(out)
     cases = list_cases(images, file_ending)
@@ -113,7 +113,7 @@ def predict_folder(images: Path, out: Path, ensemble: Ensemble, crf: str = "auto
 def crf_folder(probabilities: Path, images: Path, out: Path, setting: CRFSetting,
                file_ending: str = ".nii.gz") -> list[str]:
     """Post-process nnU-Net probability exports (``CASE.npz`` + ``CASE.pkl``) of every case of ``images``."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     probabilities, images, out = Path(probabilities), Path(images), Path(out)
     cases = list_cases(images, file_ending)

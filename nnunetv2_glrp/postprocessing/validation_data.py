@@ -58,7 +58,7 @@ def validation_case_names(ensemble: Ensemble) -> list[str]:
 
 def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[ValidationCase]:
     """Fused probabilities, image and reference of every validation case of the fold."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     raw = _raw_folder(ensemble)
     file_ending = json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["file_ending"]
