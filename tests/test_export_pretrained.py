@@ -126,3 +126,16 @@ def test_nnunetv2_train_plain_trainer_accepts_the_export(encoder, tmp_path):
     assert "Loading pretrained weights from file" in out.stdout
     fold = Path(os.environ["nnUNet_results"]) / DATASET / f"nnUNetTrainer_tiny__nnUNetPlans__{config}" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
+
+
+def test_a_damaged_encoder_file_is_a_one_line_error_naming_it(encoder, tmp_path, capsys):
+    config, path = encoder
+    damaged = tmp_path / "pretrained_encoder.pth"
+    data = Path(path).read_bytes()
+    damaged.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.pth"
+    assert main(["export-pretrained", "-d", "901", "-c", config, "--encoder", str(damaged), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert f"pretrained encoder {damaged} cannot be read: the file is corrupt or incomplete" in err
+    assert not out.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,3 +83,24 @@ def test_disable_tta_is_nnunets_disable_tta(two_folds, tmp_path):
                  "--crf", "off", "--save_probabilities", "--disable_tta", "-npp", "1", "-nps", "1"]) == 0
     assert np.allclose(_probabilities(out, case), no_tta, atol=ATOL)
     assert json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))["disable_tta"] is True
+
+
+def test_a_damaged_checkpoint_and_an_unknown_trainer_are_named(two_folds, tmp_path, capsys):
+    config, images, _ = two_folds
+    from nnunetv2_glrp.postprocessing.trained_models import Ensemble, load_predictors
+
+    model = f"{TRAINER}__nnUNetPlans__{config}"
+    source = Path(os.environ["nnUNet_results"]) / "Dataset901_ACDC" / model
+    copy = tmp_path / "results" / "Dataset901_ACDC" / model
+    shutil.copytree(source, copy)
+    checkpoint = copy / "fold_1" / "checkpoint_final.pth"
+    data = checkpoint.read_bytes()
+    checkpoint.write_bytes(data[: len(data) // 2])
+    ensemble = Ensemble("901", config, ("0", "1"), (TRAINER,), results_root=os.fspath(tmp_path / "results"))
+    with pytest.raises(ValueError, match=rf"trainer {TRAINER} fold 1: checkpoint {re.escape(str(checkpoint))} "
+                                         r"cannot be read: the file is corrupt or incomplete"):
+        load_predictors(ensemble)
+    assert main(["predict", "-i", str(images), "-o", str(tmp_path / "out"), "-d", "901", "-c", config,
+                 "-tr", "NoSuchTrainer", "--crf", "off"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown trainer NoSuchTrainer (no folder" in err and "train fold" not in err

@@ -16,6 +16,7 @@ import numpy as np
 
 from nnunetv2_glrp.postprocessing.fusion import check_probabilities, fuse_probabilities
 from nnunetv2_glrp.postprocessing.registration import REGISTRATION_FILE
+from nnunetv2_glrp.torch_files import CORRUPT_FILE_ERRORS, load_torch_file
 
 
 def model_folder(results_root: str | os.PathLike | None, dataset_name: str, trainer: str, plans: str,
@@ -149,8 +150,13 @@ def load_predictors(ensemble: Ensemble, device: str = "cpu", inference: Inferenc
             predictor = nnUNetPredictor(tile_step_size=inference.step_size, use_mirroring=inference.use_mirroring,
                                         device=torch.device(device), perform_everything_on_device=device == "cuda",
                                         allow_tqdm=False)
-            predictor.initialize_from_trained_model_folder(os.fspath(ensemble.fold_folder(trainer, fold).parent),
-                                                           (fold,), ensemble.checkpoint)
+            checkpoint = ensemble.fold_folder(trainer, fold) / ensemble.checkpoint
+            try:
+                predictor.initialize_from_trained_model_folder(os.fspath(checkpoint.parent.parent), (fold,),
+                                                               ensemble.checkpoint)
+            except CORRUPT_FILE_ERRORS as exc:
+                load_torch_file(checkpoint, f"trainer {trainer} fold {fold}: checkpoint")  # names a damaged file
+                raise exc
             per_fold.append(predictor)
         predictors.append(per_fold)
     return predictors

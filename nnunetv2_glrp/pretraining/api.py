@@ -29,6 +29,7 @@ from nnunetv2_glrp.preparation.extra_pools import manifest_with_pools, pool_name
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.config import PretrainingConfig, make_config
 from nnunetv2_glrp.pretraining.loop import ENCODER, run_pretraining
+from nnunetv2_glrp.torch_files import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained encoder {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch_file(path, "pretrained encoder")
     if not isinstance(blob, dict) or "encoder_state_dict" not in blob:
         raise ValueError(f"{path} is not a GLRP pretrained encoder (no 'encoder_state_dict' key)")
     expected = {"method": method, "plans_identifier": plans_identifier, "configuration": configuration}
@@ -154,7 +155,7 @@ def load_pretrained_encoder_state(path: str | os.PathLike) -> dict[str, torch.Te
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained encoder {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch_file(path, "pretrained encoder")
     if not isinstance(blob, dict) or "encoder_state_dict" not in blob:
         raise ValueError(f"{path} is not a GLRP pretrained encoder (no 'encoder_state_dict' key)")
     return blob["encoder_state_dict"]
