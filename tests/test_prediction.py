@@ -170,7 +170,7 @@ def test_predict_averages_each_trainers_folds_then_fuses_the_trainers_with_the_w
     assert np.allclose(np.load(out / "c1.npz")["probabilities"], expected, atol=1e-6)
     record = json.loads((out / prediction.RUN_RECORD).read_text(encoding="utf-8"))
     assert record["fold"] == ["0", "1"] and record["weights"] == [1.0, 3.0]
-    assert record["step_size"] == 0.5 and record["disable_tta"] is False and record["workers"] == {"npp": 3, "nps": 3}
+    assert record["step_size"] == 0.5 and record["disable_tta"] is False and record["workers"] == {"npp": 0, "nps": 0}
 
 
 def test_a_rerun_with_other_inference_settings_is_refused_other_workers_resume(fake_models, tmp_path):
@@ -187,6 +187,14 @@ def test_a_rerun_with_other_inference_settings_is_refused_other_workers_resume(f
     with pytest.raises(ValueError, match=r"holds a run with other settings \(fold differ"):
         prediction.predict_folder(images, out, _ensemble("A", fold=("0", "1")), crf="off")
     assert prediction.predict_folder(images, out, _ensemble("A"), crf="off", inference=Inference(npp=1, nps=1)) == ["c2"]
+
+
+def test_worker_counts_are_both_set_or_both_zero():
+    assert Inference().in_process and not Inference(npp=1, nps=2).in_process
+    with pytest.raises(ValueError, match="give both at least 1"):
+        Inference(npp=0, nps=3)
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        Inference(step_size=0)
 
 
 def test_folds_are_parsed_like_nnunet(monkeypatch):

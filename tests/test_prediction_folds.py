@@ -70,6 +70,10 @@ def test_two_folds_fuse_to_the_mean_of_nnunets_per_fold_probabilities(two_folds,
     assert np.allclose(fused, (per_fold[0] + per_fold[1]) / 2, atol=ATOL)
     record = json.loads((out / RUN_RECORD).read_text(encoding="utf-8"))
     assert record["fold"] == ["0", "1"] and record["disable_tta"] is False and record["step_size"] == 0.5
+    in_process = tmp_path / "ours_in_process"  # no worker processes: the same probabilities
+    assert main(["predict", "-i", str(images), "-o", str(in_process), "-d", "901", "-c", config, "-f", "0", "1",
+                 "-tr", TRAINER, "--crf", "off", "--save_probabilities", "-npp", "0", "-nps", "0"]) == 0
+    assert np.allclose(_probabilities(in_process, case), fused, atol=ATOL)
 
 
 def test_disable_tta_is_nnunets_disable_tta(two_folds, tmp_path):

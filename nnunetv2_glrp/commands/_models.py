@@ -27,9 +27,11 @@ def add_inference_arguments(parser) -> None:
                         help="sliding-window step as a fraction of the patch size (default: 0.5, as nnU-Net)")
     parser.add_argument("--disable_tta", action="store_true",
                         help="no test-time mirroring (faster, usually slightly worse; default: mirroring on)")
-    parser.add_argument("-npp", type=int, default=3, help="nnU-Net preprocessing worker processes (default: 3)")
+    parser.add_argument("-npp", type=int, default=3,
+                        help="nnU-Net preprocessing worker processes (default: 3; -npp 0 -nps 0: none, predict "
+                        "in this process)")
     parser.add_argument("-nps", type=int, default=3,
-                        help="nnU-Net resampling/export worker processes (default: 3)")
+                        help="nnU-Net resampling worker processes (default: 3)")
 
 
 def ensemble_from_args(args):

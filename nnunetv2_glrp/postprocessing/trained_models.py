@@ -115,18 +115,25 @@ class Ensemble:
 @dataclass(frozen=True)
 class Inference:
     """nnU-Net's inference settings, as ``nnUNetv2_predict`` spells them: ``-step_size``, ``--disable_tta``
-    (``use_mirroring`` False), ``-npp`` preprocessing and ``-nps`` resampling workers (both 3 there)."""
+    (``use_mirroring`` False), ``-npp`` preprocessing and ``-nps`` resampling workers (3 each in the CLI, as
+    nnU-Net). ``npp = nps = 0`` (the library default, which the demo and the run engine use) predicts in
+    this process, one case at a time, without starting worker processes; the probabilities are the same."""
 
     step_size: float = 0.5
     use_mirroring: bool = True
-    npp: int = 3
-    nps: int = 3
+    npp: int = 0
+    nps: int = 0
 
     def __post_init__(self):
         if not 0 < self.step_size <= 1:
             raise ValueError(f"-step_size {self.step_size}: must be in (0, 1] (nnU-Net's default 0.5)")
-        if self.npp < 1 or self.nps < 1:
-            raise ValueError(f"-npp {self.npp} / -nps {self.nps}: nnU-Net needs at least one worker of each kind")
+        if self.npp < 0 or self.nps < 0 or (self.npp == 0) != (self.nps == 0):
+            raise ValueError(f"-npp {self.npp} / -nps {self.nps}: give both at least 1 (nnU-Net's worker "
+                             "processes), or both 0 (no workers: predict in this process)")
+
+    @property
+    def in_process(self) -> bool:
+        return self.npp == 0
 
     def outputs(self) -> dict:
         """The settings that change the probabilities (the worker counts do not)."""
@@ -173,10 +180,13 @@ def predict_probabilities(predictor, image_files: Sequence[Path]) -> tuple[np.nd
 def predict_batch(predictor, cases_files: Sequence[Sequence[Path]], inference: Inference = Inference()
                   ) -> list[tuple[np.ndarray, dict]]:
     """Probabilities (C, z, y, x) and properties of several cases through nnU-Net's worker pipeline
-    (``predict_from_list_of_npy_arrays``: ``npp`` preprocessing, ``nps`` resampling workers)."""
+    (``predict_from_list_of_npy_arrays``: ``npp`` preprocessing, ``nps`` resampling workers), or one by one
+    in this process when ``inference.in_process``."""
     import contextlib
     import io
 
+    if inference.in_process:
+        return [predict_probabilities(predictor, files) for files in cases_files]
     reader = predictor.plans_manager.image_reader_writer_class()
     images, properties = [], []
     for files in cases_files:
