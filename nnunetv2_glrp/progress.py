@@ -25,7 +25,7 @@ UNKNOWN_TOTAL_INTERVAL = 60.0
 
 class _LineWriter:
     """A stream for tqdm that turns each carriage-return redraw into its own line (blank redraws and
-    repeats of the previous line are dropped)."""
+    redraws of the previous line's count are dropped)."""
 
     def __init__(self, stream):
         self.stream = stream
@@ -34,9 +34,10 @@ class _LineWriter:
     def write(self, text: str) -> int:
         for piece in text.replace("\r", "\n").split("\n"):
             piece = piece.rstrip()
-            if piece and piece != self.last:
+            count = piece.split("[")[0]  # "desc: 100%|####| 3/3 ": the closing redraw differs only in its rate
+            if piece and count != self.last:
                 self.stream.write(piece + "\n")
-                self.last = piece
+                self.last = count
         return len(text)
 
     def flush(self) -> None:

@@ -30,6 +30,7 @@ def test_a_log_file_gets_about_one_line_per_ten_percent(monkeypatch):
     assert "\r" not in text
     assert 2 <= len(lines) <= 12, lines
     assert lines[-1].startswith("work: 100%") and "1000/1000" in lines[-1]
+    assert sum("1000/1000" in line for line in lines) == 1  # the closing redraw is not a second line
 
 
 def test_a_log_file_with_unknown_total_gets_start_and_end_lines(monkeypatch):
