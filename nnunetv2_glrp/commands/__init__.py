@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "prepare": "prepare",
     "preprocess-unlabeled": "preprocess_unlabeled",
     "pretrain": "pretrain",
+    "export-pretrained": "export_pretrained",
     "write-splits": "write_splits",
     "trainers": "trainers",
     "determine-crf": "determine_crf",

@@ -9,7 +9,8 @@ HELP = ("evaluate no CRF, largest component only and a small CRF grid on the fol
 
 
 def configure(parser) -> None:
-    add_model_arguments(parser)
+    add_model_arguments(parser, fold_help="the one fold whose validation cases choose the setting (default: 0); "
+                        "predict -f 0 1 ... then uses this fold's crf.json")
 
 
 def run(args) -> int:

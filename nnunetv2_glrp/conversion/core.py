@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
-from tqdm import tqdm
+from nnunetv2_glrp.progress import tqdm
 
 from nnunetv2_glrp.conversion.orientation import (LV_MYO_LABELS, RV_LABELS, SliceOrder, detect_slice_order,
                                                   flip_slices)

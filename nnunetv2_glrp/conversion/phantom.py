@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import gaussian_filter
-from tqdm import tqdm
+from nnunetv2_glrp.progress import tqdm
 
 from nnunetv2_glrp.atomic_files import replacing_folder
 from nnunetv2_glrp.conversion.phantom_anatomy import (PARTIAL_VOLUME_OFFSETS, draw_realistic_anatomy, paint_above_base,

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 from skimage.measure import find_contours
-from tqdm import tqdm
+from nnunetv2_glrp.progress import tqdm
 
 from nnunetv2_glrp.atomic_files import replacing_folder
 from nnunetv2_glrp.conversion.phantom import DIFFICULTIES, _draw_meta, _patient_volume_series

@@ -3,8 +3,9 @@
 Both check what they can before the loop (images, model checkpoints or probability files and
 their geometry, the setting), create OUT only when the first case is ready, write every file under a temporary name and rename it when complete, write the label
 map of a case last and skip cases whose label map exists, so a killed run resumes without redoing
-finished cases. ``OUT/postprocessing.json`` records the setting and the models; a resumed run with
-another setting is refused. A bad case (geometry, class count, probabilities) stops the run with an
+finished cases. ``OUT/postprocessing.json`` records the setting, the models (trainers, folds, weights) and
+nnU-Net's inference settings (step size, test-time mirroring; the worker counts too, which do not change
+the outputs and may differ on resume); a resumed run with another setting is refused. A bad case (geometry, class count, probabilities) stops the run with an
 error naming it; cases finished before it stay, nothing is half-written.
 """
 
@@ -19,7 +20,7 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.registry import CRF_MODES
 from nnunetv2_glrp.postprocessing.crf import NO_CRF, PAPER_SETTING, CRFSetting, postprocess
 from nnunetv2_glrp.postprocessing.registration import load_setting
-from nnunetv2_glrp.postprocessing.trained_models import Ensemble, fused_case_probabilities, load_predictors
+from nnunetv2_glrp.postprocessing.trained_models import Ensemble, Inference, fused_batch_probabilities, load_predictors
 from nnunetv2_glrp.postprocessing.volumes import (
     case_image_files, list_cases, probability_files, read_geometry, read_image, read_probabilities,
     read_properties_geometry, remove_temporary_files, write_label_map, write_probabilities,
@@ -27,6 +28,10 @@ from nnunetv2_glrp.postprocessing.volumes import (
 
 log = logging.getLogger(__name__)
 RUN_RECORD = "postprocessing.json"
+#: cases per pass through nnU-Net's worker pipeline (memory: fused probabilities of this many cases)
+BATCH_CASES = 16
+#: record keys that do not change the outputs: a resumed run may differ in them
+_NOT_COMPARED = ("workers",)
 
 
 def resolve_setting(mode: str, ensemble: Ensemble) -> CRFSetting:
@@ -45,8 +50,9 @@ def _check_previous_run(out: Path, record: dict) -> None:
     path = out / RUN_RECORD
     if path.exists():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        if previous != record:
-            changed = sorted(k for k in record if previous.get(k) != record[k])
+        changed = sorted(k for k in set(record) | set(previous)
+                         if k not in _NOT_COMPARED and previous.get(k) != record.get(k))
+        if changed:
             raise ValueError(f"{out} holds a run with other settings ({', '.join(changed)} differ): "
                              "use another output folder or delete it")
     if out.is_dir():
@@ -71,34 +77,43 @@ def _todo(cases: Sequence[str], out: Path, file_ending: str, save_probabilities:
 
 
 def predict_folder(images: Path, out: Path, ensemble: Ensemble, crf: str = "auto", save_probabilities: bool = False,
-                   device: str = "cpu", file_ending: str = ".nii.gz") -> list[str]:
-    """Predict every case of ``images`` with the fused ensemble; returns the cases written now."""
-    from tqdm import tqdm
+                   device: str = "cpu", file_ending: str = ".nii.gz", inference: Inference = Inference()) -> list[str]:
+    """Predict every case of ``images`` with the fused ensemble; returns the cases written now.
+
+    Cases go through nnU-Net in batches of :data:`BATCH_CASES` (its worker pools start once per batch and
+    model); a killed run resumes from the first case without a label map."""
+    from nnunetv2_glrp.progress import tqdm
 
     images, out = Path(images), Path(out)
     cases = list_cases(images, file_ending)
     ensemble.check_trained()
     setting = resolve_setting(crf, ensemble)
-    record = {"mode": f"predict --crf {crf}", "setting": setting.to_dict(), **ensemble.context()}
+    record = {"mode": f"predict --crf {crf}", "setting": setting.to_dict(), **ensemble.context(),
+              **inference.outputs(), "workers": inference.workers()}
     _check_previous_run(out, record)
     todo = _todo(cases, out, file_ending, save_probabilities)
-    predictors = load_predictors(ensemble, device) if todo else []
-    for case in tqdm(todo, desc="predict", unit="case"):
-        files = case_image_files(images, case, file_ending)
-        image, geometry = read_image(files[0])
-        probs, properties = fused_case_probabilities(ensemble, predictors, files, case, image.shape)
-        labels = postprocess(probs, image, geometry.array_spacing, setting)
-        _ensure_output(out, record)
-        if save_probabilities:
-            write_probabilities(out, case, probs, properties)
-        write_label_map(out / f"{case}{file_ending}", labels, geometry)
+    predictors = load_predictors(ensemble, device, inference) if todo else []
+    with tqdm(total=len(todo), desc="predict", unit="case") as bar:
+        for start in range(0, len(todo), BATCH_CASES):
+            batch = {case: case_image_files(images, case, file_ending) for case in todo[start:start + BATCH_CASES]}
+            read = {case: read_image(files[0]) for case, files in batch.items()}
+            fused = fused_batch_probabilities(ensemble, predictors, batch,
+                                              {case: image.shape for case, (image, _) in read.items()}, inference)
+            for case, (probs, properties) in fused.items():
+                image, geometry = read[case]
+                labels = postprocess(probs, image, geometry.array_spacing, setting)
+                _ensure_output(out, record)
+                if save_probabilities:
+                    write_probabilities(out, case, probs, properties)
+                write_label_map(out / f"{case}{file_ending}", labels, geometry)
+                bar.update()
     return todo
 
 
 def crf_folder(probabilities: Path, images: Path, out: Path, setting: CRFSetting,
                file_ending: str = ".nii.gz") -> list[str]:
     """Post-process nnU-Net probability exports (``CASE.npz`` + ``CASE.pkl``) of every case of ``images``."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     probabilities, images, out = Path(probabilities), Path(images), Path(out)
     cases = list_cases(images, file_ending)

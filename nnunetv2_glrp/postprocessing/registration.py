@@ -83,7 +83,7 @@ def choose_setting(cases: Sequence[ValidationCase], labels: dict[str, int],
 
     Returns ``{"chosen": setting dict, "reason": str, "candidates": [...]}``; the first candidate must
     be the baseline ``no CRF``."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     if not cases:
         raise ValueError("no validation cases to determine the post-processing on")

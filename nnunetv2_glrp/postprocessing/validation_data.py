@@ -1,6 +1,7 @@
 """``determine-crf``: the fold's validation cases, their fused probabilities, the decision -> ``crf.json``.
 
-Validation cases are fold ``F`` of ``nnUNet_preprocessed/DatasetX/splits_final.json``; images and
+One fold only (several are refused: a multi-fold model has no held-out cases). Predictions use nnU-Net's
+default inference (step 0.5, mirroring), as nnU-Net's own validation exports do. Validation cases are fold ``F`` of ``nnUNet_preprocessed/DatasetX/splits_final.json``; images and
 references come from ``nnUNet_raw/DatasetX/imagesTr`` and ``labelsTr``. A trainer's probabilities
 are read from ``fold_F/validation/CASE.npz`` + ``.pkl`` (``nnUNetv2_train ... --val --npz``) where
 they exist, otherwise the case is re-predicted with the trainer's checkpoint.
@@ -34,11 +35,19 @@ def evaluation_labels(dataset_json: dict) -> dict[str, int]:
     return labels
 
 
+def _refuse_several_folds(ensemble: Ensemble) -> None:
+    if len(ensemble.folds) > 1:
+        raise ValueError(f"determine-crf takes one fold, not -f {' '.join(ensemble.folds)}: a model of several folds "
+                         "was trained on the other folds' validation cases, so no case is held out from it; choose "
+                         "the setting on one fold (-f 0), predict -f 0 1 ... then uses that fold's crf.json")
+
+
 def validation_case_names(ensemble: Ensemble) -> list[str]:
     splits = Path(os.environ["nnUNet_preprocessed"]) / ensemble.dataset_name / "splits_final.json"
     if not splits.is_file():
         raise FileNotFoundError(f"no {splits}: prepare the dataset (nnUNetv2_glrp prepare) or train once first")
     folds = json.loads(splits.read_text(encoding="utf-8"))
+    _refuse_several_folds(ensemble)
     if not str(ensemble.fold).isdigit():
         raise ValueError(f"fold {ensemble.fold!r}: determine-crf needs a fold with validation cases (0, 1, ...)")
     fold = int(ensemble.fold)
@@ -49,7 +58,7 @@ def validation_case_names(ensemble: Ensemble) -> list[str]:
 
 def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[ValidationCase]:
     """Fused probabilities, image and reference of every validation case of the fold."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     raw = _raw_folder(ensemble)
     file_ending = json.loads((raw / "dataset.json").read_text(encoding="utf-8"))["file_ending"]
@@ -71,7 +80,7 @@ def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[Valid
                 probs.append(read_probabilities(exported, case, image.shape, geometry))
                 continue
             predictors = predictors or load_predictors(ensemble, device)
-            p, _ = predict_probabilities(predictors[i], files)
+            p, _ = predict_probabilities(predictors[i][0], files)
             probs.append(p)
         fused = fuse_probabilities(probs, case, ensemble.weights, ensemble.trainers)
         if fused.shape[1:] != image.shape:
@@ -82,7 +91,9 @@ def load_validation_cases(ensemble: Ensemble, device: str = "cpu") -> list[Valid
 
 def determine_crf(ensemble: Ensemble, device: str = "cpu", candidates=DEFAULT_CANDIDATES) -> dict:
     """Choose the post-processing on the fold's validation cases and write ``crf.json``; returns its content."""
+    _refuse_several_folds(ensemble)
     ensemble.check_trained()
+    validation_case_names(ensemble)  # a fold with validation cases, before anything is predicted
     labels = evaluation_labels(json.loads((_raw_folder(ensemble) / "dataset.json").read_text(encoding="utf-8")))
     cases = load_validation_cases(ensemble, device)
     decision = choose_setting(cases, labels, candidates, progress=True)

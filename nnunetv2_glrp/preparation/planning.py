@@ -28,7 +28,7 @@ def check_raw_files_complete(folder: Path) -> None:
     """Every image file of a raw dataset is complete and finite (:func:`nnunetv2_glrp.image_io.check_complete`):
     nnU-Net reads them with SimpleITK, which turns a truncated file's missing voxels into zeros. ValueError
     listing the bad files."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     from nnunetv2_glrp.image_io import ImageFileError, check_complete
 

@@ -171,7 +171,7 @@ def preprocess_cases(cases: dict[str, list[str]], output: Path, plans_manager, c
     ``configuration``; the resumable, staleness-checked core of :func:`preprocess_unlabeled`, shared by the
     extra pretraining pools (``preparation.extra_pools``). ``record`` (plus the plans fingerprint) is written
     beside ``output``; output of other plans is rebuilt, of cases no longer given deleted, done cases skipped."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     record_file = output.parent / f"glrp_preprocessing_{output.name}.json"
     fingerprint = preprocessing_fingerprint(plans_manager, configuration)

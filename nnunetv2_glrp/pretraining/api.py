@@ -29,6 +29,7 @@ from nnunetv2_glrp.preparation.extra_pools import manifest_with_pools, pool_name
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.config import PretrainingConfig, make_config
 from nnunetv2_glrp.pretraining.loop import ENCODER, run_pretraining
+from nnunetv2_glrp.torch_files import load_torch_file
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,20 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
     return final
 
 
+def cached_encoder(dataset_name_or_id: str | int, configuration: str, method: str = "GLRP",
+                   plans_identifier: str = "nnUNetPlans", preset: str = "cpu", seed: int = 0,
+                   extra_pools: Sequence[str | int] = (), **overrides) -> tuple[Path, Path | None]:
+    """(cache folder, its ``pretrained_encoder.pth`` or None when not pretrained yet) of the entry
+    :func:`ensure_pretrained` would use; never pretrains. A finished entry's data record is verified."""
+    _, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
+                                                             plans_identifier, preset, seed, overrides, extra_pools)
+    final = folder / ENCODER
+    if not final.is_file():
+        return folder, None
+    verify_pretraining_data(folder, manifest)
+    return folder, final
+
+
 def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, configuration: str, method: str,
                         plans_identifier: str) -> Path:
     """Check a ``pretrained_encoder.pth`` a user names for fine-tuning; return its path.
@@ -115,7 +130,7 @@ def check_named_encoder(path: str | os.PathLike, dataset_name_or_id: str | int, 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained encoder {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch_file(path, "pretrained encoder")
     if not isinstance(blob, dict) or "encoder_state_dict" not in blob:
         raise ValueError(f"{path} is not a GLRP pretrained encoder (no 'encoder_state_dict' key)")
     expected = {"method": method, "plans_identifier": plans_identifier, "configuration": configuration}
@@ -140,7 +155,7 @@ def load_pretrained_encoder_state(path: str | os.PathLike) -> dict[str, torch.Te
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained encoder {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_torch_file(path, "pretrained encoder")
     if not isinstance(blob, dict) or "encoder_state_dict" not in blob:
         raise ValueError(f"{path} is not a GLRP pretrained encoder (no 'encoder_state_dict' key)")
     return blob["encoder_state_dict"]

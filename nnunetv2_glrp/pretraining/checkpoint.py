@@ -19,6 +19,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from nnunetv2_glrp.torch_files import load_torch_file
+
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -71,7 +73,7 @@ def load_checkpoint(path: Path, data_digest: str, device: torch.device) -> dict 
     path = Path(path)
     if not path.is_file():
         return None
-    ckpt = torch.load(path, map_location=device, weights_only=False)
+    ckpt = load_torch_file(path, "pretraining checkpoint", map_location=device)
     if ckpt.get("data_digest") != data_digest:
         raise ValueError(f"{path.parent}: its checkpoint was trained on data with digest {ckpt.get('data_digest')}, "
                          f"the dataset now gives {data_digest} (re-converted or re-split?); delete {path.parent} to "

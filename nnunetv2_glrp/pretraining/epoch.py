@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from nnunetv2_glrp.progress import tqdm
 
 from nnunetv2_glrp.pretraining.step import StepTimer
 

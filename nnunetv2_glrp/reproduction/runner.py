@@ -164,7 +164,7 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
 def run_grid(setting: Setting, runs: Sequence[Run], labels: dict[str, int],
              on_run: Callable[[RunOutcome], None] | None = None) -> list[RunOutcome]:
     """Execute every incomplete run with a progress bar; returns the outcomes of the runs done now."""
-    from tqdm import tqdm
+    from nnunetv2_glrp.progress import tqdm
 
     todo = [r for r in runs if not is_complete(setting, r)]
     outcomes = []

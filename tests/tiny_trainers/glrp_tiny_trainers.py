@@ -1,5 +1,5 @@
 """Test-only trainers ``<Method>[_k<K>][_<recipe>]_tiny`` and ``NnunetControlTrainer_tiny``: 1 epoch x 2
-iterations after a shrunk "cpu" pretraining; ``..._short``: 3 epochs x 25 iterations with Adam 1e-2 after the
+iterations after a shrunk "cpu" pretraining (``nnUNetTrainer_tiny``: nnU-Net's plain trainer, 1 x 2); ``..._short``: 3 epochs x 25 iterations with Adam 1e-2 after the
 same shrunk pretraining, long enough for a from-scratch model on ``tests/plans/nnunet_test.json`` to learn the
 easy phantom's heart (measured: validation Dice 0.62 after 4 x 30; the demo test holds the test Dice to a floor).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_glrp.finetuning.recipes import FineTuningBudget
@@ -43,6 +44,20 @@ def _final_validation(self, *args, **kwargs):
         self.print_to_log_file("tests: nnU-Net's final validation skipped (GLRP_TEST_FINAL_VALIDATION=0)")
         return
     return nnUNetTrainer.perform_actual_validation(self, *args, **kwargs)
+
+
+class nnUNetTrainer_tiny(nnUNetTrainer):
+    """nnU-Net's own trainer, unchanged but for the tiny budget (1 epoch x 2 iterations): for the
+    ``nnUNetv2_train ... -pretrained_weights`` test of ``export-pretrained``."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # nnU-Net records these by name
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+    perform_actual_validation = _final_validation
 
 
 _classes = family_trainers(__name__, budgets=(TINY_BUDGET, SHORT_BUDGET), include_bases=False)
