@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import nnunetv2_glrp
+from nnunet_subprocess import nnunet_env
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.finetuning.export import RECORD_KEY, build_initial_network, export_pretrained
@@ -115,13 +115,9 @@ def test_nnunetv2_train_plain_trainer_accepts_the_export(encoder, tmp_path):
     config, path = encoder
     ckpt = tmp_path / "glrp.pth"
     export_pretrained(901, config, "GLRP", ckpt, encoder=path, seed=0)
-    env = dict(os.environ)
-    repo = os.fspath(Path(nnunetv2_glrp.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
-    env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
     out = subprocess.run([nnunet_command("nnUNetv2_train"), "901", config, "0", "-tr", "nnUNetTrainer_tiny",
                           "-device", "cpu", "-pretrained_weights", os.fspath(ckpt)],
-                         env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=900)
+                         env=nnunet_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "Loading pretrained weights from file" in out.stdout
     fold = Path(os.environ["nnUNet_results"]) / DATASET / f"nnUNetTrainer_tiny__nnUNetPlans__{config}" / "fold_0"

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-import nnunetv2_glrp
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state, unwrap_network
 from nnunetv2_glrp.finetuning.recipes import (
@@ -25,6 +24,7 @@ from nnunetv2_glrp.finetuning.recipes import (
     warmup_iterations,
 )
 from nnunetv2_glrp.finetuning.schedules import CosineLRScheduler, warmup_factor
+from nnunet_subprocess import nnunet_env, run_checked
 from tiny_trainers.glrp_tiny_trainers import TINY_BUDGET, TINY_PRETRAINING_OVERRIDES
 
 DATASET = "Dataset901_ACDC"
@@ -96,20 +96,11 @@ def test_budgets_override_recipes():
 
 # ---- end to end on the phantom --------------------------------------------------------------
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # the package may not be installed in the venv (make install does it editable): make it importable
-    repo = os.fspath(Path(nnunetv2_glrp.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
-    env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
-    env["GLRP_TEST_FINAL_VALIDATION"] = "1"  # these tests check nnU-Net's validation outputs too
-    return env
+    return nnunet_env(GLRP_TEST_FINAL_VALIDATION="1")  # these tests check nnU-Net's validation outputs too
 
 
 def _run(args: list[str]) -> str:
-    out = subprocess.run(args, env=_env(), capture_output=True, encoding="utf-8", errors="replace", timeout=600)
-    if out.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out.stdout + out.stderr
+    return run_checked(args, GLRP_TEST_FINAL_VALIDATION="1")
 
 
 def _results() -> Path:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import nnunetv2_glrp
+from nnunet_subprocess import run_checked
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.postprocessing.crf import postprocess
@@ -28,14 +27,7 @@ TRAINERS = ("RandomInitTrainer_k2_tiny", "RandomInitTrainer_k6_tiny")
 
 
 def _run(args: list[str]) -> None:
-    env = dict(os.environ)
-    repo = os.fspath(Path(nnunetv2_glrp.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH", "")) if p)
-    env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1", OMP_NUM_THREADS="1", nnUNet_compile="false")
-    env["GLRP_TEST_FINAL_VALIDATION"] = "1"  # determine-crf reads the --npz validation exports
-    out = subprocess.run(args, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
-    if out.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    run_checked(args, GLRP_TEST_FINAL_VALIDATION="1")  # determine-crf reads the --npz validation exports
 
 
 @pytest.fixture(scope="module")
