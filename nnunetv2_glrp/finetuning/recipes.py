@@ -32,6 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from nnunetv2_glrp.finetuning.semi_config import SemiSupervisedConfig
+
 
 @dataclass(frozen=True)
 class FineTuningRecipe:
@@ -55,6 +57,8 @@ class FineTuningRecipe:
     num_epochs: int = 1000
     iterations_per_epoch: int | None = 250  # None: one pass over the training slices
     val_iterations_per_epoch: int = 50
+    #: semi-supervised part (``_semi``: unlabeled cine frames, weak-to-strong consistency); None: supervised only
+    semi: SemiSupervisedConfig | None = None
 
     def __post_init__(self) -> None:
         if self.loss not in ("dice_ce", "ce"):
@@ -118,9 +122,12 @@ ENCODER_LOW_LR_RECIPE = replace(NNUNET_RECIPE, name="enclr", encoder_lr_factor=0
 # layer-wise learning-rate decay 0.7 per encoder stage from the bottleneck down to the input (as in BEiT/ViT
 # fine-tuning, whose 0.65-0.75 it takes): the generic first stages move least.
 LAYER_DECAY_RECIPE = replace(NNUNET_RECIPE, name="lld", encoder_layer_decay=0.7)
+# nnU-Net's recipe plus weak-to-strong consistency on the unlabeled cine frames (after UniMatch; ``_semi``
+# trainers, finetuning.semi_trainer): the supervised part is exactly nnU-Net's, the unlabeled loss is added.
+SEMI_RECIPE = replace(NNUNET_RECIPE, name="semi", semi=SemiSupervisedConfig())
 RECIPES: dict[str, FineTuningRecipe] = {r.name: r for r in (
     NNUNET_RECIPE, PAPER_RECIPE, DECODER_WARMUP_RECIPE, ENCODER_FIRST_FROZEN_RECIPE, ENCODER_LOW_LR_RECIPE,
-    LAYER_DECAY_RECIPE)}
+    LAYER_DECAY_RECIPE, SEMI_RECIPE)}
 
 FULL_BUDGET = FineTuningBudget(name="full", pretraining_preset="full")
 # 200 iterations: with nnU-Net's SGD (lr 1e-2, poly) RandomInitTrainer_k2 reached a validation Dice of

@@ -68,6 +68,9 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.recipe = recipe_for_budget(type(self).recipe, self.budget)  # what this run uses
+        if self.recipe.semi is not None and not getattr(self, "semi_supervised", False):
+            raise ValueError(f"{type(self).__name__}: recipe {self.recipe.name} is semi-supervised; derive the trainer "
+                             "from finetuning.semi_trainer.SemiSupervisedTrainerMixin")
         schedule = ResolvedSchedule.of(self.recipe, self.budget)
         self.num_epochs = schedule.num_epochs
         self.one_pass_per_epoch = schedule.iterations_per_epoch is None
@@ -193,8 +196,13 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             "num_epochs": self.num_epochs, "num_iterations_per_epoch": self.num_iterations_per_epoch,
             "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
             "warmup_iterations": self._warmup_iterations, "encoder_frozen_iterations": self._frozen_iterations,
+            **self._setup_extras(),
         }
         atomic_write_json(Path(self.output_folder) / SETUP_FILE, record, default=str)
+
+    def _setup_extras(self) -> dict:
+        """More entries for ``glrp_finetuning.json`` (the ``_semi`` trainers' unlabeled pool)."""
+        return {}
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()  # the recipe's schedule sets this epoch's lr
@@ -202,6 +210,11 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self._global_iteration = self.current_epoch * self.num_iterations_per_epoch
 
     def train_step(self, batch: dict) -> dict:
+        self._advance_schedule()
+        return super().train_step(batch)
+
+    def _advance_schedule(self) -> int:
+        """This iteration's warm-up learning rates; returns the iteration's global index and counts it."""
         it = self._global_iteration
         if self._warmup_iterations or self._frozen_iterations:
             factor = warmup_factor(it, self._warmup_iterations)
@@ -211,7 +224,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             if it == self._frozen_iterations:
                 self._release_encoder()
         self._global_iteration += 1
-        return super().train_step(batch)
+        return it
 
     def _release_encoder(self) -> None:
         """End of the decoder-only warm-up: the encoder's optimizer state (momentum accumulated from

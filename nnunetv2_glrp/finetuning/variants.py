@@ -41,7 +41,11 @@ def generate_variants(
                     continue
                 doc = (f"{base.__name__} fine-tuned on k={k if k is not None else 'all'} labeled patients, "
                        f"{recipe.name} recipe, {budget.name} budget (generated).")
-                out[name] = type(name, (base,), {
+                bases = (base,)
+                if recipe.semi is not None:  # the unlabeled step (imported here: the listing never needs torch)
+                    from nnunetv2_glrp.finetuning.semi_trainer import SemiSupervisedTrainerMixin
+                    bases = (SemiSupervisedTrainerMixin, base)
+                out[name] = type(name, bases, {
                     "k_labeled": k, "recipe": recipe, "budget": budget,
                     "__module__": module, "__qualname__": name, "__doc__": doc,
                 })
