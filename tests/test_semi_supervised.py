@@ -201,3 +201,110 @@ def test_unlabeled_pool_holds_train_and_val_patients_only_and_no_labeled_frame(p
         info["set"] = "train" if info["patient"] == split["train"][0] else "test"
     small = build_unlabeled_pool(folder, only, labeled, batch_size=10_000)
     assert small.labeled_frames_kept and {r.patient for r in small.records} == {split["train"][0]}
+
+
+# ---- the trainer on the session phantom ---------------------------------------------------------------
+def _semi_recipe(**changes):
+    from nnunetv2_glrp.finetuning.recipes import SEMI_RECIPE
+
+    return replace(SEMI_RECIPE, semi=replace(SEMI_RECIPE.semi, **changes))
+
+
+def _build(cls: type, config: str):
+    base = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
+    plans = json.loads((base / "nnUNetPlans.json").read_text(encoding="utf-8"))
+    plans["continue_training"] = False  # what nnUNetv2_train adds before building a trainer
+    dataset_json = json.loads((base / "dataset.json").read_text(encoding="utf-8"))
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    trainer = cls(plans, config, 0, dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    trainer.on_train_start()
+    return trainer
+
+
+def _semi_class(name: str, recipe, epochs: int, iterations: int, k: int | None = None) -> type:
+    from nnunetv2_glrp.finetuning.recipes import FineTuningBudget
+    from nnunetv2_glrp.finetuning.semi_trainer import SemiSupervisedTrainerMixin
+    from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
+
+    budget = FineTuningBudget(name="semitest", num_epochs=epochs, iterations_per_epoch=iterations,
+                              val_iterations_per_epoch=1)
+    return type(name, (SemiSupervisedTrainerMixin, GLRPFineTuningTrainer), {
+        "pretraining_method": None, "k_labeled": k, "recipe": recipe, "budget": budget})
+
+
+def test_semi_step_with_threshold_above_one_is_nnunets_step(phantom_preprocessed, monkeypatch):
+    """Same seeds, same labeled batches: losses and weights equal nnU-Net's own trainer's, while the unlabeled
+    branch runs (teacher, strong views, feature-perturbed pass); with a threshold that lets pixels through the
+    weights differ (the comparison can fail)."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    monkeypatch.delenv("GLRP_SEED", raising=False)
+    nnunet = _build(nnUNetTrainer, phantom_preprocessed)
+    batches = [next(nnunet.dataloader_train) for _ in range(4)]
+    semi = _build(_semi_class("SemiEquivalence", _semi_recipe(threshold=1.01), 1000, 250), phantom_preprocessed)
+    open_semi = _build(_semi_class("SemiOpen", _semi_recipe(threshold=0.0, rampup_fraction=0.0), 1000, 250),
+                       phantom_preprocessed)
+    for trainer in (nnunet, semi, open_semi):
+        trainer.current_epoch = 0
+        trainer.on_train_epoch_start()
+    nnunet_losses = [float(nnunet.train_step(b)["loss"]) for b in batches]
+    outputs = [semi.train_step(b) for b in batches]
+    assert [float(o["loss"]) for o in outputs] == nnunet_losses and len(set(nnunet_losses)) == 4
+    assert all(float(o["loss_unlabeled"]) == 0.0 and float(o["confident_fraction"]) == 0.0 for o in outputs)
+    params = dict(nnunet.network.named_parameters())
+    assert all(torch.equal(p, params[n]) for n, p in semi.network.named_parameters())
+    opened = open_semi.train_step(batches[0])
+    assert float(opened["loss_unlabeled"]) > 0 and float(opened["confident_fraction"]) == 1.0
+    semi._semi_stream.close()
+    open_semi._semi_stream.close()
+
+
+class Killed(Exception):
+    """Stands for the process being killed inside an epoch."""
+
+
+def _resume_class(name: str) -> type:
+    base = _semi_class(name, _semi_recipe(threshold=0.3, rampup_fraction=0.0), 2, 3, k=2)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):  # nnU-Net records these by name: no *args
+        base.__init__(self, plans, configuration, fold, dataset_json, device)
+        self.save_every = 1  # checkpoint_latest after every epoch
+        self.stream_seen = []
+
+    def _check_no_reuse(self, batch, unlabeled):
+        self.stream_seen.append((unlabeled["index"], unlabeled["slices"], float(unlabeled["strong"][1].sum())))
+        if self.current_epoch == self.kill_in_epoch and unlabeled["index"] == 4:  # epoch 1, second iteration
+            raise Killed
+        return base._check_no_reuse(self, batch, unlabeled)
+
+    return type(name, (base,), {"__init__": __init__, "_check_no_reuse": _check_no_reuse, "kill_in_epoch": None,
+                                "perform_actual_validation": lambda self, *a, **k: None})
+
+
+def test_killed_semi_run_resumes_with_the_same_stream_and_result(phantom_preprocessed, monkeypatch):
+    monkeypatch.setenv("GLRP_SEED", "1")
+    whole = _build(_resume_class("SemiWhole"), phantom_preprocessed)
+    whole.run_training()
+    cls = _resume_class("SemiKilled")
+    cls.kill_in_epoch = 1
+    killed = _build(cls, phantom_preprocessed)
+    with pytest.raises(Killed):
+        killed.run_training()
+    killed._semi_stream.close()
+    cls.kill_in_epoch = None
+    resumed = _build(cls, phantom_preprocessed)
+    resumed.load_checkpoint(os.path.join(resumed.output_folder, "checkpoint_latest.pth"))
+    assert resumed.current_epoch == 1
+    resumed.run_training()
+    assert [s[0] for s in whole.stream_seen] == list(range(6))
+    assert killed.stream_seen == whole.stream_seen[:5]  # epoch 0 and the first two batches of epoch 1
+    assert resumed.stream_seen == whole.stream_seen[3:]  # epoch 1 again, from its first batch
+    assert len({s[1][0] for s in whole.stream_seen}) > 1
+    expected = whole.network.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.network.state_dict().items())
+    setup = json.loads((Path(resumed.output_folder) / "glrp_finetuning.json").read_text(encoding="utf-8"))
+    assert setup["recipe"]["semi"]["threshold"] == 0.3 and setup["semi"]["labeled_frames_kept"] is False

@@ -50,7 +50,7 @@ class SemiSupervisedConfig:
 
     def __post_init__(self):
         checks = {
-            "threshold must be positive": self.threshold > 0,
+            "threshold must be >= 0": self.threshold >= 0,
             "unlabeled_batch_size must be >= 1": self.unlabeled_batch_size is None or self.unlabeled_batch_size >= 1,
             "loss_weight must be >= 0": self.loss_weight >= 0,
             "rampup_fraction must lie in [0, 1]": 0.0 <= self.rampup_fraction <= 1.0,
