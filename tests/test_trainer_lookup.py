@@ -51,8 +51,8 @@ def _trainers_module():
 
 def _parse(name: str) -> tuple[str, int | None, str, str]:
     """(family, k, recipe, budget) read off a trainer name with the documented grammar
-    ``<Family>[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]``: written here, independently of the code that makes the names."""
-    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm|lpft|enclr|lld))?(?:_(cpu|cpu500|cpulong|cpu2000|cpulongsgd))?",
+    ``<Family>[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld|_semi][_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]``: written here, independently of the code that makes the names."""
+    match = re.fullmatch(r"([A-Za-z]+Trainer)(?:_k(\d+))?(?:_(paper|decwarm|lpft|enclr|lld|semi))?(?:_(cpu|cpu500|cpulong|cpu2000|cpulongsgd))?",
                          name)
     assert match, f"{name} does not follow the documented grammar"
     family, k, recipe, budget = match.groups()
@@ -62,7 +62,7 @@ def _parse(name: str) -> tuple[str, int | None, str, str]:
 def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     """Every listed name is OUR class (nnU-Net's own lookup on a sample), whose pretraining method, k, recipe
     and budget are what the name says (parsed by the test's own grammar, the paper's method mapping typed out),
-    and the listing has exactly the 8 x 8 x 6 x 6 combinations plus the six control trainers."""
+    and the listing has exactly the 8 x 8 x 7 x 6 combinations plus the six control trainers."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
@@ -76,8 +76,8 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
     assert controls == ["NnunetControlTrainer"] + [f"NnunetControlTrainer_{b}" for b in budgets[1:]]
     combos = {_parse(n) for n in listed if n not in controls}
     expected = {(f, k, r, b) for f in BASES for k in (None, 2, 6, 10, 15, 20, 30, 105)
-                for r in ("nnunet", "paper", "decwarm", "lpft", "enclr", "lld") for b in budgets}
-    assert combos == expected and len(listed) == len(expected) + 6 == 2310
+                for r in ("nnunet", "paper", "decwarm", "lpft", "enclr", "lld", "semi") for b in budgets}
+    assert combos == expected and len(listed) == len(expected) + 6 == 2694
     module = _trainers_module()
     # nnU-Net's own lookup (about 0.15 s a name) on every 59th name and the controls; the module's classes for all
     looked_up = set(listed[::59]) | set(controls)
@@ -99,6 +99,7 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
             random_cpu.budget.name) == (None, 2, "paper", "cpu")
     assert random_cpu.budget.num_epochs == 10 and random_cpu.budget.iterations_per_epoch == 20
     # the budget study's budgets: 1,000 iterations with Adam 1e-3 (cpulong) or nnU-Net's own SGD 1e-2 (cpulongsgd)
+    from nnunetv2_glrp.finetuning.recipes import BUDGETS as BUDGETS_BY_NAME
     from nnunetv2_glrp.finetuning.recipes import NNUNET_RECIPE, ResolvedSchedule, recipe_for_budget
 
     for name, iterations, optimizer, lr in (("GLRPTrainer_k6_cpulong", 1000, "adam", 1e-3),
@@ -114,6 +115,15 @@ def test_nnunet_lookup_finds_every_trainer_and_variant(capsys):
                                ("GLRPTrainer_k6_enclr_cpulong", "encoder_lr_factor", 0.1),
                                ("GLRPTrainer_k2_lld_cpulong", "encoder_layer_decay", 0.7)):
         assert getattr(recursive_find_trainer_class_by_name(name).recipe, field) == value, name
+    from nnunetv2_glrp.finetuning.semi_trainer import SemiSupervisedTrainerMixin
+
+    for name in ("GLRPTrainer_k2_semi_cpu", "RandomInitTrainer_k2_semi_cpu", "GLRPTrainer_k6_semi",
+                 "RandomInitTrainer_k6_semi_cpulong"):
+        cls = recursive_find_trainer_class_by_name(name)
+        assert issubclass(cls, SemiSupervisedTrainerMixin) and cls.recipe.semi.threshold == 0.95, name
+    assert recipe_for_budget(recursive_find_trainer_class_by_name("GLRPTrainer_k2_semi_cpu").recipe,
+                             BUDGETS_BY_NAME["cpu"]).optimizer == "adam"  # the cpu budgets' Adam switch applies
+    assert not issubclass(recursive_find_trainer_class_by_name("GLRPTrainer_k2_cpu"), SemiSupervisedTrainerMixin)
     warm = recursive_find_trainer_class_by_name("GCLTrainer_k6_decwarm")
     assert (warm.recipe.encoder_frozen_fraction, warm.recipe.encoder_lr_factor) == (0.1, 0.5)
 
