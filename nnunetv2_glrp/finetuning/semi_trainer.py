@@ -55,6 +55,8 @@ class SemiSupervisedTrainerMixin:
 
     # ---- the unlabeled stream -----------------------------------------------------------------
     def on_train_start(self):
+        if not self.was_initialized:  # nnU-Net's on_train_start would do it; the pool needs the batch size first
+            self.initialize()
         cfg = self.recipe.semi
         if len(self.configuration_manager.patch_size) != 2:
             raise ValueError(f"{type(self).__name__}: the _semi recipe supports 2D configurations only, "
