@@ -4,7 +4,9 @@ Both trainers are built through nnU-Net's lookup (``nnUNet_extTrainer``), set up
 ``on_train_start`` (pretrained encoder loaded for the GLRP one) and then run interleaved rounds of
 training iterations (data loading + ``train_step``) so that load from other processes hits both
 alike. Prints the median seconds per iteration of each and their ratio (expected ~1.0: GLRP only
-changes the initialisation, the k-patient subset and the lr warm-up, not the step).
+changes the initialisation, the k-patient subset and the lr warm-up, not the step). With
+``--trainer RandomInitTrainer_k6_semi_tiny --baseline RandomInitTrainer_k6_tiny`` it gives the cost of the ``_semi``
+recipe's unlabeled passes (target <= ~3x; docs/benchmarks.md); its unlabeled batches come from a background thread.
 
     .venv/bin/python benchmarks/bench_finetuning.py [--root DIR] [--trainer GLRPTrainer_k6_tiny]
         [--iterations 8] [--rounds 3] [--out bench_output/finetuning.json]

@@ -5,7 +5,7 @@ Defined at import from the project's registry (``nnunetv2_glrp.registry.TRAINER_
 nnU-Net's own trainer at each budget (so searching the code for a name finds nothing;
 ``nnUNetv2_glrp trainers`` prints every name). Name grammar::
 
-    <Method>Trainer[_k<K>][_paper|_decwarm][_cpu]
+    <Method>Trainer[_k<K>][_paper|_decwarm|_semi|...][_cpu|_cpulong|...]
 
 - ``<Method>``: ``GLRP`` (GLRP-cl), ``GRP`` (GRP-cl), ``LRP`` (LRP-cl), ``GLRPLinear`` (GLRP-cl*),
   ``RandomInit`` (no pretraining, the paper's Random row), and the paper's baselines pretrained in the
@@ -17,6 +17,8 @@ nnU-Net's own trainer at each budget (so searching the code for a name finds not
   nnU-Net's recipe (Dice+CE, SGD, poly, 1000 x 250 iterations);
 - ``_decwarm``: nnU-Net's recipe with a decoder-only warm-up (encoder frozen for the first 10 % of
   the iterations, then at half the learning rate), to keep what pretraining learned;
+- ``_semi``: nnU-Net's recipe plus weak-to-strong consistency on the unlabeled cine frames of the train/val
+  patients (after UniMatch; :mod:`nnunetv2_glrp.finetuning.semi_trainer`);
 - ``_cpu``: the demo budget (10 x 20 iterations, "cpu" pretraining preset); without it the full one (the
   recipe's length, "full" pretraining preset).
 

@@ -33,7 +33,8 @@ def configure(parser) -> None:
                         "trainers; another name B: trainers named ..._B of one's own (default: cpu)")
     parser.add_argument("--recipe", default="nnunet", choices=tuple(RECIPES),
                         help="nnunet: nnU-Net's recipe (no infix); paper: the paper's fine-tuning hyperparameters "
-                        "(_paper trainers: CE, Adam 5e-4, cosine, batch 12); decwarm: decoder warm-up (default: "
+                        "(_paper trainers: CE, Adam 5e-4, cosine, batch 12); decwarm: decoder warm-up; semi: nnU-Net's recipe plus "
+                        "consistency on the unlabeled cine frames (_semi trainers) (default: "
                         "nnunet); the nnU-Net row always runs nnU-Net's recipe")
     parser.add_argument("--pretrained_encoder", default=None,
                         help="pretrained_encoder.pth (nnUNetv2_glrp pretrain) that every pretrained row fine-tunes "

@@ -1,7 +1,7 @@
 """Fine-tuning recipes (loss, optimizer, schedule) and budgets (epochs x iterations, pretraining preset).
 
 A trainer is one recipe x one budget (x one pretraining method x one k). Names:
-``<Method>Trainer[_k<K>][_paper|_decwarm][_cpu]``; no suffix = nnU-Net recipe, full budget.
+``<Method>Trainer[_k<K>][_paper|_decwarm|_semi|...][_cpu|...]``; no suffix = nnU-Net recipe, full budget.
 
 Choices where the paper is silent:
 * nnU-Net recipe: exactly nnU-Net's (Dice+CE loss with deep supervision, SGD with Nesterov, momentum
