@@ -308,3 +308,21 @@ def test_killed_semi_run_resumes_with_the_same_stream_and_result(phantom_preproc
     assert all(torch.equal(v, expected[k]) for k, v in resumed.network.state_dict().items())
     setup = json.loads((Path(resumed.output_folder) / "glrp_finetuning.json").read_text(encoding="utf-8"))
     assert setup["recipe"]["semi"]["threshold"] == 0.3 and setup["semi"]["labeled_frames_kept"] is False
+
+
+def test_reproduce_and_the_listing_name_the_semi_trainers():
+    import argparse
+
+    from nnunetv2_glrp.commands.reproduce import configure
+    from nnunetv2_glrp.finetuning.variants import shipped_trainer_names
+    from nnunetv2_glrp.reproduction.grid import trainer_name
+
+    assert trainer_name("RandomInitTrainer", 2, "cpu", "semi") == "RandomInitTrainer_k2_semi_cpu"
+    assert trainer_name("GLRPTrainer", 6, "full", "semi") == "GLRPTrainer_k6_semi"
+    assert trainer_name("NnunetControlTrainer", 2, "cpu", "semi") == "NnunetControlTrainer_cpu"  # the control row
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    assert parser.parse_args(["-d", "1", "-c", "2d", "--recipe", "semi"]).recipe == "semi"
+    names = set(shipped_trainer_names())
+    assert {"GLRPTrainer_k2_semi_cpu", "RandomInitTrainer_k2_semi_cpu", "GLRPTrainer_k6_semi",
+            "GLRPTrainer_k6_semi_cpulong"} <= names
