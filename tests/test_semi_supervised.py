@@ -326,3 +326,26 @@ def test_reproduce_and_the_listing_name_the_semi_trainers():
     names = set(shipped_trainer_names())
     assert {"GLRPTrainer_k2_semi_cpu", "RandomInitTrainer_k2_semi_cpu", "GLRPTrainer_k6_semi",
             "GLRPTrainer_k6_semi_cpulong"} <= names
+
+
+def test_weak_view_geometry_and_blur_against_references():
+    from scipy.ndimage import gaussian_filter
+
+    from nnunetv2_glrp.finetuning.strong_augmentation import _gaussian_blur, weak_view
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 9, 9)).astype(np.float32)
+    still = SemiSupervisedConfig(p_rotation=0.0, p_scaling=0.0, p_mirror=0.0)
+    view = weak_view(image, (9, 9), still, np.random.default_rng(1))
+    assert torch.allclose(view, torch.from_numpy(image), atol=1e-5)  # patch = slice: the identity
+    quarter = replace(still, p_rotation=1.0, rotation=(math.pi / 2, math.pi / 2))
+    turned = weak_view(image, (9, 9), quarter, np.random.default_rng(1))
+    assert any(torch.allclose(turned, torch.rot90(torch.from_numpy(image), r, dims=(1, 2)), atol=1e-4) for r in (1, 3))
+    assert not torch.allclose(turned, torch.from_numpy(image), atol=1e-2)
+    mirrored = weak_view(image, (9, 9), replace(still, p_mirror=1.0), np.random.default_rng(1))
+    assert torch.allclose(mirrored, torch.from_numpy(image[:, ::-1, ::-1].copy()), atol=1e-5)
+    crop = weak_view(rng.normal(size=(1, 40, 30)).astype(np.float32), (16, 12), still, np.random.default_rng(2))
+    assert crop.shape == (1, 16, 12)
+    blurred = _gaussian_blur(torch.from_numpy(image), 1.0)
+    reference = gaussian_filter(image[0].astype(np.float64), 1.0, mode="nearest", truncate=3.0)
+    assert np.allclose(blurred[0].numpy(), reference, atol=1e-5)
