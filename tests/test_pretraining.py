@@ -81,6 +81,47 @@ def _fixed_batch(ctx, config, batch_size=6):
     return network, heads, loader.generate_train_batch()
 
 
+def test_psm_location_is_an_execution_setting():
+    """Where the PSM runs never changes the cache key; "auto" puts it on the device only for a GPU."""
+    from nnunetv2_glrp.pretraining.inputs import psm_on_device
+
+    full = make_config("GLRP", "full")
+    for where in ("loader", "device"):
+        assert make_config("GLRP", "full", psm_location=where).digest() == full.digest() == "4727f4e490"
+    assert make_config("GLRP", "cpu", psm_location="device").digest() == make_config("GLRP", "cpu").digest()
+    assert [psm_on_device(make_config(psm_location=w), d) for w, d in
+            [("auto", "cpu"), ("auto", "cuda:0"), ("loader", "cuda"), ("device", "cpu")]] == [False, True, False, True]
+    with pytest.raises(ValueError, match="psm_location must be one of"):
+        make_config(psm_location="gpu")
+
+
+def test_psm_computed_in_the_step_gives_the_loader_psm_step(ctx):
+    """The step computing the PSM on the training device (psm_fn, batch without psm) makes exactly the update of
+    the step fed the data loader's PSM, and reports the PSM seconds."""
+    import copy
+
+    config = make_config("GLRP", lr=0.05, psm_location="device", **FAST)
+    network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
+    psm_fn = psm_function(ctx, config, heads.local_stage)
+    torch.testing.assert_close(psm_fn(batch["data"][:, 0]), batch["psm"], rtol=0, atol=0)
+    results = []
+    for with_loader_psm in (True, False):
+        net, hd = copy.deepcopy(network), copy.deepcopy(heads)
+        params = list(net.encoder.parameters()) + list(hd.parameters())
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        timer = StepTimer(torch.device("cpu"))
+        b = batch if with_loader_psm else {**batch, "psm": None, "psm_seconds": 0.0}
+        out = training_step(net, hd, b, config, opt, torch.device("cpu"), timer,
+                            None if with_loader_psm else psm_fn)
+        results.append((out, [p.detach().clone() for p in params], timer.psm))
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert results[1][2] > 0
+    with pytest.raises(ValueError, match="needs the PSM"):
+        training_step(network, heads, {**batch, "psm": None}, config, opt, torch.device("cpu"))
+
+
 def test_loss_decreases_on_a_fixed_batch(ctx):
     """20 SGD steps of the real training step on one fixed phantom batch lower the GLRP loss."""
     config = make_config("GLRP", lr=0.05, **FAST)
