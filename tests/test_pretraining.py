@@ -307,3 +307,18 @@ def test_second_caller_waits_for_the_lock_and_reuses(ctx, monkeypatch):
         torch.save({"encoder_state_dict": {}}, folder / "pretrained_encoder.pth")  # the holder finishes
     t.join(timeout=30)
     assert result == [folder / "pretrained_encoder.pth"] and calls == []
+
+
+def test_pretraining_with_the_psm_on_the_device_trains_the_same_encoder(ctx, tmp_path):
+    """run_pretraining with psm_location "device" (the step computes the PSM on the CPU here) trains exactly the
+    encoder of the run whose data loader computes it, and config.json says where it ran."""
+    short = {**FAST, "epochs": 1, "iterations_per_epoch": 2}
+    paths = {where: run_pretraining(ctx, make_config("GLRP", seed=5, psm_location=where, **short), tmp_path / where)
+             for where in ("loader", "device")}
+    sa, sb = (load_pretrained_encoder_state(paths[w]) for w in ("loader", "device"))
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    on = {w: json.loads((tmp_path / w / "config.json").read_text(encoding="utf-8"))["resolved"]["psm_computed_on"]
+          for w in paths}
+    assert on == {"loader": "data loader", "device": "cpu"}
