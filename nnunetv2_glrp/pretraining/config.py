@@ -43,7 +43,12 @@ from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
 METHODS = tuple(PRETRAINING_METHODS)
 #: fields added after the first release -> the value every run before them had; left out of the digest at that
 #: value (cache names stay valid for the same computation, and change where the computation changed)
-ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output"}
+ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output", "autocast": "none",
+                "channels_last": False}
+#: ``autocast``: the network's forward and backward under torch.autocast in bfloat16 ("bf16"), or not ("none");
+#: the losses always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest
+#: when not "none". fp16 (which needs a gradient scaler) is not offered.
+AUTOCAST = ("none", "bf16")
 #: where the computation runs, not what it computes: never in the digest (same cached encoder wherever the PSM ran)
 EXECUTION_FIELDS = ("psm_location",)
 #: ``psm_location``: "loader" (the data workers, with the augmentation), "device" (the training device, inside the
@@ -80,8 +85,12 @@ class PretrainingConfig:
     pcl_threshold: float = 0.35
     gcl_partitions: int = 4
     psm_location: str = "auto"
+    autocast: str = "none"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        if self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {AUTOCAST}, got {self.autocast!r}")
         if self.psm_location not in PSM_LOCATIONS:
             raise ValueError(f"psm_location must be one of {PSM_LOCATIONS}, got {self.psm_location!r}")
         if self.method not in METHODS:

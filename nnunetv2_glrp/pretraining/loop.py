@@ -139,6 +139,8 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
     network, heads, local_stage = build_models(ctx, config)
     network.to(dev).train()
     heads.to(dev).train()
+    if config.channels_last:
+        network.to(memory_format=torch.channels_last)
     ckpt = load_checkpoint(folder / CHECKPOINT, data.digest, dev)
     resolved = write_run_record(folder, ctx, config, data, local_stage, device)
     optimizer, scheduler = make_optimizer(network, heads, config, data.iterations)

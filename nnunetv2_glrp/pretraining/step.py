@@ -51,7 +51,8 @@ class StepTimer:
 
 
 def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
-    return None if z is None else z.detach().requires_grad_()
+    """Float32 leaf copy of the embeddings: the losses always run in float32 (also under autocast)."""
+    return None if z is None else z.detach().float().requires_grad_()
 
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
@@ -76,8 +77,11 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
             timer.psm += clock() - tp
     t0 = clock()
     optimizer.zero_grad(set_to_none=True)
-    feats = encoder_features(network, x, config.feature_tap)
-    z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
+        feats = encoder_features(network, x, config.feature_tap)
+        z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
@@ -103,7 +107,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
     loss.backward()
     t3 = clock()
-    pairs = [(z, leaf.grad) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
+    pairs = [(z, leaf.grad.to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
     torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
     params = [p for g in optimizer.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
