@@ -4,7 +4,8 @@ For each method (GLRP, GRP, LRP, GLRPLinear and the SimCLR, GCL, PCL baselines; 
 prints slices/s (end to end, data loading included, single-threaded loader so its cost is visible),
 the model step time, the share of the step spent in the loss functions (their forward AND backward,
 timed by cutting the graph at the projected embeddings, see ``pretraining.step``), the PSM time per
-batch (computed in the data loader, outside the step) and peak memory (max RSS;
+batch (in the data loader, or with ``--psm-location device`` in the step on ``--device``, timed apart from the
+model step) and peak memory (max RSS;
 torch.cuda.max_memory_allocated on CUDA), then one summary table of all methods.
 
     .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10] [--method GCL PCL]
@@ -51,6 +52,8 @@ def main() -> None:
     ap.add_argument("--method", nargs="+", default=None, help="methods to time (default: all)")
     ap.add_argument("--psm-patch-size", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--psm-location", choices=("loader", "device"), default="loader",
+                    help="PSM in the data loader (default) or in the step on --device (config psm_location)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=0, help="time run_pretraining over this many epochs instead")
     ap.add_argument("--workers", type=int, default=0, help="augmentation processes with --epochs")
@@ -97,7 +100,8 @@ def _time_steps(ctx, args, method: str) -> dict:
     from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
     dev = torch.device(args.device)
-    config = make_config(method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size)
+    config = make_config(method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size,
+                         psm_location=args.psm_location)
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -105,12 +109,13 @@ def _time_steps(ctx, args, method: str) -> dict:
     network.to(dev).train()
     heads.to(dev).train()
     psm_fn = psm_function(ctx, config, stage)
+    step_psm = psm_fn if args.psm_location == "device" else None
     loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
-                                    augmentation=config.augmentation, psm_fn=psm_fn,
+                                    augmentation=config.augmentation, psm_fn=None if step_psm else psm_fn,
                                     sampler=batch_sampler(records, config))
     params = list(network.encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    training_step(network, heads, loader.generate_train_batch(), config, opt, dev)  # warm-up
+    training_step(network, heads, loader.generate_train_batch(), config, opt, dev, psm_fn=step_psm)  # warm-up
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     timer = StepTimer(dev)
@@ -120,19 +125,20 @@ def _time_steps(ctx, args, method: str) -> dict:
         t = time.perf_counter()
         batch = loader.generate_train_batch()
         data_s += time.perf_counter() - t
-        training_step(network, heads, batch, config, opt, dev, timer)
+        training_step(network, heads, batch, config, opt, dev, timer, step_psm)
     total = time.perf_counter() - t0
     n = args.iterations
     print(f"\n== {method}: plan paper_unet_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
           f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
-          f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'}")
+          f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'} "
+          f"computed in the {'step on ' + str(dev) if step_psm else 'data loader'}")
     print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")
     print(f"model step: {timer.step / n * 1000:.0f} ms/iteration -> {n * config.batch_size / timer.step:.2f} slices/s "
           "with data loading in workers")
     print(f"loss functions (forward + backward, embeddings -> loss -> embedding gradients) share of the model step: "
           f"{100 * timer.loss_share:.2f}% ({timer.loss / n * 1000:.1f} ms = forward {timer.loss_forward / n * 1000:.1f} "
           f"+ backward {timer.loss_backward / n * 1000:.1f} ms per iteration)")
-    print(f"data loading: {data_s / n * 1000:.0f} ms/batch, of which PSM {timer.psm / n * 1000:.0f} ms "
+    print(f"data loading: {data_s / n * 1000:.0f} ms/batch; PSM {timer.psm / n * 1000:.0f} ms/batch "
           f"({100 * timer.psm / total:.1f}% of the single-process wall time)")
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if dev.type == "cuda":
@@ -149,7 +155,8 @@ def _time_epochs(ctx, args, method: str) -> None:
     from nnunetv2_glrp.pretraining import make_config, run_pretraining
 
     config = make_config(method, "cpu", epochs=args.epochs, iterations_per_epoch=args.iterations,
-                         batch_size=args.batch_size, psm_patch_size=args.psm_patch_size or 24)
+                         batch_size=args.batch_size, psm_patch_size=args.psm_patch_size or 24,
+                         psm_location=args.psm_location)
     ends = []
     folder = Path(tempfile.mkdtemp(prefix="glrp-bench-run-"))
     t0 = time.perf_counter()

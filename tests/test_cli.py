@@ -124,3 +124,20 @@ def test_help_typos_and_folder_free_commands_create_no_nnunet_data(tmp_path, arg
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "GLRP_DATA"}
     subprocess.run([sys.executable, "-m", "nnunetv2_glrp.cli", *argv], cwd=tmp_path, env=env, capture_output=True)
     assert not (tmp_path / "nnunet_data").exists()
+
+
+def test_pretrain_passes_the_psm_location_as_a_config_override(monkeypatch, tmp_path):
+    """--psm-location reaches ensure_pretrained as the psm_location field (absent: the preset's "auto")."""
+    import nnunetv2_glrp.pretraining as pretraining
+
+    seen = []
+
+    def fake(dataset, configuration, **kw):
+        seen.append(kw)
+        return tmp_path / "enc.pth"
+
+    monkeypatch.setattr(pretraining, "ensure_pretrained", fake)
+    monkeypatch.setattr(pretraining, "load_pretrained_encoder_state", lambda path: {})
+    assert main(["pretrain", "-d", "1", "-c", "2d", "--psm-location", "device"]) == 0
+    assert main(["pretrain", "-d", "1", "-c", "2d"]) == 0
+    assert seen[0]["psm_location"] == "device" and "psm_location" not in seen[1]

@@ -336,3 +336,51 @@ def test_psm_of_other_grids_is_invariant_and_class_structured(grid):
 def test_psm_rejects_bad_input(kwargs, images, match):
     with pytest.raises(ValueError, match=match):
         patch_ssim_matrix(images, **kwargs)
+
+
+# ---------------------------------------------------------------- the batched float32 PSM (on any device)
+
+
+def _slow_psm64(images: torch.Tensor, grid: int, patch_size: int, data_range: float) -> torch.Tensor:
+    """Float64 reference, pair by pair: same-class pairs get (1 + max over the class's stabiliser of SSIM) / 2."""
+    from nnunetv2_glrp.similarity.patch_similarity import STABILISERS
+
+    h, w = images.shape[-2:]
+    patches = canonical_patches(images.double(), grid_boxes(h, w, grid), patch_size)
+    classes = [position_class(k, grid) for k in range(grid * grid)] * images.shape[0]
+    n = patches.shape[0]
+    out = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            if classes[i] == classes[j]:
+                best = max(float(pairwise_ssim(patches[i:i + 1], g(patches[j:j + 1]), data_range)[0, 0])
+                           for g in STABILISERS[classes[i]])
+                out[i, j] = (1 + best) / 2
+    return out
+
+
+def _structured_images(v, h, w, seed):
+    """Piecewise-constant discs and a bright frame on a dark background: flat regions, sharp edges."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    out = torch.zeros(v, h, w)
+    for k in range(v):
+        cy, cx, r = (torch.rand(3, generator=g) * torch.tensor([h, w, min(h, w) / 3])).tolist()
+        out[k][(yy - cy) ** 2 + (xx - cx) ** 2 < (r + 3) ** 2] = 1.0
+        out[k, : 2 + k] = 0.5
+    return out
+
+
+@pytest.mark.parametrize("kind", ["random", "smooth", "structured"])
+def test_batched_float32_psm_equals_the_float64_pair_by_pair_reference(kind):
+    """patch_ssim_matrix (all pairs of the batch in one call, float32: what the step runs on the training device)
+    equals the float64 PSM computed one pair at a time to 1e-5."""
+    v, h, w = 4, 48, 42
+    images = {"random": lambda: torch.rand(v, h, w, generator=torch.Generator().manual_seed(3)),
+              "smooth": lambda: _smooth_images(v, h, w, 4),
+              "structured": lambda: _structured_images(v, h, w, 5)}[kind]()
+    data_range = float(images.max() - images.min())
+    fast = patch_ssim_matrix(images.float(), patch_size=16, data_range=data_range)
+    assert fast.dtype == torch.float32
+    ref = _slow_psm64(images, 3, 16, data_range)
+    torch.testing.assert_close(fast.double(), ref, rtol=0, atol=1e-5)

@@ -32,6 +32,10 @@ def configure(parser) -> None:
                  "--batch-size")
     parser.add_argument("--seed", type=int, default=0, help="pretraining seed (default: 0)")
     hidden_alias(parser, parser.add_argument(
+        "--psm_location", default=None, choices=("auto", "loader", "device"),
+        help="where the patch-SSIM matrix is computed: the data loader's workers, the training device (in the step), "
+        "or auto = the device when it is a GPU (default: auto; not part of the cache key)"), "--psm-location")
+    hidden_alias(parser, parser.add_argument(
         "--extra_pools", nargs="+", default=[], metavar="DATASET",
         help="other converted datasets (names or ids) whose train/val frames join the pretraining, preprocessed "
         "with this dataset's plans; their test patients are never used (default: none)"), "--extra-pools")
@@ -44,7 +48,8 @@ def run(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.iterations),
-                                   ("batch_size", args.batch_size)) if v is not None}
+                                   ("batch_size", args.batch_size), ("psm_location", args.psm_location))
+                 if v is not None}
     path = ensure_pretrained(args.dataset, args.configuration, method=args.method,
                              plans_identifier=args.plans_identifier, preset=args.preset, device=args.device,
                              seed=args.seed, extra_pools=args.extra_pools, **overrides)

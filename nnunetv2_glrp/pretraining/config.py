@@ -23,6 +23,10 @@ soft-target formulation (their 0/1 weights have no logarithm). Fields added afte
 (``ADDED_FIELDS``) enter the digest only when they differ from the value that reproduces what runs before them did
 (their default, or for ``feature_tap`` the old behaviour "output"), so existing caches keep their names and an
 encoder pretrained on the stage outputs is never taken for one of the new pre-norm default.
+
+``psm_location`` says where the PSM is computed (data workers or training device, see ``PSM_LOCATIONS``): the same
+function on the same views, so it is an execution setting and never enters the digest (on a GPU the float32 SSIM
+may differ from the CPU's in the last bits; tests/test_pretraining.py checks equality on the CPU).
 """
 
 from __future__ import annotations
@@ -39,7 +43,17 @@ from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
 METHODS = tuple(PRETRAINING_METHODS)
 #: fields added after the first release -> the value every run before them had; left out of the digest at that
 #: value (cache names stay valid for the same computation, and change where the computation changed)
-ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output"}
+ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output", "autocast": "none",
+                "channels_last": False}
+#: ``autocast``: the network's forward and backward under torch.autocast in bfloat16 ("bf16"), or not ("none");
+#: the losses always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest
+#: when not "none". fp16 (which needs a gradient scaler) is not offered.
+AUTOCAST = ("none", "bf16")
+#: where the computation runs, not what it computes: never in the digest (same cached encoder wherever the PSM ran)
+EXECUTION_FIELDS = ("psm_location",)
+#: ``psm_location``: "loader" (the data workers, with the augmentation), "device" (the training device, inside the
+#: step, on the views already moved there), "auto" (the device when it is a GPU, else the loader)
+PSM_LOCATIONS = ("auto", "loader", "device")
 
 
 @dataclass(frozen=True)
@@ -70,8 +84,15 @@ class PretrainingConfig:
     augmentation: ViewAugmentation = ViewAugmentation()
     pcl_threshold: float = 0.35
     gcl_partitions: int = 4
+    psm_location: str = "auto"
+    autocast: str = "none"
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
+        if self.autocast not in AUTOCAST:
+            raise ValueError(f"autocast must be one of {AUTOCAST}, got {self.autocast!r}")
+        if self.psm_location not in PSM_LOCATIONS:
+            raise ValueError(f"psm_location must be one of {PSM_LOCATIONS}, got {self.psm_location!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown pretraining method {self.method!r}; choose one of {METHODS}")
         for name in ("epochs", "batch_size"):
@@ -112,7 +133,8 @@ class PretrainingConfig:
 
     def digest(self) -> str:
         """Short hash of every field (seed included): the cache key of the output folder."""
-        fields = {k: v for k, v in self.to_dict().items() if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+        fields = {k: v for k, v in self.to_dict().items()
+                  if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k]) and k not in EXECUTION_FIELDS}
         text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

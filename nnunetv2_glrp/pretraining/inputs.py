@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import torch
 
 from nnunetv2_glrp.data import (PretrainingSliceLoader, SliceRecord, build_slice_index, check_slice_axis,
                                 data_digest, make_augmenter, pretraining_data_manifest)
@@ -90,6 +91,14 @@ def psm_function(ctx: PlansContext, config: PretrainingConfig, local_stage: int)
     return functools.partial(patch_ssim_matrix, grid=config.grid,
                              boxes=local_stage_boxes(ctx, local_stage, config.grid), mapping=config.psm_mapping,
                              patch_size=config.psm_patch_size, cross_class=config.psm_cross_class)
+
+
+def psm_on_device(config: PretrainingConfig, device) -> bool:
+    """Whether the step computes the PSM on the training device (else the data loader does): ``psm_location``
+    "device", or "auto" on a GPU (the CPU stays with the loader's worker processes, which run beside the step)."""
+    if config.psm_location == "auto":
+        return torch.device(device).type != "cpu"
+    return config.psm_location == "device"
 
 
 def num_augmentation_processes() -> int:

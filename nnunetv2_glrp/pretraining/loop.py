@@ -30,7 +30,7 @@ from nnunetv2_glrp.pretraining.checkpoint import (load_checkpoint, restore_check
                                                   save_pretrained_encoder, seed_epoch)
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
 from nnunetv2_glrp.pretraining.epoch import run_epoch
-from nnunetv2_glrp.pretraining.inputs import (PretrainingData, build_models, pretraining_data, psm_function,
+from nnunetv2_glrp.pretraining.inputs import (PretrainingData, build_models, pretraining_data, psm_function, psm_on_device,
                                               run_batches)
 from nnunetv2_glrp.pretraining.plotting import plot_loss_curve
 from nnunetv2_glrp.pretraining.step import training_step
@@ -50,14 +50,16 @@ def _file_logging(folder: Path) -> logging.Handler:
 
 
 def write_run_record(folder: Path, ctx: PlansContext, config: PretrainingConfig, data: PretrainingData,
-                     local_stage: int) -> dict:
+                     local_stage: int, device="cpu") -> dict:
     """Write ``config.json`` (config, values resolved from the data, data record); return the resolved values."""
     records, manifest = data.records, data.manifest
     resolved = {"iterations_per_epoch": data.iterations, "local_stage": local_stage, "n_slices": len(records),
                 "n_labeled_slices": sum(r.kind == "labeled" for r in records),
                 "patients": sorted({r.patient for r in records}), "dataset": ctx.dataset_name,
                 "plans_identifier": ctx.plans_identifier, "configuration": ctx.configuration,
-                "psm_cross_class": config.psm_cross_class if config.lambda_local > 0 else None}
+                "psm_cross_class": config.psm_cross_class if config.lambda_local > 0 else None,
+                "psm_computed_on": (None if config.lambda_local <= 0 else
+                                    str(device) if psm_on_device(config, device) else "data loader")}
     record = {"digest": data.digest, "patients": manifest["patients"], "n_cases": len(manifest["cases"]),
               "n_unlabeled_cases": sum(c[3] == "unlabeled" for c in manifest["cases"])}
     if manifest.get("extra_pools"):
@@ -81,7 +83,7 @@ def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
     logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f (above the floor: grp %.4f lrp %.4f; collapsed embeddings "
                 "would be %.4f and %.4f above it) lr %.5f | %.1f s, "
                 "%.1f slices/s; loss functions (forward %.2f s + backward %.2f s) %.1f%% of the %.1f s model steps; "
-                "PSM %.2f s in the data loader", epoch + 1, config.epochs, stats["loss"], stats["grp"], stats["lrp"],
+                "PSM %.2f s (data loader or device)", epoch + 1, config.epochs, stats["loss"], stats["grp"], stats["lrp"],
                 stats.get("grp_excess", nan), stats.get("lrp_excess", nan), stats.get("grp_collapse_excess", nan),
                 stats.get("lrp_collapse_excess", nan), stats["lr"],
                 stats["seconds"], stats["slices_per_s"], stats["loss_fn_forward_seconds"],
@@ -94,10 +96,13 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
     """Epochs ``start_epoch``.. with a checkpoint after each; False when stopped early as requested."""
     network, heads, local_stage = models
 
-    def step(batch, timer):
-        return training_step(network, heads, batch, config, optimizer, device, timer)
+    psm_fn = psm_function(ctx, config, local_stage)
+    on_device = psm_on_device(config, device)
 
-    with run_batches(ctx, config, data, psm_function(ctx, config, local_stage), start_epoch,
+    def step(batch, timer):
+        return training_step(network, heads, batch, config, optimizer, device, timer, psm_fn if on_device else None)
+
+    with run_batches(ctx, config, data, None if on_device else psm_fn, start_epoch,
                      np.random.SeedSequence([config.seed, start_epoch])) as batches:
         for epoch in range(start_epoch, config.epochs):
             seed_epoch(config.seed, epoch)
@@ -134,8 +139,10 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
     network, heads, local_stage = build_models(ctx, config)
     network.to(dev).train()
     heads.to(dev).train()
+    if config.channels_last:
+        network.to(memory_format=torch.channels_last)
     ckpt = load_checkpoint(folder / CHECKPOINT, data.digest, dev)
-    resolved = write_run_record(folder, ctx, config, data, local_stage)
+    resolved = write_run_record(folder, ctx, config, data, local_stage, device)
     optimizer, scheduler = make_optimizer(network, heads, config, data.iterations)
     history: dict[str, list] = {"epoch": []}
     start_epoch = 0

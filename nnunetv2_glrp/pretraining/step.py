@@ -4,7 +4,9 @@ The autograd graph is cut at the projected embeddings: the losses are computed o
 ``z.detach().requires_grad_()``, their backward yields dL/dz, and ``torch.autograd.backward(z, dL/dz)``
 then runs the network's backward. By the chain rule the parameter gradients are the ones of a single
 ``loss.backward()``; the cut only lets us time the loss functions' forward AND backward on their own.
-The PSM is not part of the step: the data loader computes it (its time is reported separately).
+The PSM is not part of the timed step: the data loader computes it, or (``psm_fn`` given, ``psm_location`` "device")
+the step computes it on the training device from the views already there, before the forward pass; either way its
+seconds are reported separately (``StepTimer.psm``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class StepTimer:
 
     ``step``: whole step (forward, backward, clipping, optimizer); ``loss_forward`` / ``loss_backward``:
     the loss functions alone, from the embeddings to the loss and from the loss back to the embeddings;
-    ``loss`` = their sum; ``psm``: PSM seconds reported by the data loader (outside the step)."""
+    ``loss`` = their sum; ``psm``: PSM seconds, of the data loader or on the device (outside ``step``)."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -49,11 +51,12 @@ class StepTimer:
 
 
 def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
-    return None if z is None else z.detach().requires_grad_()
+    """Float32 leaf copy of the embeddings: the losses always run in float32 (also under autocast)."""
+    return None if z is None else z.detach().float().requires_grad_()
 
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
-                  timer: StepTimer | None = None) -> dict[str, float]:
+                  timer: StepTimer | None = None, psm_fn=None) -> dict[str, float]:
     """One SGD step on one batch; returns the loss terms (floats), as ``grp_excess``/``lrp_excess`` each
     term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`), and as
     ``grp_collapse_excess``/``lrp_collapse_excess`` the excess that collapsed embeddings would have (all
@@ -61,14 +64,24 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     excess near the collapse excess means the embeddings do not yet tell the slices (patches) apart.
 
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
-    without LRP), ``partitions`` [2N] (GCL only). ``grp`` is the global term of any method."""
+    without LRP, or when ``psm_fn`` computes it here on ``device`` from the views), ``partitions`` [2N] (GCL only).
+    ``grp`` is the global term of any method."""
     x = batch["data"].to(device, non_blocking=True)
     pos = batch["positions"].to(device, non_blocking=True)
     clock = timer.now if timer else (lambda: 0.0)
+    psm = batch.get("psm")
+    if psm is None and psm_fn is not None and config.lambda_local > 0:
+        tp = clock()
+        psm = psm_fn(x[:, 0])
+        if timer:
+            timer.psm += clock() - tp
     t0 = clock()
     optimizer.zero_grad(set_to_none=True)
-    feats = encoder_features(network, x, config.feature_tap)
-    z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
+        feats = encoder_features(network, x, config.feature_tap)
+        z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
@@ -81,7 +94,9 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         floors["grp"] = _floor(w_g, config)
         collapsed["grp"] = math.log(leaf_g.shape[0] - 1)
     if leaf_l is not None:
-        w = local_pair_weights(batch["psm"].to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
+        if psm is None:
+            raise ValueError("the LRP term needs the PSM: the batch has none and no psm_fn was given")
+        w = local_pair_weights(psm.to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
                                d)
         l_lrp = relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
         floors["lrp"] = _floor(w, config)
@@ -92,7 +107,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
     loss.backward()
     t3 = clock()
-    pairs = [(z, leaf.grad) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
+    pairs = [(z, leaf.grad.to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
     torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
     params = [p for g in optimizer.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
