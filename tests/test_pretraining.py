@@ -348,8 +348,11 @@ def test_bf16_autocast_and_channels_last_steps_stay_close_to_float32(ctx):
     start = [p.detach() for p in list(network.encoder.parameters()) + list(heads.parameters())]
     d32 = torch.cat([(a - s).flatten() for a, s in zip(fp32[1], start)])
     dcl = torch.cat([(a - s).flatten() for a, s in zip(cl[1], start)])
-    # NOT understood yet: the channels_last update differs from the float32 one by ~6 % (relative norm) after one
-    # step on the phantom, although the loss agrees to 2e-5; bounded here, to be investigated (issue 21)
+    # Not fully explained: the channels_last update differs from the float32 one by ~6 % (relative norm) after one
+    # step on the phantom, although the loss agrees to 2e-5. Part of it is known: the conv biases in front of
+    # InstanceNorm have an exactly-zero gradient in exact arithmetic (the norm removes the mean), so theirs is pure
+    # rounding noise that differs 100 % between kernels; on a bare encoder with a smooth loss the weight gradients
+    # of the two memory formats differ by ~1e-3 (relative, float32 accumulation order). Bounded here (issue 21).
     assert float((dcl - d32).norm() / d32.norm()) < 0.1, float((dcl - d32).norm() / d32.norm())
     assert np.isfinite(bf16[0]["loss"]) and bf16[0]["loss"] != fp32[0]["loss"]  # bf16 really ran
     assert abs(bf16[0]["loss"] - fp32[0]["loss"]) < 0.02 * fp32[0]["loss"]
