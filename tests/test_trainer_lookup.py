@@ -146,9 +146,9 @@ def test_importing_the_trainers_has_no_side_effects(tmp_path):
             "sum(isinstance(v, type) and k.endswith('_tiny') for k, v in vars(t).items()))")
     out = subprocess.run([sys.executable, "-c", code, os.fspath(trainers_folder())], env=env,
                          capture_output=True, encoding="utf-8", errors="replace", check=True)
-    # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 6 recipes at the cpu budget, plus NnunetControlTrainer_cpu;
-    # _tiny trainers are the tests' own
-    assert out.stdout.split() == [str(8 * 8 * 6 + 1), "0"]
+    # 8 methods (5 + the SimCLR/GCL/PCL baselines) x 8 k x 7 recipes (nnunet, paper, decwarm, lpft, enclr, lld, semi)
+    # at the cpu budget, plus NnunetControlTrainer_cpu; _tiny trainers are the tests' own
+    assert out.stdout.split() == [str(8 * 8 * 7 + 1), "0"]
     assert [p for p in Path(tmp_path).rglob("*") if p.is_file()] == []
 
 
@@ -172,5 +172,5 @@ def test_trainers_command_lists_exactly_the_shipped_trainer_classes(capsys):
 def test_trainers_help_spells_the_grammar_with_every_recipe_and_budget():
     from nnunetv2_glrp.commands.trainers import grammar
 
-    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld]"
+    assert grammar().startswith("<Method>Trainer[_k<K>][_paper|_decwarm|_lpft|_enclr|_lld|_semi]"
                                 "[_cpu|_cpu500|_cpulong|_cpu2000|_cpulongsgd]")
