@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import numpy as np
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from phantom_trainer import build_started_trainer
 
 from nnunetv2_glrp.finetuning.recipes import NNUNET_RECIPE, FineTuningBudget
 from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
@@ -41,16 +42,7 @@ class PluginRandomShort(GLRPFineTuningTrainer):
 
 
 def _train(cls: type, config: str) -> tuple[list[float], dict[str, torch.Tensor], list[float]]:
-    folder = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
-    plans = json.loads((folder / "nnUNetPlans.json").read_text())
-    plans["continue_training"] = False  # what nnUNetv2_train adds before building a trainer
-    dataset_json = json.loads((folder / "dataset.json").read_text())
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
-    trainer = cls(plans, config, 0, dataset_json, torch.device("cpu"))
-    trainer.initialize()
-    trainer.on_train_start()
+    trainer = build_started_trainer(cls, config)
     losses, lrs = [], []
     for epoch in range(EPOCHS):
         trainer.current_epoch = epoch

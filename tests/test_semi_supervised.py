@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from phantom_trainer import build_started_trainer
+
 from nnunetv2_glrp.finetuning.semi_config import SemiSupervisedConfig
 from nnunetv2_glrp.finetuning.semi_supervised import (
     batch_partner, channel_dropout, confident_cross_entropy, cutmix, pseudo_labels, rampup_weight, unlabeled_loss,
@@ -211,17 +213,7 @@ def _semi_recipe(**changes):
 
 
 def _build(cls: type, config: str):
-    base = Path(os.environ["nnUNet_preprocessed"]) / "Dataset901_ACDC"
-    plans = json.loads((base / "nnUNetPlans.json").read_text(encoding="utf-8"))
-    plans["continue_training"] = False  # what nnUNetv2_train adds before building a trainer
-    dataset_json = json.loads((base / "dataset.json").read_text(encoding="utf-8"))
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
-    trainer = cls(plans, config, 0, dataset_json, torch.device("cpu"))
-    trainer.initialize()
-    trainer.on_train_start()
-    return trainer
+    return build_started_trainer(cls, config)
 
 
 def _semi_class(name: str, recipe, epochs: int, iterations: int, k: int | None = None) -> type:
