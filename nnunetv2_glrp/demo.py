@@ -5,7 +5,7 @@ design at CPU size; labeled and unlabeled frames) -> the run engine (``reproduct
 that ``reproduce`` and the few-label benchmark use) at k = 2, one seed: nnU-Net's own trainer from
 scratch (``NnunetControlTrainer_cpu`` on the same two drawn patients, given as an extra fold),
 ``RandomInitTrainer_k2_cpu`` and GLRP pretraining + ``GLRPTrainer_k2_cpu``, each predicted on the test
-patients and evaluated -> the semi-supervised row: the same GLRP encoder fine-tuned with the ``_semi``
+patients and evaluated -> with ``--semi`` a semi-supervised row: the same GLRP encoder fine-tuned with the ``_semi``
 recipe (``GLRPTrainer_k2_semi_cpu``: nnU-Net's supervised loss plus weak-to-strong consistency on the
 unlabeled cine frames of the train/val patients; a second run-engine setting under ``<out>/engine_semi``, the
 pretraining cache shared) -> post-processing: the Random and GLRP models fused (mean of their
@@ -48,8 +48,11 @@ class DemoConfig:
     fold: int = 0
     k: int = 2
     methods: tuple[str, ...] = ("nnU-Net", "Random", "GLRP")
-    #: methods also fine-tuned with the ``_semi`` recipe (one row each, "<method>_semi"); () for none
-    semi_methods: tuple[str, ...] = ("GLRP",)
+    #: methods also fine-tuned with the ``_semi`` recipe (one row each, "<method>_semi"); () for none. Off by
+    #: default (``demo --semi`` / ``make demo DEMO_ARGS=--semi``): a ``_semi`` iteration costs 2.7x a supervised
+    #: one (bench_finetuning.py), which would add about 7 minutes to the 22 of the demo on a 2-core CPU, too
+    #: close to the 30-minute promise until measured alone
+    semi_methods: tuple[str, ...] = ()
     budget: str = "cpu"
     fused: tuple[str, ...] = ("GLRP", "Random")  # methods fused; crf.json goes to the first one's model folder
     device: str = "cpu"

@@ -46,7 +46,7 @@ def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_
     from nnunetv2_glrp.demo import run_demo
 
     cfg = DemoConfig(out=str(tmp_path / "demo"), dataset_id=907, patients=10, frames=3, budget="short",
-                     difficulty="easy", plans=os.fspath(TEST_PLANS))
+                     difficulty="easy", plans=os.fspath(TEST_PLANS), semi_methods=("GLRP",))
     first = run_demo(cfg)
     rows = first["results"]
     names = list(rows)
