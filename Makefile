@@ -8,6 +8,7 @@ STAMP := $(VENV)/.glrp-installed
 # runs on the CPU). Override e.g. `make test TORCH_SPEC="torch torchvision"` elsewhere.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo_output
+DEMO_ARGS ?=
 
 .PHONY: install test demo bench clean
 
@@ -24,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 demo: $(STAMP)
-	$(VENV)/bin/nnUNetv2_glrp demo --out $(DEMO_OUT)
+	$(VENV)/bin/nnUNetv2_glrp demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_conversion.py --patients 20 --n4

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from nnunetv2_glrp.dataset_split import patient_of_case
 from nnunetv2_glrp.demo import DemoConfig, _record_config
 
 
@@ -45,12 +46,12 @@ def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_
     from nnunetv2_glrp.demo import run_demo
 
     cfg = DemoConfig(out=str(tmp_path / "demo"), dataset_id=907, patients=10, frames=3, budget="short",
-                     difficulty="easy", plans=os.fspath(TEST_PLANS))
+                     difficulty="easy", plans=os.fspath(TEST_PLANS), semi_methods=("GLRP",))
     first = run_demo(cfg)
     rows = first["results"]
     names = list(rows)
-    assert names[:3] == ["nnU-Net (NnunetControlTrainer_short)", "Random (RandomInitTrainer_k2_short)",
-                         "GLRP (GLRPTrainer_k2_short)"]
+    assert names[:4] == ["nnU-Net (NnunetControlTrainer_short)", "Random (RandomInitTrainer_k2_short)",
+                         "GLRP (GLRPTrainer_k2_short)", "GLRP_semi (GLRPTrainer_k2_semi_short)"]
     for name in names[:2]:  # both from-scratch rows learned the heart, every class
         assert rows[name]["mean_dice"] > FROM_SCRATCH_FLOOR, (name, rows[name]["mean_dice"])
         assert all(c["dice"]["mean"] > 0.1 for c in rows[name]["classes"].values()), name
@@ -59,6 +60,17 @@ def test_demo_end_to_end_on_the_run_engine_fuses_registers_a_crf_and_learns(tmp_
     records = {r.method: r for r in first["records"]}
     assert records["nnU-Net"].raw["training_folds"][0] >= 5  # its own fold with the two drawn patients
     model = Path(records["GLRP"].raw["model_folders"][0])
+    # the _semi row: the same encoder (one pretraining, the cache shared), the same two patients, and an unlabeled
+    # pool of the train/val patients' frames without a test patient
+    semi_model = Path(first["semi_records"][0].raw["model_folders"][0])
+    sup, semi = (json.loads((m / "glrp_finetuning.json").read_text()) for m in (model, semi_model))
+    assert semi_model != model and semi["recipe"]["semi"] is not None and sup["recipe"]["semi"] is None
+    assert semi["pretrained_encoder"] == sup["pretrained_encoder"] is not None
+    assert semi["selected_patients"] == sup["selected_patients"]
+    test_patients = {patient_of_case(p.name.removesuffix(".nii.gz")) for p in
+                     (tmp_path / "demo" / "nnUNet_raw" / "Dataset907_ACDC" / "labelsTs").glob("*.nii.gz")}
+    assert semi["semi"]["pool_slices"] > 0 and test_patients
+    assert not test_patients & set(semi["semi"]["pool_patients"]), semi["semi"]["pool_patients"]
     registration = json.loads((model / "crf.json").read_text())
     chosen = registration["chosen"]["name"]
     fused_rows = [name for name in names if name.startswith("fused GLRP + Random")]
