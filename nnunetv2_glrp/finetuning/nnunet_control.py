@@ -49,6 +49,8 @@ class NnunetControlTrainer(nnUNetTrainer):
         self.num_iterations_per_epoch = schedule.iterations_per_epoch or self.num_iterations_per_epoch
         self.num_val_iterations_per_epoch = schedule.val_iterations_per_epoch
         self.initial_lr = self.control_recipe.initial_lr
+        if self.budget.checkpoint_every is not None:  # nnU-Net's save_every: how often a run can resume
+            self.save_every = self.budget.checkpoint_every
 
     def initialize(self):
         if not self.was_initialized:

@@ -92,6 +92,10 @@ class FineTuningBudget:
     pretraining_overrides: tuple[tuple[str, object], ...] = ()
     #: (recipe name, ((field, value), ...)): recipe fields this budget changes, per recipe
     recipe_overrides: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = ()
+    #: epochs between nnU-Net's ``checkpoint_latest.pth`` saves (its ``save_every``); None: nnU-Net's 50. The long
+    #: CPU budgets save every 10 epochs (200 iterations, a few minutes), so that a killed run loses at most that
+    #: much: with 50 a 50-epoch run saves only its final checkpoint and a killed one starts again from nothing
+    checkpoint_every: int | None = None
 
     @property
     def suffix(self) -> str:
@@ -143,12 +147,17 @@ CPU_BUDGET = FineTuningBudget(
 )
 
 
+#: epochs (of 20 iterations) between the resumable checkpoints of the study budgets' runs
+STUDY_CHECKPOINT_EVERY = 10
+
+
 def cpu_study_budget(name: str, num_epochs: int, optimizer: str = "adam") -> FineTuningBudget:
     """A CPU budget of the real-data budget study (docs/budget_study.md): the ``cpu`` budget's epochs of 20
-    iterations (3 validation iterations each) and ``cpu`` pretraining preset, ``num_epochs`` epochs, and
-    nnU-Net's recipe with Adam 1e-3 (as ``cpu``) or with nnU-Net's own SGD (lr 1e-2, poly) unchanged."""
+    iterations (3 validation iterations each) and ``cpu`` pretraining preset, ``num_epochs`` epochs, a resumable
+    checkpoint every 10 epochs, and nnU-Net's recipe with Adam 1e-3 (as ``cpu``) or with nnU-Net's own SGD (lr 1e-2, poly) unchanged."""
     overrides = CPU_BUDGET.recipe_overrides if optimizer == "adam" else ()
-    return replace(CPU_BUDGET, name=name, num_epochs=num_epochs, recipe_overrides=overrides)
+    return replace(CPU_BUDGET, name=name, num_epochs=num_epochs, recipe_overrides=overrides,
+                   checkpoint_every=STUDY_CHECKPOINT_EVERY)
 
 
 # The budget study on real ACDC (docs/budget_study.md): 200 (cpu), 500, 1,000 and 2,000 iterations with

@@ -77,6 +77,8 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.num_iterations_per_epoch = schedule.iterations_per_epoch or 250  # counted in initialize
         self.num_val_iterations_per_epoch = schedule.val_iterations_per_epoch
         self.initial_lr = self.recipe.initial_lr
+        if self.budget.checkpoint_every is not None:  # nnU-Net's save_every: how often a run can resume
+            self.save_every = self.budget.checkpoint_every
         self.weight_decay = self.recipe.weight_decay
         self.enable_deep_supervision = self.recipe.deep_supervision
         if self.recipe.batch_size is not None:  # private deep copy of the plan's configuration
