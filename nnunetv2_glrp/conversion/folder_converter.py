@@ -67,7 +67,7 @@ def convert_patient(builder: RawDatasetBuilder, patient: FolderPatient, subset: 
 
     write_patient(builder, pid, subset, record, labeled, read_cine, lv_myo_labels=labels.values_of("LV", "MYO"),
                   rv_labels=labels.values_of("RV"), undecided_order=slice_order)
-    record["source_labels"] = label_map.describe()
+    record["source_labels"] = labels.describe()
     record.setdefault("folder", {})[pid] = {
         "frames": {f.phase: {"frame": f.frame, "image": os.fspath(f.image.resolve()),
                              "label": os.fspath(f.label.resolve()), "listed": f.where} for f in patient.frames},

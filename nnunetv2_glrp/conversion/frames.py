@@ -17,7 +17,7 @@ from nnunetv2_glrp.conversion.validation import check_3d_image, check_same_geome
 
 def volume_3d(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """A 3D image of ``array`` [Z, Y, X] with the 3D part of ``reference``'s geometry (3D or 4D)."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array), isVector=False)
     dim = reference.GetDimension()
     image.SetSpacing(tuple(reference.GetSpacing()[:3]))
     image.SetOrigin(tuple(reference.GetOrigin()[:3]))
