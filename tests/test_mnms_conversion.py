@@ -188,4 +188,5 @@ def test_make_phantom_writes_every_layout(tmp_path, capsys, layout):
     expected = {"acdc": "training/patient001/patient001_4d.nii.gz", "folder": "cases.csv",
                 "mnms": "Training/Labeled/M001/M001_sa_gt.nii.gz", "mnms3d": "better_M001_sa_ED_gt.nii.gz"}
     assert (out / expected[layout]).is_file()
-    assert f"2 easy {'' if layout == 'acdc' else layout + '-layout '}phantom" in capsys.readouterr().out
+    names = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout "}
+    assert f"2 easy {names[layout]}phantom patients written" in capsys.readouterr().out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import hidden_alias
 
+LAYOUT_NAMES = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout ",
+                "sunnybrook": "Sunnybrook-layout "}
 USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
 HELP = ("write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt), "
         "a user folder (LV + MYO labels, cases.csv), the M&Ms layout or the Sunnybrook layout (dicoms/, contourfiles/)")
@@ -47,7 +49,7 @@ def run(args) -> int:
     patients = make(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
                     first_patient=args.first_patient, difficulty=args.difficulty, overwrite=args.overwrite)
     apex = [p.patient_id for p in patients if p.apex_first]
-    layout = "" if args.layout == "acdc" else f"{args.layout}-layout "
+    layout = LAYOUT_NAMES[args.layout]
     print(f"{len(patients)} {args.difficulty} {layout}phantom patients written to {args.out} (seed {args.seed}); "
           f"stored apex-first: {', '.join(apex) or 'none'}")
     return 0
