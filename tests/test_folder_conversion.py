@@ -210,3 +210,23 @@ def test_bad_input_is_a_one_line_error_naming_the_case_and_leaves_nothing(copy, 
 def test_labels_option_errors(text, message):
     with pytest.raises(ValueError, match=message):
         parse_labels(text)
+
+
+def test_table_rows_may_point_into_a_4d_image_which_is_then_the_cine(dataset, phantom, tmp_path):
+    """image = the 4D cine and the row's frame: the labeled image is that frame, the cine the unlabeled pool."""
+    root, metas = phantom
+    rows = [["patient", "frame", "image", "label"]]
+    for pid, meta in metas.items():
+        for frame in (meta.ed_frame, meta.es_frame):
+            rows.append([pid, frame, f"{pid}/{pid}_cine.nii.gz", f"{pid}/{pid}_frame{frame:02d}_gt.nii.gz"])
+    table = tmp_path / "cine_rows.csv"
+    with open(table, "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    out = convert_folder(root, 979, LV_MYO, table=table, split="4:1:1", raw_root=tmp_path / "raw")
+    for sub in ("imagesTr", "imagesTs", "labelsTr", "unlabeledTr"):
+        names = sorted(p.name for p in (dataset / sub).iterdir())
+        assert names == sorted(p.name for p in (out / sub).iterdir())
+        for name in names:
+            assert np.array_equal(_array(dataset / sub / name), _array(out / sub / name)), (sub, name)
+    rec = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    assert all(f["cine"].endswith("_cine.nii.gz") for f in rec["folder"].values())

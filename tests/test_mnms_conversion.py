@@ -190,3 +190,13 @@ def test_make_phantom_writes_every_layout(tmp_path, capsys, layout):
     assert (out / expected[layout]).is_file()
     names = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout "}
     assert f"2 easy {names[layout]}phantom patients written" in capsys.readouterr().out
+
+
+def test_subject_without_labels_is_skipped_and_recorded(copy, tmp_path, caplog):
+    (_subject_folder(copy, "M005") / "M005_sa_gt.nii.gz").unlink()
+    with caplog.at_level("WARNING"):
+        out = convert_mnms(copy, 985, split="6:1:0", raw_root=tmp_path / "raw")
+    record = _record(out)
+    assert "M005" not in record["mnms"] and len(record["mnms"]) == N_PATIENTS - 1
+    assert record["mnms_source"]["unlabeled_skipped"] == ["M005"]
+    assert "skipped 1 M&Ms subject(s) without a _sa_gt.nii.gz label file: M005" in caplog.text
