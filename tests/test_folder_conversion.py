@@ -230,3 +230,29 @@ def test_table_rows_may_point_into_a_4d_image_which_is_then_the_cine(dataset, ph
             assert np.array_equal(_array(dataset / sub / name), _array(out / sub / name)), (sub, name)
     rec = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
     assert all(f["cine"].endswith("_cine.nii.gz") for f in rec["folder"].values())
+
+
+def test_acdc_files_through_convert_folder_match_convert_acdc(tmp_path):
+    """The ACDC phantom's training/ folder read by a pattern with ACDC's full label set gives, case by case,
+    what convert-acdc writes (same slice order decisions with the RV cue, same labels, same cine frames)."""
+    from nnunetv2_glrp.conversion import convert_acdc
+    from nnunetv2_glrp.conversion.phantom import make_phantom
+
+    root = tmp_path / "acdc"
+    make_phantom(root, n_patients=7, seed=3, n_frames=N_FRAMES)
+    shutil.rmtree(root / "testing")
+    acdc = convert_acdc(root, 986, split="5:1:1", raw_root=tmp_path / "raw")
+    folder = convert_folder(root, 987, "background=0,RV=1,MYO=2,LV=3",
+                            pattern="training/{patient}/{patient}_frame{frame}.nii.gz",
+                            cine_pattern="training/{patient}/{patient}_4d.nii.gz", split="5:1:1", raw_root=tmp_path / "raw")
+    a, b = (json.loads((d / "glrp_split.json").read_text(encoding="utf-8")) for d in (acdc, folder))
+    assert json.loads((folder / "dataset.json").read_text(encoding="utf-8"))["labels"] == {
+        "background": 0, "RV": 1, "MYO": 2, "LV": 3}
+    assert {s: a[s] for s in ("train", "val", "test")} == {s: b[s] for s in ("train", "val", "test")}
+    assert a["slice_order"] == b["slice_order"] and any(o["flipped"] for o in a["slice_order"].values())
+    names = sorted(p.relative_to(acdc).as_posix() for p in acdc.rglob("*.nii.gz"))
+    assert names == sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.nii.gz"))
+    for name in names:
+        x, y = sitk.ReadImage(str(acdc / name)), sitk.ReadImage(str(folder / name))
+        assert np.array_equal(sitk.GetArrayFromImage(x), sitk.GetArrayFromImage(y)), name
+        assert np.allclose(x.GetOrigin(), y.GetOrigin()) and np.allclose(x.GetDirection(), y.GetDirection())
