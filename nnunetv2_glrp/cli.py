@@ -13,7 +13,7 @@ from nnunetv2_glrp.environment import configure_nnunet_environment
 
 
 #: commands whose output appears only complete (temporary folder renamed into place, removed on any error)
-ATOMIC_COMMANDS = ("convert-acdc", "convert-sunnybrook")
+ATOMIC_COMMANDS = ("convert-acdc", "convert-sunnybrook", "convert-folder", "convert-mnms")
 
 
 def build_parser() -> argparse.ArgumentParser:

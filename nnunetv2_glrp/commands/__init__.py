@@ -12,6 +12,8 @@ SUBCOMMANDS = {
     "make-phantom": "make_phantom",
     "convert-acdc": "convert_acdc",
     "convert-sunnybrook": "convert_sunnybrook",
+    "convert-folder": "convert_folder",
+    "convert-mnms": "convert_mnms",
     "apply-plans": "apply_plans",
     "prepare": "prepare",
     "preprocess-unlabeled": "preprocess_unlabeled",

@@ -1,19 +1,24 @@
-"""``nnUNetv2_glrp make-phantom``: write a synthetic cine phantom in the ACDC or the Sunnybrook layout."""
+"""``nnUNetv2_glrp make-phantom``: write a synthetic cine phantom in the ACDC, folder, M&Ms or Sunnybrook layout."""
 
 from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import hidden_alias
 
+LAYOUT_NAMES = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout ",
+                "sunnybrook": "Sunnybrook-layout "}
 USES_NNUNET_FOLDERS = False  # the CLI creates no ./nnunet_data for this command
-HELP = ("write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt) "
-        "or the Sunnybrook layout (dicoms/, contourfiles/, link.csv)")
+HELP = ("write a synthetic short-axis cine phantom in the ACDC layout (training/, testing/, Info.cfg, 4D, ED/ES + gt), "
+        "a user folder (LV + MYO labels, cases.csv), the M&Ms layout or the Sunnybrook layout (dicoms/, contourfiles/)")
 
 
 def configure(parser) -> None:
     parser.add_argument("out", help="output folder (ACDC: gets training/ and testing/; Sunnybrook: dicoms/, "
                                     "contourfiles/, link.csv and truth/)")
-    parser.add_argument("--layout", choices=("acdc", "sunnybrook"), default="acdc",
-                        help="acdc (default): ACDC release layout, labels RV/MYO/LV; sunnybrook: 2D DICOM files "
+    parser.add_argument("--layout", choices=("acdc", "folder", "mnms", "mnms3d", "sunnybrook"), default="acdc",
+                        help="acdc (default): ACDC release layout, labels RV/MYO/LV; folder: <pid>/<pid>_cine.nii.gz, "
+                             "<pid>_frameNN.nii.gz + _gt (LV 1, MYO 2 only) and cases.csv, for convert-folder; mnms: "
+                             "M&Ms release layout (<id>/<id>_sa.nii.gz + _sa_gt.nii.gz 4D, mnms_info.csv, vendors "
+                             "A-D); mnms3d: M&Ms 3D ED/ES files + results.csv; sunnybrook: 2D DICOM files "
                              "and LV contours (endocardium at ED and ES, epicardium at ED), for convert-sunnybrook")
     parser.add_argument("--patients", type=int, default=20, help="number of patients (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -30,13 +35,21 @@ def configure(parser) -> None:
 def run(args) -> int:
     if args.layout == "sunnybrook":
         from nnunetv2_glrp.conversion.phantom_sunnybrook import make_sunnybrook_phantom as make
+    elif args.layout == "folder":
+        from nnunetv2_glrp.conversion.phantom_layouts import make_folder_phantom as make
+    elif args.layout in ("mnms", "mnms3d"):
+        from functools import partial
+
+        from nnunetv2_glrp.conversion.phantom_layouts import make_mnms_phantom
+
+        make = partial(make_mnms_phantom, variant="3d" if args.layout == "mnms3d" else "4d")
     else:
         from nnunetv2_glrp.conversion.phantom import make_phantom as make
 
     patients = make(args.out, n_patients=args.patients, seed=args.seed, n_frames=args.frames,
                     first_patient=args.first_patient, difficulty=args.difficulty, overwrite=args.overwrite)
     apex = [p.patient_id for p in patients if p.apex_first]
-    layout = "Sunnybrook-layout " if args.layout == "sunnybrook" else ""
+    layout = LAYOUT_NAMES[args.layout]
     print(f"{len(patients)} {args.difficulty} {layout}phantom patients written to {args.out} (seed {args.seed}); "
           f"stored apex-first: {', '.join(apex) or 'none'}")
     return 0

@@ -70,17 +70,24 @@ def dataset_target(dataset_id: int, dataset_name: str, raw_root: str | os.PathLi
 def write_patient(builder: RawDatasetBuilder, pid: str, subset: str, record: dict, labeled: list[LabeledCase],
                   read_cine: Callable[[sitk.Image], list[CineFrame]],
                   lv_myo_labels: tuple[int, ...] = LV_MYO_LABELS,
-                  rv_labels: tuple[int, ...] = RV_LABELS) -> SliceOrder:
+                  rv_labels: tuple[int, ...] = RV_LABELS, undecided_order: str | None = None) -> SliceOrder:
     """Orient and write one patient's labeled cases and, unless ``subset`` is "test", its cine frames.
 
     ``lv_myo_labels``/``rv_labels``: the label values the slice-order rule reads
-    (``rv_labels=()`` for a dataset without RV). ``read_cine(reference)`` is called only for
+    (``rv_labels=()`` for a dataset without RV). ``undecided_order`` ("base-first" | "apex-first"):
+    the stored order of a patient whose labels cannot tell (the user's ``--slice_order``); None keeps
+    such a stack as stored. ``read_cine(reference)`` is called only for
     train/val patients, with the ED image as the reader
     stored it; cine frames get the (oriented) ED image's geometry. Returns the slice order found."""
     problem = geometry_mismatch(labeled[0].image, labeled[1].image)
     if problem is not None:
         raise ValueError(f"{pid}: {labeled[0].phase} and {labeled[1].phase} images differ in {problem}")
     order = detect_slice_order([sitk.GetArrayFromImage(c.label) for c in labeled], lv_myo_labels, rv_labels)
+    if order.stored == "undecided" and undecided_order is not None:
+        if undecided_order not in ("base-first", "apex-first"):
+            raise ValueError(f"slice order must be 'base-first' or 'apex-first', got {undecided_order!r}")
+        order = SliceOrder(undecided_order, undecided_order == "apex-first",
+                           f"{order.evidence}; the given slice order {undecided_order} used instead")
     record["slice_order"][pid] = order.to_json()
     record["n_slices"][pid] = labeled[0].image.GetSize()[2]
     images_dir, labels_dir = ("imagesTr", "labelsTr") if subset != "test" else ("imagesTs", "labelsTs")
