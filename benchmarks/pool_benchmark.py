@@ -11,7 +11,7 @@ then
 * slices/s of the loader (sampling, lazy slice reads from the preprocessed files, two augmented 128 x 128 views
   per slice; no PSM, whose cost does not depend on the pool) in-process and with ``--workers`` augmentation
   processes (nnU-Net's ``NonDetMultiThreadedAugmenter``, forked);
-* peak RSS (``ru_maxrss``) of the main process and peak RSS (``VmHWM``) and final PSS of each worker: RSS counts
+* peak RSS (``ru_maxrss``, before the list-of-records comparison) of the main process and peak RSS (``VmHWM``) and final PSS of each worker: RSS counts
   the pages a forked worker shares with its parent (torch's libraries, the index) in full, PSS shares them out.
 """
 
@@ -94,11 +94,11 @@ def measure_one(root: Path, n_patients: int, frames: int, batches: int, workers:
         out["worker_peak_rss_mib"] = max((_status(p, "VmHWM") for p in pids), default=float("nan"))
         out["worker_pss_mib"] = max((_status(p, "Pss") for p in pids), default=float("nan"))
         augmenter._finish()
+    out["main_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss = _status("self", "VmRSS")
     records = list(index)  # what a list of per-slice records costs, for comparison
     out["record_list_mib"] = _status("self", "VmRSS") - rss
     del records
-    out["main_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["workers"] = workers
     return out
 

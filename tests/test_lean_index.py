@@ -153,3 +153,47 @@ def test_cache_checksum_catches_a_tampered_table(phantom_folders, tmp_path, monk
         again = case_table(folder)
     assert "checksum mismatch" in caplog.text
     assert again.starts.tolist() == table.starts.tolist()
+
+
+def _literal_sample(sampler: PositionStratifiedSampler, rng: np.random.Generator) -> list[int]:
+    """The sampler's draw as first written: scan the bin for slices of unused patients (np.isin)."""
+    used, picks = set(), []
+    for b in rng.permutation(sampler.batch_size):
+        candidates = sampler.by_bin[b] if len(sampler.by_bin[b]) else np.arange(sampler.n)
+        fresh = candidates[~np.isin(sampler.patient_ids[candidates], list(used))]
+        pool = fresh if len(fresh) else candidates
+        i = int(pool[rng.integers(len(pool))])
+        picks.append(i)
+        used.add(int(sampler.patient_ids[i]))
+    return picks
+
+
+@pytest.mark.parametrize("n_patients,batch", [(3, 4), (5, 12), (40, 8), (200, 12)])
+def test_fast_draw_equals_the_literal_isin_draw(n_patients, batch):
+    """Same picks from the same generator: few patients (fresh ones run out), empty bins (short stacks), many."""
+    rng = np.random.default_rng(n_patients)
+    names, patients, starts, ms, sizes = [], [], [], [], []
+    for p in range(n_patients):
+        for frame in range(int(rng.integers(1, 4))):
+            m = int(rng.integers(2, 14))
+            z = int(rng.integers(1, m + 1))
+            names.append(f"p{p:03d}_f{frame}")
+            patients.append(f"p{p:03d}")
+            starts.append(int(rng.integers(0, m - z + 1)))
+            ms.append(m)
+            sizes.append(z)
+    index = SliceIndex.from_cases("/f", names, patients, ["labeled"] * len(names), starts, ms, sizes)
+    sampler = PositionStratifiedSampler(index, batch)
+    rng_fast, rng_literal = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(100):
+        assert sampler.sample(rng_fast) == _literal_sample(sampler, rng_literal)
+
+
+def test_fast_draw_with_an_empty_bin():
+    # two patients, all slices at positions in the top half: the lower bins of a batch of 8 are empty
+    index = SliceIndex.from_cases("/f", ["a", "b"], ["pa", "pb"], ["labeled"] * 2, [5, 6], [10, 10], [5, 4])
+    sampler = PositionStratifiedSampler(index, 8)
+    assert sum(len(b) == 0 for b in sampler.by_bin) >= 3
+    rng_fast, rng_literal = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(50):
+        assert sampler.sample(rng_fast) == _literal_sample(sampler, rng_literal)

@@ -19,6 +19,7 @@ import torch
 from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation, build_view_transform
+from nnunetv2_glrp.data.fresh_draw import FreshDraw
 from nnunetv2_glrp.data.reading import read_slice
 from nnunetv2_glrp.data.lean_index import SliceIndex, record_patient_codes, record_positions
 from nnunetv2_glrp.data.slice_index import SliceRecord
@@ -36,15 +37,16 @@ class PositionStratifiedSampler:
         self.patient_ids = record_patient_codes(records)
         self.by_bin = [np.flatnonzero(self.bins == b) for b in range(batch_size)]
         self.n = len(records)
+        # the draw below without scanning the bin (data/fresh_draw.py); candidate array batch_size: every slice
+        self._draw = FreshDraw(self.by_bin + [np.arange(self.n)] * (not all(map(len, self.by_bin))), self.patient_ids)
 
     def sample(self, rng: np.random.Generator) -> list[int]:
         used: set[int] = set()
         picks = []
         for b in rng.permutation(self.batch_size):
-            candidates = self.by_bin[b] if len(self.by_bin[b]) else np.arange(self.n)
-            fresh = candidates[~np.isin(self.patient_ids[candidates], list(used))]
-            pool = fresh if len(fresh) else candidates
-            i = int(pool[rng.integers(len(pool))])
+            # a random slice of the bin of a patient not yet used (any slice of the bin when none is left;
+            # any slice at all when the bin is empty)
+            i = self._draw.draw(int(b) if len(self.by_bin[b]) else self.batch_size, used, rng)
             picks.append(i)
             used.add(int(self.patient_ids[i]))
         return picks
