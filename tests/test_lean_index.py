@@ -197,3 +197,33 @@ def test_fast_draw_with_an_empty_bin():
     rng_fast, rng_literal = np.random.default_rng(1), np.random.default_rng(1)
     for _ in range(50):
         assert sampler.sample(rng_fast) == _literal_sample(sampler, rng_literal)
+
+
+def test_a_case_with_unusable_properties_fails_only_when_indexed(tmp_path):
+    """The case table keeps a broken case as -1 (cached); the index raises its error, naming it, only when a
+    train/val patient needs it: a test patient's broken case never stops the index."""
+    import warnings
+
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    folder = tmp_path / "plans_2d"
+    folder.mkdir()
+    for case, bbox in (("a_ok", [[1, 4], [0, 8], [0, 8]]), ("b_broken", None), ("t_broken", None)):
+        props = {"shape_before_cropping": (5, 8, 8)}
+        if bbox:
+            props["bbox_used_for_cropping"] = bbox
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nnUNetDatasetBlosc2.save_case(np.ones((1, 3, 8, 8), np.float32), np.zeros((1, 3, 8, 8), np.int8), props,
+                                          str(folder / case), chunks=(1, 1, 8, 8), blocks=(1, 1, 8, 8))
+    split = {"train": ["pa", "pb"], "val": [], "test": ["pt"],
+             "cases": {"a_ok": {"patient": "pa", "set": "train"}, "b_broken": {"patient": "pb", "set": "train"},
+                       "t_broken": {"patient": "pt", "set": "test"}}}
+    table = case_table(folder)
+    assert table.n_slices.tolist() == [3, -1, -1] and table.starts[0] == 1 and table.ms[0] == 5
+    with pytest.raises(ValueError, match="case b_broken: properties lack bbox_used_for_cropping"):
+        build_slice_index(folder, None, split)
+    split["cases"]["b_broken"]["set"], split["train"] = "test", ["pa"]
+    split["test"].append("pb")
+    index = build_slice_index(folder, None, split)
+    assert [(r.case, r.n, r.m) for r in index] == [("a_ok", 2, 5), ("a_ok", 3, 5), ("a_ok", 4, 5)]
