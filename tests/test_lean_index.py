@@ -227,3 +227,10 @@ def test_a_case_with_unusable_properties_fails_only_when_indexed(tmp_path):
     split["test"].append("pb")
     index = build_slice_index(folder, None, split)
     assert [(r.case, r.n, r.m) for r in index] == [("a_ok", 2, 5), ("a_ok", 3, 5), ("a_ok", 4, 5)]
+
+
+def test_slice_index_compares_like_a_list_of_records():
+    a = SliceIndex.from_cases("/f1", ["c1", "c2"], ["p2", "p1"], ["labeled", "labeled"], [0, 2], [3, 6], [3, 2])
+    assert a == list(a) and list(a) == a and a[:3] == list(a)[:3] and a[1:] != list(a)[:-1]
+    assert a != list(a)[:-1] and a != SliceIndex.from_cases("/f1", ["c1"], ["p2"], ["labeled"], [0], [3], [3])
+    assert a[:3] == SliceIndex.from_cases("/f1", ["c1"], ["p2"], ["labeled"], [0], [3], [3])

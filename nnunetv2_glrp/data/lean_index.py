@@ -109,6 +109,14 @@ class SliceIndex(Sequence):
     def __radd__(self, other):
         return list(other) + list(self)
 
+    def __eq__(self, other) -> bool:
+        """Equal to any index, list or tuple holding the same records in the same order (like a list)."""
+        if not isinstance(other, (SliceIndex, list, tuple)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # mutable-like sequence semantics, as a list
+
     def __repr__(self) -> str:
         return f"SliceIndex({len(self)} slices of {len(self.case_names)} cases in {len(self.folders)} folder(s))"
 
