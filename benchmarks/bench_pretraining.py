@@ -8,12 +8,24 @@ batch (in the data loader, or with ``--psm-location device`` in the step on ``--
 model step) and peak memory (max RSS;
 torch.cuda.max_memory_allocated on CUDA), then one summary table of all methods.
 
-    .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--batch-size 12] [--iterations 10] [--method GCL PCL]
+    .venv/bin/python benchmarks/bench_pretraining.py [--root DIR] [--preset cpu full] [--iterations 10] [--method GCL PCL]
     .venv/bin/python benchmarks/bench_pretraining.py --epochs 4 --iterations 5 --workers 2 [--root DIR]
 
 The second form times whole ``run_pretraining`` epochs (data loading in ``--workers`` augmentation
 processes, as ``nnUNet_n_proc_DA``) instead of single steps: wall seconds per epoch, which include
 what the run pays per epoch for its loader (worker start-up, batches prefetched and discarded).
+
+``--preset`` (default ``cpu``; ``full`` is the paper's setting, batch 12 and the PSM at full box size) takes each
+preset's batch size and PSM patch size unless ``--batch-size`` / ``--psm-patch-size`` override them; the summary
+table gives, per preset and method, slices/s and the share of the single-process wall time spent in augmentation
+(data loading without the PSM), the PSM, the model step without the loss functions, and the loss functions.
+
+    .venv/bin/python benchmarks/bench_pretraining.py --root DIR --pool-patients 100 500 2000 [--pool-frames 10] [--workers 2]
+
+The pool form (``benchmarks/pool_benchmark.py``) measures how the slice index, the sampler and the loader grow
+with the pool, on a synthetic pool written straight in nnU-Net's preprocessed format (``benchmarks/synthetic_pool.py``:
+no phantom pipeline, which would take hours for 2,000 patients), cached under ``--root``: index build time cold and
+cached, peak memory of the main process and of the augmentation workers, loader slices/s; each N in its own process.
 
 Without --root a 10-patient phantom is made, converted and preprocessed in a temporary folder (about
 a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 paper_unet_cpu is reused.
@@ -47,7 +59,8 @@ def _prepare(root: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=None)
-    ap.add_argument("--batch-size", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    ap.add_argument("--preset", nargs="+", default=["cpu"], help="pretraining presets to time (cpu, full)")
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--method", nargs="+", default=None, help="methods to time (default: all)")
     ap.add_argument("--psm-patch-size", type=int, default=None)
@@ -56,8 +69,15 @@ def main() -> None:
                     help="PSM in the data loader (default) or in the step on --device (config psm_location)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=0, help="time run_pretraining over this many epochs instead")
-    ap.add_argument("--workers", type=int, default=0, help="augmentation processes with --epochs")
+    ap.add_argument("--workers", type=int, default=0, help="augmentation processes with --epochs / --pool-patients")
+    ap.add_argument("--pool-patients", type=int, nargs="+", default=None,
+                    help="pool benchmark: synthetic pools of these numbers of patients (e.g. 100 500 2000)")
+    ap.add_argument("--pool-frames", type=int, default=10, help="pool benchmark: frames (cases) per patient")
+    ap.add_argument("--_pool-one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pool_patients:
+        _pool(args)
+        return
 
     root = (args.root or Path(tempfile.mkdtemp(prefix="glrp-bench-"))).resolve()
     for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -76,19 +96,53 @@ def main() -> None:
 
     ctx = load_plans_context(901, "paper_unet_cpu")
     rows = []
-    for method in args.method or METHODS:
-        if args.epochs:
-            _time_epochs(ctx, args, method)
-        else:
-            rows.append(_time_steps(ctx, args, method))
+    for preset in args.preset:
+        for method in args.method or METHODS:
+            if args.epochs:
+                _time_epochs(ctx, args, method, preset)
+            else:
+                rows.append(_time_steps(ctx, args, method, preset))
     if rows:
-        print(f"\n{'method':<11} {'slices/s':>9} {'step-only slices/s':>19} {'loss share':>11} {'PSM ms/batch':>13}")
+        print(f"\n{'preset':<7} {'method':<11} {'batch':>5} {'PSM px':>6} {'slices/s':>9} {'step-only slices/s':>19} "
+              f"{'loss/step':>10} {'PSM ms/batch':>13} | share of wall: {'augment':>8} {'PSM':>6} {'model':>6} {'loss':>6}")
         for r in rows:
-            print(f"{r['method']:<11} {r['slices_per_s']:>9.2f} {r['step_slices_per_s']:>19.2f} "
-                  f"{100 * r['loss_share']:>10.2f}% {r['psm_ms']:>13.0f}")
+            print(f"{r['preset']:<7} {r['method']:<11} {r['batch']:>5} {str(r['psm_px']):>6} {r['slices_per_s']:>9.2f} "
+                  f"{r['step_slices_per_s']:>19.2f} {100 * r['loss_share']:>9.2f}% {r['psm_ms']:>13.0f} |"
+                  f"{'':>15} {100 * r['augment_share']:>7.1f}% {100 * r['psm_share']:>5.1f}% "
+                  f"{100 * r['model_share']:>5.1f}% {100 * r['loss_wall_share']:>5.2f}%")
 
 
-def _time_steps(ctx, args, method: str) -> dict:
+def _pool(args) -> None:
+    """The pool benchmark (benchmarks/pool_benchmark.py): one process per size, or (--_pool-one) one size here."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pool_benchmark
+
+    root = (args.root or Path(tempfile.gettempdir()) / "glrp-pool-bench").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        os.environ.setdefault(name, os.fspath(root / name))
+    batch = args.batch_size or 12
+    if args._pool_one:
+        row = pool_benchmark.measure_one(root, args.pool_patients[0], args.pool_frames, args.iterations, args.workers,
+                                         batch)
+        print("POOL_RESULT " + json.dumps(row))
+        return
+    pool_benchmark.run(root, args.pool_patients, args.pool_frames, args.iterations, args.workers, batch)
+
+
+def _preset_overrides(args) -> dict:
+    """The command-line overrides of a preset's batch size and PSM patch size (none when not given)."""
+    out = {}
+    if args.batch_size is not None:
+        out["batch_size"] = args.batch_size
+    if args.psm_patch_size is not None:
+        out["psm_patch_size"] = args.psm_patch_size
+    return out
+
+
+def _time_steps(ctx, args, method: str, preset: str) -> dict:
     """Single-process steps of ``method`` (data loading inline); prints its figures and returns them."""
     import numpy as np
     import torch
@@ -100,8 +154,7 @@ def _time_steps(ctx, args, method: str) -> dict:
     from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
     dev = torch.device(args.device)
-    config = make_config(method, "cpu", batch_size=args.batch_size, psm_patch_size=args.psm_patch_size,
-                         psm_location=args.psm_location)
+    config = make_config(method, preset, psm_location=args.psm_location, **_preset_overrides(args))
     records, _ = pretraining_records(ctx)
     torch.manual_seed(0)
     np.random.seed(0)
@@ -128,7 +181,7 @@ def _time_steps(ctx, args, method: str) -> dict:
         training_step(network, heads, batch, config, opt, dev, timer, step_psm)
     total = time.perf_counter() - t0
     n = args.iterations
-    print(f"\n== {method}: plan paper_unet_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
+    print(f"\n== {method}, preset {preset}: plan paper_unet_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
           f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
           f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'} "
           f"computed in the {'step on ' + str(dev) if step_psm else 'data loader'}")
@@ -143,20 +196,22 @@ def _time_steps(ctx, args, method: str) -> dict:
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if dev.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
-    return {"method": method, "slices_per_s": n * config.batch_size / total,
+    augment = data_s - (0.0 if step_psm else timer.psm)  # loader time without its PSM
+    return {"method": method, "preset": preset, "batch": config.batch_size, "psm_px": config.psm_patch_size or "box",
+            "slices_per_s": n * config.batch_size / total,
             "step_slices_per_s": n * config.batch_size / timer.step, "loss_share": timer.loss_share,
-            "psm_ms": timer.psm / n * 1000}
+            "psm_ms": timer.psm / n * 1000, "augment_share": augment / total, "psm_share": timer.psm / total,
+            "model_share": (timer.step - timer.loss) / total, "loss_wall_share": timer.loss / total}
 
 
-def _time_epochs(ctx, args, method: str) -> None:
+def _time_epochs(ctx, args, method: str, preset: str) -> None:
     """Wall time of whole pretraining epochs (loader set-up and teardown included)."""
     import numpy as np
 
     from nnunetv2_glrp.pretraining import make_config, run_pretraining
 
-    config = make_config(method, "cpu", epochs=args.epochs, iterations_per_epoch=args.iterations,
-                         batch_size=args.batch_size, psm_patch_size=args.psm_patch_size or 24,
-                         psm_location=args.psm_location)
+    config = make_config(method, preset, epochs=args.epochs, iterations_per_epoch=args.iterations,
+                         psm_location=args.psm_location, **_preset_overrides(args))
     ends = []
     folder = Path(tempfile.mkdtemp(prefix="glrp-bench-run-"))
     t0 = time.perf_counter()
@@ -164,7 +219,7 @@ def _time_epochs(ctx, args, method: str) -> None:
     total = time.perf_counter() - t0
     per_epoch = np.diff([t0] + ends)
     n_slices = args.epochs * args.iterations * config.batch_size
-    print(f"run_pretraining {method}: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
+    print(f"run_pretraining {method}, preset {preset}: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
           f"{args.workers} augmentation processes, torch threads {args.threads}")
     print(f"wall {total:.1f} s ({n_slices / total:.2f} slices/s); per epoch "
           f"{' '.join(f'{s:.1f}' for s in per_epoch)} s (mean {per_epoch.mean():.2f} s)")

@@ -19,7 +19,9 @@ import torch
 from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation, build_view_transform
+from nnunetv2_glrp.data.fresh_draw import FreshDraw
 from nnunetv2_glrp.data.reading import read_slice
+from nnunetv2_glrp.data.lean_index import SliceIndex, record_patient_codes, record_positions
 from nnunetv2_glrp.data.slice_index import SliceRecord
 
 
@@ -30,20 +32,21 @@ class PositionStratifiedSampler:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        positions = np.array([r.position for r in records], dtype=float)
+        positions = record_positions(records)  # arrays straight from a SliceIndex: no record per slice
         self.bins = np.minimum((positions * batch_size).astype(int), batch_size - 1)
-        _, self.patient_ids = np.unique([r.patient for r in records], return_inverse=True)
+        self.patient_ids = record_patient_codes(records)
         self.by_bin = [np.flatnonzero(self.bins == b) for b in range(batch_size)]
         self.n = len(records)
+        # the draw below without scanning the bin (data/fresh_draw.py); candidate array batch_size: every slice
+        self._draw = FreshDraw(self.by_bin + [np.arange(self.n)] * (not all(map(len, self.by_bin))), self.patient_ids)
 
     def sample(self, rng: np.random.Generator) -> list[int]:
         used: set[int] = set()
         picks = []
         for b in rng.permutation(self.batch_size):
-            candidates = self.by_bin[b] if len(self.by_bin[b]) else np.arange(self.n)
-            fresh = candidates[~np.isin(self.patient_ids[candidates], list(used))]
-            pool = fresh if len(fresh) else candidates
-            i = int(pool[rng.integers(len(pool))])
+            # a random slice of the bin of a patient not yet used (any slice of the bin when none is left;
+            # any slice at all when the bin is empty)
+            i = self._draw.draw(int(b) if len(self.by_bin[b]) else self.batch_size, used, rng)
             picks.append(i)
             used.add(int(self.patient_ids[i]))
         return picks
@@ -73,7 +76,7 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
                  augmentation: ViewAugmentation = ViewAugmentation(),
                  psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  iterations_per_epoch: int | None = None, first_epoch: int = 0, sampler=None):
-        super().__init__(list(records), batch_size, None)
+        super().__init__(records if isinstance(records, SliceIndex) else list(records), batch_size, None)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.seed = int(seed)
         self.sampler = PositionStratifiedSampler(self._data, batch_size) if sampler is None else sampler

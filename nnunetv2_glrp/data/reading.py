@@ -2,7 +2,7 @@
 
 Uses nnU-Net's own dataset class (``infer_dataset_class``: blosc2 ``.b2nd`` in 2.8, numpy otherwise) to
 list identifiers and open the image lazily (blosc2 memory-maps, so reading one slice decompresses only
-its chunks). Open arrays are cached per process, least recently used first out, at most
+its chunks; the image file alone is opened, not the segmentation nor the properties). Open arrays are cached per process, least recently used first out, at most
 ``MAX_OPEN_CASES`` (256) of them: every open blosc2 array holds one file descriptor and one memory map,
 and real ACDC has about 3,200 preprocessed cases (ED/ES + cine frames) against a usual soft limit of
 1024 descriptors. A cache miss costs one ``blosc2.open`` of the case (header only, no decompression).
@@ -31,7 +31,9 @@ def _dataset(folder: str):
 
 
 def list_identifiers(folder: Path) -> list[str]:
-    return sorted(_dataset(os.fspath(folder)).identifiers)
+    """The case identifiers in ``folder`` now (listed afresh: the folder may have changed in this process)."""
+    folder = os.fspath(folder)
+    return sorted(_dataset(folder).get_identifiers(folder))
 
 
 MAX_OPEN_CASES = 256
@@ -48,7 +50,7 @@ def _open_image(folder: str, case: str):
             return _open_cases[key]
     ds = _dataset(folder)
     try:
-        data, _seg, _prev, _props = ds.load_case(case)  # seg is opened lazily, never read
+        data = _load_image(ds, folder, case)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"case {case} in {folder}: {e}") from e
     with _open_cases_lock:
@@ -57,6 +59,22 @@ def _open_image(folder: str, case: str):
             _open_cases.popitem(last=False)  # dropping the last reference closes its descriptor and map
     return data
 
+
+def _load_image(ds, folder: str, case: str):
+    """The image array alone: blosc2 ``.b2nd`` memory-mapped (header only; a slice read decompresses its chunks),
+    without opening the segmentation or loading the properties as ``load_case`` does; other formats through
+    nnU-Net's ``load_case`` (numpy: ``.npy`` memory-mapped when unpacked, else the ``.npz`` read whole)."""
+    from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
+
+    if isinstance(ds, nnUNetDatasetBlosc2):
+        import blosc2
+
+        path = os.path.join(folder, f"{case}.b2nd")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} not found")
+        return blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1}, **getattr(ds, "mmap_kwargs", {}))
+    data, _seg, _prev, _props = ds.load_case(case)  # seg is opened lazily, never read
+    return data
 
 
 def read_properties(folder: Path, case: str) -> dict:

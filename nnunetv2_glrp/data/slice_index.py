@@ -4,6 +4,10 @@ Uses ``glrp_split.json`` (written by the converter, copied into the preprocessed
 with :func:`nnunetv2_glrp.dataset_split.read_split`) to map each preprocessed case to its patient and set; a case of a test patient is never indexed, and a
 case absent from the split is an error (we cannot prove it is not a test case). Labels are never read:
 only the image array's shape and the ``.pkl`` properties are opened here.
+
+The index is a :class:`~nnunetv2_glrp.data.lean_index.SliceIndex` (numpy arrays, a ``Sequence[SliceRecord]``
+that builds each record on demand), made from each folder's case table, which is cached next to the cases
+(:mod:`nnunetv2_glrp.data.case_table`): a pool of thousands of patients is read once, not per run.
 """
 
 from __future__ import annotations
@@ -11,30 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
-from nnunetv2_glrp.data.positions import slice_positions
-from nnunetv2_glrp.data.reading import image_shape, list_identifiers, read_properties
+import numpy as np
+
+from nnunetv2_glrp.data.case_table import case_row, case_table
+from nnunetv2_glrp.data.lean_index import SliceIndex, SliceRecord, concatenate
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["SliceIndex", "SliceRecord", "build_slice_index", "index_unlabeled_folder", "pretraining_cases",
+           "pretraining_data_manifest", "data_digest", "PRETRAINING_SETS"]
+
 PRETRAINING_SETS = ("train", "val")
-
-
-@dataclass(frozen=True)
-class SliceRecord:
-    folder: str  # preprocessed folder of the case (str: cheap to pickle into workers)
-    case: str
-    slice_index: int  # index along axis 0 of the preprocessed array
-    n: int  # 1-based position from the base in the original stack
-    m: int  # number of slices of the original stack
-    patient: str
-    kind: str  # "labeled" | "unlabeled"
-
-    @property
-    def position(self) -> float:
-        return self.n / self.m
 
 
 def pretraining_cases(split: dict, sets: tuple[str, ...] = PRETRAINING_SETS) -> dict[str, dict]:
@@ -63,10 +56,11 @@ def _listed_by_kind(split: dict, sets: tuple[str, ...], kind: str) -> set[str]:
     return {c for c, info in pretraining_cases(split, sets).items() if info.get("kind", "labeled") == kind}
 
 
-def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], fix: str) -> list[SliceRecord]:
+def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], fix: str) -> SliceIndex:
     allowed_patients = {p for s in sets for p in split[s]}
     test_patients = set(split["test"])
-    present = list_identifiers(folder)
+    table = case_table(folder)  # cached next to the cases (data/case_table.py)
+    present = table.names.tolist()
     wrong = [c for c in present if c in split["cases"] and split["cases"][c].get("kind", "labeled") != kind]
     if wrong:
         raise ValueError(f"case {wrong[0]} in the {kind} folder {folder} is listed as "
@@ -76,8 +70,9 @@ def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], f
         raise FileNotFoundError(f"{folder}: {len(missing)} {kind} case(s) of train/val patients listed in "
                                 f"glrp_split.json are not preprocessed ({', '.join(missing[:5])}"
                                 f"{', ...' if len(missing) > 5 else ''}); {fix}")
-    records: list[SliceRecord] = []
-    for case in present:
+    rows, patients = [], []
+    n_slices, starts, ms = table.n_slices.copy(), table.starts.copy(), table.ms.copy()
+    for i, case in enumerate(present):
         info = split["cases"].get(case)
         if info is None:
             raise ValueError(f"case {case} in {folder} is not listed in glrp_split.json: cannot tell whether it "
@@ -87,25 +82,28 @@ def _index_folder(folder: Path, kind: str, split: dict, sets: tuple[str, ...], f
             continue
         if patient in test_patients:
             raise ValueError(f"case {case}: patient {patient} is listed both as {info.get('set')} and test")
-        props = read_properties(folder, case)
-        for k, (n, m) in enumerate(slice_positions(props, image_shape(folder, case)[1], case)):
-            records.append(SliceRecord(str(folder), case, k, n, m, patient, kind))
-    return records
+        if n_slices[i] < 0:  # unusable when the table was built: raises the case's error (or it was transient)
+            n_slices[i], starts[i], ms[i] = case_row(folder, case)
+        rows.append(i)
+        patients.append(patient)
+    rows = np.asarray(rows, dtype=np.int64)
+    return SliceIndex.from_cases(str(folder), table.names[rows], np.asarray(patients, dtype=str), [kind] * len(rows),
+                                 starts[rows], ms[rows], n_slices[rows])
 
 
 def index_unlabeled_folder(folder: Path, split: dict, sets: tuple[str, ...] = PRETRAINING_SETS,
-                           fix: str = "run `nnUNetv2_glrp pretrain` again") -> list[SliceRecord]:
+                           fix: str = "run `nnUNetv2_glrp pretrain` again") -> SliceIndex:
     """Every slice of the unlabeled cases of ``split``'s patients in ``sets`` in ``folder`` (an extra pool,
     ``preparation.extra_pools``): every listed case must be there, an unlisted one is an error, test never."""
     records = _index_folder(Path(folder), "unlabeled", split, sets, fix)
-    bad = {r.patient for r in records} & set(split["test"])
+    bad = set(records.case_patients.tolist()) & set(split["test"])
     assert not bad, f"test patients {sorted(bad)} in the pretraining index"
     return records
 
 
 def build_slice_index(labeled_folder: Path, unlabeled_folder: Path | None, split: dict,
                       sets: tuple[str, ...] = PRETRAINING_SETS, fix: str = "run `nnUNetv2_glrp prepare`"
-                      ) -> list[SliceRecord]:
+                      ) -> SliceIndex:
     """Every slice of every case of a patient in ``sets``: labeled cases from ``labeled_folder``, unlabeled
     frames from ``unlabeled_folder``.
 
@@ -123,13 +121,13 @@ def build_slice_index(labeled_folder: Path, unlabeled_folder: Path | None, split
         if unlabeled_folder is None or not Path(unlabeled_folder).is_dir():
             raise FileNotFoundError(f"unlabeled preprocessed folder {unlabeled_folder} not found, but glrp_split.json "
                                     f"lists {len(wanted_unlabeled)} unlabeled frames of train/val patients; {fix}")
-        records += _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)
+        records = concatenate([records, _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)])
     elif unlabeled_folder is not None and Path(unlabeled_folder).is_dir():
-        records += _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)
+        records = concatenate([records, _index_folder(Path(unlabeled_folder), "unlabeled", split, sets, fix)])
     else:
         logger.info("glrp_split.json lists no unlabeled frames: pretraining on the labeled frames only")
-    if not records:
+    if not len(records):
         raise ValueError(f"no pretraining slices of sets {sets} found in {labeled_folder} and {unlabeled_folder}")
-    bad = {r.patient for r in records} & set(split["test"])
+    bad = set(records.case_patients.tolist()) & set(split["test"])
     assert not bad, f"test patients {sorted(bad)} in the pretraining index"
     return records
