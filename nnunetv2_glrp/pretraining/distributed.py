@@ -12,11 +12,13 @@ view). ``RankGroup.gather`` all-gathers a tensor of that layout and reorders it 
 global batch [first views of all N B slices (rank-major), their second views], differentiably: the pooled features
 entering the projection heads (so the embeddings, and the BatchNorm1d statistics of the heads, are those of the
 global batch), the position labels, GCL's partitions and the PSM input views (the PSM is then computed over the
-global batch on the device, in the step). Every rank computes the same global loss L on the gathered tensors; ``all_gather_with_grad``
-sums the incoming gradients over the ranks in backward (N x dL/dshard), and ``average_gradients`` divides the summed
-parameter gradients by N (the heads, run on the global batch on every rank, have the same gradient on each), which yields exactly dL/dtheta of the single process (what DDP's gradient all-reduce
-does; the step cuts the autograd graph at the embeddings and calls the encoder's stages directly, so there is no
-module forward for ``DistributedDataParallel`` to wrap: one flat all-reduce after the backward does its work).
+global batch on the device, in the step). Every rank computes the same global loss L on the gathered tensors;
+``all_gather_with_grad`` sums the incoming gradients over the ranks in backward (N x dL/dshard), and
+``average_gradients`` divides the summed parameter gradients by N (the heads, run on the global batch on every rank,
+have the same gradient on each), which yields exactly dL/dtheta of the single process: what DDP's gradient
+all-reduce does. The step cuts the autograd graph at the embeddings and calls the encoder's stages directly, so there
+is no module forward for ``DistributedDataParallel`` to wrap: one flat all-reduce after the backward does its work
+(without DDP's overlap of communication and backward).
 tests/test_pretraining_distributed.py and tests/test_pretraining_ddp.py check both equalities with 2 gloo processes.
 """
 
