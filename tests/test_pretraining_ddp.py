@@ -153,6 +153,34 @@ def test_two_ranks_train_the_single_process_checkpoint_resume_and_only_rank0_wri
     assert {"config.json", "log.txt", "checkpoint_latest.pth", "pretrained_encoder.pth"} <= names
 
 
+@pytest.mark.parametrize("method", ["GLRP", "GCL"])
+def test_rank_shares_of_a_batch_are_the_single_process_batch(ctx, method):
+    """Two loaders with ``shard`` (0, 2) and (1, 2) and the per-rank batch B serve disjoint halves of the batch a
+    single loader with batch 2 B serves: the same slices, the same augmented views (seeded per slice of the global
+    batch), the same GCL partitions, for 3 batches across an epoch boundary."""
+    from nnunetv2_glrp.data import PretrainingSliceLoader
+    from nnunetv2_glrp.pretraining.inputs import pretraining_records
+    from nnunetv2_glrp.pretraining.methods import batch_sampler
+
+    records, _ = pretraining_records(ctx)
+    config = make_config(method, seed=11, batch_size=8)
+
+    def loader(batch_size, shard):
+        return PretrainingSliceLoader(records, batch_size, ctx.patch_size, config.seed, config.augmentation,
+                                      iterations_per_epoch=2, sampler=batch_sampler(records, config), shard=shard)
+
+    single, ranks = loader(8, (0, 1)), [loader(4, (r, 2)) for r in range(2)]
+    for _ in range(3):
+        whole, parts = single.generate_train_batch(), [r.generate_train_batch() for r in ranks]
+        assert whole["keys"] == parts[0]["keys"] + parts[1]["keys"]
+        assert not set(parts[0]["keys"]) & set(parts[1]["keys"]) or method == "GCL"
+        for key in ("data", "positions") + (("partitions",) if method == "GCL" else ()):
+            halves = [p[key].reshape(2, 4, *p[key].shape[1:]) for p in parts]  # [views, slices, ...]
+            assert torch.equal(whole[key], torch.cat(halves, dim=1).reshape(whole[key].shape)), key
+    with pytest.raises(ValueError, match="the rank must lie in"):
+        loader(4, (2, 2))
+
+
 def _ensure_job(rank: int, configuration: str, kwargs: dict, out) -> None:
     from nnunetv2_glrp.finetuning.pretrained_source import obtain_pretrained_encoder
     from nnunetv2_glrp.pretraining import api
