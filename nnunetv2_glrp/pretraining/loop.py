@@ -170,9 +170,12 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
         data = pretraining_data(ctx, config, extra_pools)
     torch.manual_seed(config.seed)  # initial weights (overwritten by the checkpoint when resuming)
     network, heads, local_stage = build_models(ctx, config)
-    if group.world > 1 and dev.type == "cuda":
-        network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-        heads = torch.nn.SyncBatchNorm.convert_sync_batchnorm(heads)
+    if group.world > 1:  # the heads need nothing: they run on the gathered global batch
+        if dev.type == "cuda":
+            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        elif any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules()) and group.main:
+            logger.warning("the encoder's BatchNorm layers normalise each rank's share of the batch: the CPU has no "
+                           "SyncBatchNorm, so this run is not the single-process run with the global batch")
     network.to(dev).train()
     heads.to(dev).train()
     group.broadcast_parameters((network, heads))
