@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from nnunetv2_glrp.registry import PRETRAINING_METHODS
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
 
@@ -39,20 +41,57 @@ def configure(parser) -> None:
         "--extra_pools", nargs="+", default=[], metavar="DATASET",
         help="other converted datasets (names or ids) whose train/val frames join the pretraining, preprocessed "
         "with this dataset's plans; their test patients are never used (default: none)"), "--extra-pools")
+    parser.add_argument("-num_gpus", "--num_gpus", dest="num_gpus", type=int, default=1,
+                        help="distributed pretraining on this many GPUs (processes spawned as nnU-Net's -num_gpus; with "
+                        "-device cpu, gloo processes); --batch_size is the global batch, split evenly over them; a "
+                        "torchrun launch is detected by itself (default: 1)")
+
+
+def _overrides(args) -> dict:
+    return {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.iterations),
+                              ("batch_size", args.batch_size), ("psm_location", args.psm_location)) if v is not None}
 
 
 def run(args) -> int:
+    from nnunetv2_glrp.pretraining import launch, make_config
+
+    world = int(os.environ["WORLD_SIZE"]) if launch.launched_by_torchrun() else args.num_gpus
+    batch = make_config(args.method, args.preset, args.seed, **_overrides(args)).batch_size
+    if batch % world:
+        raise SystemExit(f"error: the batch size {batch} (global) is not divisible by the {world} processes; pass "
+                         f"--batch_size with a multiple of {world}")
+    if launch.launched_by_torchrun():
+        launch.from_environment(args.device)
+        try:
+            return _pretrain(args)
+        finally:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if args.num_gpus > 1:
+        launch.spawn(_pretrain, args.num_gpus, args.device, args)
+        return 0
+    return _pretrain(args)
+
+
+def _pretrain(args) -> int:
+    """One rank (or the single process) of ``pretrain``: every rank calls ``ensure_pretrained``, rank 0 prints."""
     import logging
+
+    import torch.distributed as dist
 
     from nnunetv2_glrp.pretraining import ensure_pretrained, load_pretrained_encoder_state
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.iterations),
-                                   ("batch_size", args.batch_size), ("psm_location", args.psm_location))
-                 if v is not None}
+    main = not dist.is_initialized() or dist.get_rank() == 0
+    if not main:
+        logging.getLogger().setLevel(logging.WARNING)
+    overrides = _overrides(args)
     path = ensure_pretrained(args.dataset, args.configuration, method=args.method,
                              plans_identifier=args.plans_identifier, preset=args.preset, device=args.device,
                              seed=args.seed, extra_pools=args.extra_pools, **overrides)
+    if not main:
+        return 0
     n = len(load_pretrained_encoder_state(path))
     print(f"pretrained encoder ({n} tensors): {path}")
     print(f"to fine-tune every k and fold from it: export GLRP_PRETRAINED_ENCODER={path}")

@@ -11,6 +11,7 @@ index = view * g^2 + row-major cell), computed here, in the data workers, so the
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Callable, Sequence
 
@@ -69,17 +70,27 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
     serves a whole run from ``first_epoch`` on: every ``iterations_per_epoch`` batches it reseeds its
     sampler from (``epoch_data_seed(seed, epoch)``, thread id), so the batches of an epoch depend on
     (seed, epoch) only, and one loader (one set of augmentation workers) can serve all epochs while a
-    resumed run still draws the same batches as an uninterrupted one (single-threaded loading; the
-    augmentation itself draws from the process's global RNGs, which the training loop seeds per epoch)."""
+    resumed run still draws the same batches as an uninterrupted one (single-threaded loading). The augmentation
+    draws from the process's global RNGs, reseeded before each slice from (a word the sampler's generator draws per
+    batch, the slice's place in the global batch): a slice's views do not depend on which rank augments them.
+
+    ``shard`` (rank, world size): the sampler draws a global batch of ``batch_size * world`` slices (the default
+    sampler is built for that size; a given one must draw it) and this loader keeps the contiguous share of
+    ``rank``; every rank's loader has the same seed, so the ranks' shares are disjoint parts of one global draw
+    (see ``pretraining.distributed``)."""
 
     def __init__(self, records: Sequence[SliceRecord], batch_size: int, patch_size: Sequence[int], seed: int,
                  augmentation: ViewAugmentation = ViewAugmentation(),
                  psm_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 iterations_per_epoch: int | None = None, first_epoch: int = 0, sampler=None):
+                 iterations_per_epoch: int | None = None, first_epoch: int = 0, sampler=None,
+                 shard: tuple[int, int] = (0, 1)):
         super().__init__(records if isinstance(records, SliceIndex) else list(records), batch_size, None)
+        self.rank, self.world = (int(v) for v in shard)
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"shard {shard}: the rank must lie in [0, world size)")
         self.patch_size = tuple(int(p) for p in patch_size)
         self.seed = int(seed)
-        self.sampler = PositionStratifiedSampler(self._data, batch_size) if sampler is None else sampler
+        self.sampler = PositionStratifiedSampler(self._data, batch_size * self.world) if sampler is None else sampler
         self.transform = build_view_transform(self.patch_size, augmentation)
         self.psm_fn = psm_fn
         self.iterations_per_epoch = iterations_per_epoch
@@ -100,11 +111,18 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
         return self._rng
 
     def generate_train_batch(self) -> dict:
-        picks = [self._data[i] for i in self.sampler.sample(self.rng)]
+        drawn = self.sampler.sample(self.rng)
+        if len(drawn) != self.batch_size * self.world:
+            raise ValueError(f"the sampler drew {len(drawn)} slices, a global batch of {self.batch_size} x "
+                             f"{self.world} ranks was expected")
+        start = self.rank * self.batch_size
+        picks = [self._data[i] for i in drawn[start:start + self.batch_size]]
+        batch_word = int(self.rng.integers(2 ** 63))
         self._batches += 1
         first, second = [], []
         with torch.no_grad():
-            for r in picks:
+            for j, r in enumerate(picks):
+                _seed_augmentation(batch_word, start + j)
                 img = torch.from_numpy(read_slice(r.folder, r.case, r.slice_index))
                 first.append(self.transform(image=img)["image"])
                 second.append(self.transform(image=img.clone())["image"])
@@ -120,6 +138,14 @@ class PretrainingSliceLoader(SlimDataLoaderBase):
         if hasattr(self.sampler, "partition"):
             batch["partitions"] = torch.tensor([self.sampler.partition(r) for r in picks] * 2, dtype=torch.long)
         return batch
+
+
+def _seed_augmentation(batch_word: int, slice_in_batch: int) -> None:
+    """Seed the global RNGs the augmentation draws from (numpy, torch, python) for one slice of a batch."""
+    words = np.random.SeedSequence([batch_word, slice_in_batch]).generate_state(3)
+    np.random.seed(int(words[0]))
+    torch.manual_seed(int(words[1]))
+    random.seed(int(words[2]))
 
 
 def make_augmenter(loader: PretrainingSliceLoader, num_processes: int, seeds: Sequence[int]):

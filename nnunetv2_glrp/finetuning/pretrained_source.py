@@ -1,10 +1,11 @@
 """Getting the pretrained encoder for a fine-tuning run: once per dataset/plans/config/method/preset.
 
 ``ensure_pretrained`` (nnunetv2_glrp.pretraining) runs or resumes pretraining only when its cache
-is missing and is lock-file safe for concurrent callers. Under DDP every rank calls it: the first
-rank to take the lock pretrains, the others block on the lock file (no NCCL collective, so a long
-pretraining cannot hit the process-group timeout) and then reuse the cache; a ``dist.barrier()``
-afterwards lines the ranks up before each loads the same file into its unwrapped network.
+is missing and is lock-file safe for concurrent callers. Under DDP every rank calls it: the ranks pretrain the
+missing entry once, together (``pretraining.api``, ``docs/distributed.md``), or, when their number does not divide
+the pretraining batch, the first rank to take the lock pretrains while the others block on the lock file (no
+collective) and then reuse the cache; a ``dist.barrier()`` afterwards lines the ranks up before each loads the same
+file into its unwrapped network.
 
 A user who pretrained once with settings of their own (``nnUNetv2_glrp pretrain ... --epochs 60``)
 points every fine-tuning at exactly that encoder with ``GLRP_PRETRAINED_ENCODER=<its

@@ -80,8 +80,9 @@ class GlobalProjectionHead(nn.Module):
         self.pooling = pooling
         self.mlp = _mlp(in_channels, hidden, out_dim, pooling)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(pool_channel_statistics(x, self.pooling))
+    def forward(self, x: torch.Tensor, gather=None) -> torch.Tensor:
+        pooled = pool_channel_statistics(x, self.pooling)
+        return self.mlp(pooled if gather is None else gather(pooled))
 
 
 class LocalProjectionHead(nn.Module):
@@ -93,13 +94,18 @@ class LocalProjectionHead(nn.Module):
         self.grid, self.pooling = grid, pooling
         self.mlp = _mlp(in_channels, hidden, out_dim, pooling)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(pool_patch_statistics(x, self.grid, self.pooling))
+    def forward(self, x: torch.Tensor, gather=None) -> torch.Tensor:
+        pooled = pool_patch_statistics(x, self.grid, self.pooling)
+        return self.mlp(pooled if gather is None else gather(pooled))
 
 
 class ProjectionHeads(nn.Module):
     """Both heads; ``forward(features)`` takes the encoder's stage list and returns (z_global, z_local)
-    (None for a head switched off: a method without that loss term does not pay for it)."""
+    (None for a head switched off: a method without that loss term does not pay for it).
+
+    ``gather`` (distributed pretraining, ``pretraining.distributed.RankGroup.gather``): applied to the pooled
+    statistics of the local shard before the MLP, so the heads (their BatchNorm1d included) run on the global batch
+    on every rank and return its embeddings."""
 
     def __init__(self, features_per_stage: Sequence[int], local_stage: int, hidden: int = 512,
                  out_dim: int = 512, grid: int = 3, pooling: str = "mean-std-max"):
@@ -112,7 +118,7 @@ class ProjectionHeads(nn.Module):
         self.local_head = LocalProjectionHead(int(features_per_stage[self.local_stage]), hidden, out_dim, grid, pooling)
 
     def forward(self, features: Sequence[torch.Tensor], use_global: bool = True,
-                use_local: bool = True) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        z_global = self.global_head(features[-1]) if use_global else None
-        z_local = self.local_head(features[self.local_stage]) if use_local else None
+                use_local: bool = True, gather=None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        z_global = self.global_head(features[-1], gather) if use_global else None
+        z_local = self.local_head(features[self.local_stage], gather) if use_local else None
         return z_global, z_local

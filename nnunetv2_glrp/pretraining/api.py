@@ -9,6 +9,11 @@ on patients that are now test patients). ``config.json`` of the folder records t
 patients; a reused folder whose record disagrees is an error naming the folder. ``ensure_pretrained``
 takes an exclusive lock file in that folder: a second process calling it meanwhile blocks, then finds
 ``pretrained_encoder.pth`` and returns it without training.
+
+Under a process group of N ranks (``-num_gpus N``, torchrun, or the ranks of ``nnUNetv2_train -num_gpus N``) every
+rank calls ``ensure_pretrained`` and the pretraining runs ONCE, distributed over the N ranks (rank 0 holds the lock
+and writes; the others train their shares, see ``distributed``); when the batch size is not divisible by N it runs
+once on the first rank to take the lock while the others wait on the lock file, as with independent processes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import contextlib
+
 import torch
 
 from nnunetv2_glrp.data import data_digest, pretraining_data_manifest
@@ -28,6 +35,7 @@ from nnunetv2_glrp.models import load_plans_context
 from nnunetv2_glrp.preparation.extra_pools import manifest_with_pools, pool_names
 from nnunetv2_glrp.pretraining.checkpoint import file_lock
 from nnunetv2_glrp.pretraining.config import PretrainingConfig, make_config
+from nnunetv2_glrp.pretraining.distributed import RankGroup, current_rank_group
 from nnunetv2_glrp.pretraining.loop import ENCODER, run_pretraining
 from nnunetv2_glrp.torch_files import load_torch_file
 
@@ -86,11 +94,16 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
 
     ``extra_pools``: other converted datasets whose train/val frames join the pretraining
     (``preparation.extra_pools``); they are part of the cache key. A reused encoder's folder must record the
-    current data digest and patients (ValueError otherwise)."""
+    current data digest and patients (ValueError otherwise). Under a process group every rank must call it (see the
+    module docstring)."""
     config, dataset_name, folder, manifest = _folder_and_manifest(dataset_name_or_id, configuration, method,
                                                                   plans_identifier, preset, seed, overrides,
                                                                   extra_pools)
     final = folder / ENCODER
+    group = current_rank_group()
+    if group.world > 1 and config.batch_size % group.world == 0:
+        return _ensure_pretrained_distributed(dataset_name, configuration, plans_identifier, config, folder, manifest,
+                                              device, extra_pools, group)
     if final.is_file():
         verify_pretraining_data(folder, manifest)
         logger.info("reusing %s", final)
@@ -101,7 +114,30 @@ def ensure_pretrained(dataset_name_or_id: str | int, configuration: str, method:
             logger.info("reusing %s (finished by another process)", final)
             return final
         ctx = load_plans_context(dataset_name, configuration, plans_identifier)
-        run_pretraining(ctx, config, folder, device=device, extra_pools=pool_names(extra_pools, dataset_name))
+        run_pretraining(ctx, config, folder, device=device, extra_pools=pool_names(extra_pools, dataset_name),
+                        distributed=False)
+    verify_pretraining_data(folder, manifest)
+    return final
+
+
+def _ensure_pretrained_distributed(dataset_name, configuration, plans_identifier, config, folder, manifest, device,
+                                   extra_pools, group: RankGroup) -> Path:
+    """Every rank: wait until no other process holds the lock (on the lock file, no collective, so an independent
+    pretraining of any length cannot hit the process-group timeout), then follow rank 0's view of the cache; when it
+    is missing, rank 0 takes the lock and all ranks pretrain together."""
+    final = folder / ENCODER
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / ".lock"):
+        pass
+    if not group.broadcast_flag(final.is_file()):
+        with file_lock(folder / ".lock") if group.main else contextlib.nullcontext():
+            if not group.broadcast_flag(final.is_file()):  # still missing now that rank 0 holds the lock
+                ctx = load_plans_context(dataset_name, configuration, plans_identifier)
+                run_pretraining(ctx, config, folder, device=device, extra_pools=pool_names(extra_pools, dataset_name),
+                                distributed=True)
+            group.barrier()  # the encoder is written before rank 0 releases the lock
+    elif group.main:
+        logger.info("reusing %s", final)
     verify_pretraining_data(folder, manifest)
     return final
 

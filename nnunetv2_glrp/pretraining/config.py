@@ -45,6 +45,12 @@ METHODS = tuple(PRETRAINING_METHODS)
 #: value (cache names stay valid for the same computation, and change where the computation changed)
 ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "output", "autocast": "none",
                 "channels_last": False}
+#: generation of the data pipeline where it changes the views a config produces (the code's, not a config field):
+#: 1: one augmentation stream per loader; 2: each slice's two views seeded from (a word drawn per batch, the slice's
+#: place in the global batch), so that N ranks augment a slice exactly as one process does (pretraining.distributed).
+#: Enters the digest from 2 on: an encoder cached by generation 1 is not what this code would pretrain, so it is not
+#: reused under the same name (the same rule as ADDED_FIELDS).
+VIEW_SEEDING_GENERATION = 2
 #: ``autocast``: the network's forward and backward under torch.autocast in bfloat16 ("bf16"), or not ("none");
 #: the losses always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest
 #: when not "none". fp16 (which needs a gradient scaler) is not offered.
@@ -135,6 +141,8 @@ class PretrainingConfig:
         """Short hash of every field (seed included): the cache key of the output folder."""
         fields = {k: v for k, v in self.to_dict().items()
                   if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k]) and k not in EXECUTION_FIELDS}
+        if VIEW_SEEDING_GENERATION != 1:
+            fields["view_seeding_generation"] = VIEW_SEEDING_GENERATION
         text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha1(text.encode()).hexdigest()[:10]
 

@@ -109,13 +109,14 @@ def num_augmentation_processes() -> int:
 
 @contextlib.contextmanager
 def run_batches(ctx: PlansContext, config: PretrainingConfig, data: PretrainingData, psm_fn, first_epoch: int,
-                worker_seeds: np.random.SeedSequence) -> Iterator:
+                worker_seeds: np.random.SeedSequence, shard: tuple[int, int] = (0, 1)) -> Iterator:
     """One augmenter serving every epoch of a run from ``first_epoch`` on (the loader reseeds itself per
-    epoch, see ``PretrainingSliceLoader``); its worker processes, if any, are stopped on exit."""
+    epoch, see ``PretrainingSliceLoader``); its worker processes, if any, are stopped on exit. ``shard`` (rank,
+    world size): the loader serves this rank's share (``config.batch_size / world`` slices) of each global batch."""
     n_proc = num_augmentation_processes()
-    loader = PretrainingSliceLoader(data.records, config.batch_size, ctx.patch_size, config.seed,
+    loader = PretrainingSliceLoader(data.records, config.batch_size // shard[1], ctx.patch_size, config.seed,
                                     config.augmentation, psm_fn, iterations_per_epoch=data.iterations,
-                                    first_epoch=first_epoch, sampler=batch_sampler(data.records, config))
+                                    first_epoch=first_epoch, sampler=batch_sampler(data.records, config), shard=shard)
     seeds = [int(s.generate_state(1)[0]) for s in worker_seeds.spawn(max(n_proc, 1))]
     augmenter = make_augmenter(loader, n_proc, seeds)
     try:

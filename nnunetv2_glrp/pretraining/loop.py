@@ -12,6 +12,11 @@ uninterrupted run (single-threaded data loading; every epoch is reseeded from (s
 
 The pieces: ``inputs`` (slices, models, PSM function, the one augmenter of the run), ``epoch`` (the steps
 of one epoch and their statistics), ``step`` (one GLRP step), ``checkpoint`` (save, resume, final encoder).
+
+Distributed (a process group of N ranks, started by ``launch``): every rank runs this loop on its share of each
+global batch (``distributed``); only rank 0 writes files (config.json, log.txt, the loss curve, checkpoints, the
+final encoder); every rank resumes from rank 0's checkpoint; the PSM is computed on the device over the gathered
+global batch; on CUDA, BatchNorm layers become SyncBatchNorm so they see the global batch too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from nnunetv2_glrp.models import PlansContext
 from nnunetv2_glrp.pretraining.checkpoint import (load_checkpoint, restore_checkpoint, save_checkpoint,
                                                   save_pretrained_encoder, seed_epoch)
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.pretraining.distributed import SINGLE, RankGroup, current_rank_group
 from nnunetv2_glrp.pretraining.epoch import run_epoch
 from nnunetv2_glrp.pretraining.inputs import (PretrainingData, build_models, pretraining_data, psm_function, psm_on_device,
                                               run_batches)
@@ -50,7 +56,7 @@ def _file_logging(folder: Path) -> logging.Handler:
 
 
 def write_run_record(folder: Path, ctx: PlansContext, config: PretrainingConfig, data: PretrainingData,
-                     local_stage: int, device="cpu") -> dict:
+                     local_stage: int, device="cpu", group: RankGroup = SINGLE) -> dict:
     """Write ``config.json`` (config, values resolved from the data, data record); return the resolved values."""
     records, manifest = data.records, data.manifest
     resolved = {"iterations_per_epoch": data.iterations, "local_stage": local_stage, "n_slices": len(records),
@@ -59,7 +65,13 @@ def write_run_record(folder: Path, ctx: PlansContext, config: PretrainingConfig,
                 "plans_identifier": ctx.plans_identifier, "configuration": ctx.configuration,
                 "psm_cross_class": config.psm_cross_class if config.lambda_local > 0 else None,
                 "psm_computed_on": (None if config.lambda_local <= 0 else
-                                    str(device) if psm_on_device(config, device) else "data loader")}
+                                    str(device) if _psm_on_device(config, device, group) else "data loader"),
+                "world_size": group.world, "batch_per_rank": config.batch_size // group.world,
+                "sharding": ("single process" if group.world == 1 else
+                             f"every rank draws the global batch of {config.batch_size} slices from the run's seed and "
+                             f"keeps its contiguous share of {config.batch_size // group.world}; views augmented from "
+                             f"seeds of (seed, epoch, batch, slice in the global batch); embeddings, positions and PSM "
+                             f"views all-gathered")}
     record = {"digest": data.digest, "patients": manifest["patients"], "n_cases": len(manifest["cases"]),
               "n_unlabeled_cases": sum(c[3] == "unlabeled" for c in manifest["cases"])}
     if manifest.get("extra_pools"):
@@ -78,6 +90,11 @@ def make_optimizer(network, heads, config: PretrainingConfig, iterations: int):
     return optimizer, scheduler
 
 
+def _psm_on_device(config: PretrainingConfig, device, group: RankGroup) -> bool:
+    """Distributed runs compute the PSM over the gathered global batch, hence on the device, in the step."""
+    return group.world > 1 or psm_on_device(config, device)
+
+
 def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
     nan = float("nan")
     logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f (above the floor: grp %.4f lrp %.4f; collapsed embeddings "
@@ -92,28 +109,31 @@ def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
 
 
 def _train(ctx, config, folder, data, models, optimizer, scheduler, history, start_epoch, device,
-           stop_after_epoch, on_epoch_end) -> bool:
-    """Epochs ``start_epoch``.. with a checkpoint after each; False when stopped early as requested."""
+           stop_after_epoch, on_epoch_end, group: RankGroup) -> bool:
+    """Epochs ``start_epoch``.. with a checkpoint after each (rank 0); False when stopped early as requested."""
     network, heads, local_stage = models
 
     psm_fn = psm_function(ctx, config, local_stage)
-    on_device = psm_on_device(config, device)
+    on_device = _psm_on_device(config, device, group)
 
     def step(batch, timer):
-        return training_step(network, heads, batch, config, optimizer, device, timer, psm_fn if on_device else None)
+        return training_step(network, heads, batch, config, optimizer, device, timer, psm_fn if on_device else None,
+                             group=group)
 
     with run_batches(ctx, config, data, None if on_device else psm_fn, start_epoch,
-                     np.random.SeedSequence([config.seed, start_epoch])) as batches:
+                     np.random.SeedSequence([config.seed, start_epoch]), shard=(group.rank, group.world)) as batches:
         for epoch in range(start_epoch, config.epochs):
             seed_epoch(config.seed, epoch)
             stats, _ = run_epoch(step, batches, data.iterations, config.batch_size, scheduler, device,
                                  f"{config.method} epoch {epoch + 1}/{config.epochs}")
             stats = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats}
             history["epoch"].append(stats)
-            _log_epoch(epoch, config, stats)
-            save_checkpoint(folder / CHECKPOINT, epoch, network, heads, optimizer, scheduler, history, config,
-                            data.digest)
-            plot_loss_curve(history, folder / "loss_curve.png")
+            if group.main:
+                _log_epoch(epoch, config, stats)
+                save_checkpoint(folder / CHECKPOINT, epoch, network, heads, optimizer, scheduler, history, config,
+                                data.digest)
+                plot_loss_curve(history, folder / "loss_curve.png")
+            group.barrier()  # no rank runs ahead of the last checkpoint
             if on_epoch_end is not None:
                 on_epoch_end(epoch, stats)
             if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch + 1 < config.epochs:
@@ -124,45 +144,69 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
 
 def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, device: str = "cpu",
                     stop_after_epoch: int | None = None,
-                    on_epoch_end: Callable[[int, dict], None] | None = None, extra_pools: tuple[str, ...] = ()) -> Path:
+                    on_epoch_end: Callable[[int, dict], None] | None = None, extra_pools: tuple[str, ...] = (),
+                    distributed: bool = True) -> Path:
     """Run or resume pretraining into ``folder``; return the path of ``pretrained_encoder.pth``.
 
     ``extra_pools``: dataset names whose train/val frames join the target's (``preparation.extra_pools``).
     ``stop_after_epoch`` (0-based) returns after that epoch's checkpoint, as if the run had been killed
     there; ``on_epoch_end(epoch, stats)`` runs after every checkpoint (an exception there stops the run).
+    ``distributed``: run on all ranks of the initialised process group (every rank must call this; a single
+    process without one); False: this process pretrains alone.
     """
+    group = current_rank_group() if distributed else SINGLE
+    if config.batch_size % group.world:
+        raise ValueError(f"batch size {config.batch_size} (the global batch) is not divisible by the {group.world} "
+                         f"ranks of the process group; choose a multiple of {group.world}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
-    data = pretraining_data(ctx, config, extra_pools)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if group.main:
+        folder.mkdir(parents=True, exist_ok=True)
+        data = pretraining_data(ctx, config, extra_pools)  # may preprocess extra pools: rank 0 first
+    group.barrier()
+    if not group.main:
+        data = pretraining_data(ctx, config, extra_pools)
     torch.manual_seed(config.seed)  # initial weights (overwritten by the checkpoint when resuming)
     network, heads, local_stage = build_models(ctx, config)
+    if group.world > 1:  # the heads need nothing: they run on the gathered global batch
+        if dev.type == "cuda":
+            network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+        elif any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in network.modules()) and group.main:
+            logger.warning("the encoder's BatchNorm layers normalise each rank's share of the batch: the CPU has no "
+                           "SyncBatchNorm, so this run is not the single-process run with the global batch")
     network.to(dev).train()
     heads.to(dev).train()
+    group.broadcast_parameters((network, heads))
     if config.channels_last:
         network.to(memory_format=torch.channels_last)
     ckpt = load_checkpoint(folder / CHECKPOINT, data.digest, dev)
-    resolved = write_run_record(folder, ctx, config, data, local_stage, device)
+    group.barrier()  # every rank has read rank 0's checkpoint before rank 0 writes anything
+    resolved = write_run_record(folder, ctx, config, data, local_stage, dev, group) if group.main else {}
     optimizer, scheduler = make_optimizer(network, heads, config, data.iterations)
     history: dict[str, list] = {"epoch": []}
     start_epoch = 0
-    handler = _file_logging(folder)
+    handler = _file_logging(folder) if group.main else None
     try:
         if ckpt is not None:
             history, start_epoch = restore_checkpoint(ckpt, network, heads, optimizer, scheduler)
             logger.info("resumed from %s after epoch %d", folder / CHECKPOINT, ckpt["epoch"])
-        else:
-            logger.info("pretraining %s on %s/%s/%s: %d slices (%d patients), %d epochs x %d iterations, batch %d, "
-                        "local stage %d, device %s", config.method, ctx.dataset_name, ctx.plans_identifier,
-                        ctx.configuration, len(data.records), len(resolved["patients"]), config.epochs,
-                        data.iterations, config.batch_size, local_stage, dev)
+        elif group.main:
+            logger.info("pretraining %s on %s/%s/%s: %d slices (%d patients), %d epochs x %d iterations, batch %d "
+                        "(%d ranks x %d), local stage %d, device %s", config.method, ctx.dataset_name,
+                        ctx.plans_identifier, ctx.configuration, len(data.records), len(resolved["patients"]),
+                        config.epochs, data.iterations, config.batch_size, group.world,
+                        config.batch_size // group.world, local_stage, dev)
         finished = _train(ctx, config, folder, data, (network, heads, local_stage), optimizer, scheduler, history,
-                          start_epoch, dev, stop_after_epoch, on_epoch_end)
+                          start_epoch, dev, stop_after_epoch, on_epoch_end, group)
         final = folder / ENCODER
-        if finished and not final.is_file():
+        if finished and group.main and not final.is_file():
             save_pretrained_encoder(final, network, config, ctx)
             logger.info("finished: %s", final)
+        group.barrier()
         return final
     finally:
-        logger.removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logger.removeHandler(handler)
+            handler.close()

@@ -7,6 +7,10 @@ then runs the network's backward. By the chain rule the parameter gradients are 
 The PSM is not part of the timed step: the data loader computes it, or (``psm_fn`` given, ``psm_location`` "device")
 the step computes it on the training device from the views already there, before the forward pass; either way its
 seconds are reported separately (``StepTimer.psm``).
+Distributed (``group`` of N ranks, see ``distributed``): the pooled features entering the projection heads (so the
+embeddings, and the heads' BatchNorm statistics, are those of the global batch), the positions, partitions and PSM
+input views of the local shard are gathered into the global batch, every rank computes the global loss, and the parameter
+gradients are averaged over the ranks before clipping, so the update is the single-process update on the global batch.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from nnunetv2_glrp.losses import (glrp_loss, local_pair_weights, relative_positi
 from nnunetv2_glrp.models import encoder_features
 from nnunetv2_glrp.patch_grid import patch_view_index
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
+from nnunetv2_glrp.pretraining.distributed import SINGLE, RankGroup
 from nnunetv2_glrp.pretraining.methods import global_pair_weights
 
 
@@ -56,7 +61,7 @@ def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
-                  timer: StepTimer | None = None, psm_fn=None) -> dict[str, float]:
+                  timer: StepTimer | None = None, psm_fn=None, group: RankGroup = SINGLE) -> dict[str, float]:
     """One SGD step on one batch; returns the loss terms (floats), as ``grp_excess``/``lrp_excess`` each
     term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`), and as
     ``grp_collapse_excess``/``lrp_collapse_excess`` the excess that collapsed embeddings would have (all
@@ -65,14 +70,20 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
 
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
     without LRP, or when ``psm_fn`` computes it here on ``device`` from the views), ``partitions`` [2N] (GCL only).
-    ``grp`` is the global term of any method."""
+    ``grp`` is the global term of any method. Under ``group`` of N ranks the batch is the local shard and the PSM must
+    come from ``psm_fn`` (over the gathered global views); the returned losses are those of the global batch."""
     x = batch["data"].to(device, non_blocking=True)
-    pos = batch["positions"].to(device, non_blocking=True)
+    pos = group.gather(batch["positions"].to(device, non_blocking=True))
+    if batch.get("partitions") is not None:
+        batch = dict(batch, partitions=group.gather(batch["partitions"].to(device, non_blocking=True)))
     clock = timer.now if timer else (lambda: 0.0)
     psm = batch.get("psm")
+    if group.world > 1 and psm is not None:
+        raise ValueError("a distributed step computes the PSM over the gathered global batch: pass psm_fn, not a "
+                         "loader PSM of the local shard")
     if psm is None and psm_fn is not None and config.lambda_local > 0:
         tp = clock()
-        psm = psm_fn(x[:, 0])
+        psm = psm_fn(group.gather(x[:, 0]))
         if timer:
             timer.psm += clock() - tp
     t0 = clock()
@@ -81,7 +92,8 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
         feats = encoder_features(network, x, config.feature_tap)
-        z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0)
+        z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0,
+                         gather=group.gather if group.world > 1 else None)  # global-batch embeddings
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
     t1 = clock()
     l_grp = l_lrp = None
@@ -96,7 +108,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     if leaf_l is not None:
         if psm is None:
             raise ValueError("the LRP term needs the PSM: the batch has none and no psm_fn was given")
-        w = local_pair_weights(psm.to(device, non_blocking=True), patch_view_index(x.shape[0], config.grid),
+        w = local_pair_weights(psm.to(device, non_blocking=True), patch_view_index(pos.shape[0], config.grid),
                                d)
         l_lrp = relative_position_loss(leaf_l, w, tau=config.tau, formulation=config.formulation)
         floors["lrp"] = _floor(w, config)
@@ -110,6 +122,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     pairs = [(z, leaf.grad.to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
     torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    group.average_gradients(params)
     torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
     optimizer.step()
     if timer:
