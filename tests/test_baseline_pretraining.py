@@ -28,7 +28,9 @@ def ctx(phantom_preprocessed):
     return load_plans_context(901, phantom_preprocessed)
 
 
-def test_baseline_configs():
+def test_baseline_configs(monkeypatch):
+    from nnunetv2_glrp.pretraining import config as config_module
+
     for method in BASELINES:
         config = make_config(method, "full")
         assert (config.lambda_global, config.lambda_local, config.tau) == (1.0, 0.0, 0.1)
@@ -42,9 +44,13 @@ def test_baseline_configs():
     # the new fields stay out of the hash at the values runs before them had: caches pretrained before them keep
     # their names; the pre-norm tap (the new default) is another computation and gets another name
     # (the cpu preset was 8 x 10 iterations then: the same computation keeps its name, the longer preset gets another)
+    # (these names are those of the first view seeding; per-slice view seeding, generation 2, renamed every entry)
     legacy_cpu = dict(feature_tap="output", epochs=8, iterations_per_epoch=10)
+    monkeypatch.setattr(config_module, "VIEW_SEEDING_GENERATION", 1)
     assert make_config("GLRP", "cpu", **legacy_cpu).digest() == "5eff91c898"
     assert make_config("GRP", "full", seed=3, batch_size=4, feature_tap="output").digest() == "3604274c5b"
+    monkeypatch.undo()
+    assert make_config("GLRP", "cpu", **legacy_cpu).digest() != "5eff91c898"
     assert make_config("GLRP", "cpu").digest() not in ("5eff91c898", make_config("GLRP", "cpu", seed=1).digest(),
                                                       make_config("GLRP", "cpu", epochs=8, iterations_per_epoch=10).digest())
 
