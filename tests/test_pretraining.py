@@ -365,3 +365,42 @@ def test_bf16_autocast_and_channels_last_steps_stay_close_to_float32(ctx):
     assert all(p.dtype == torch.float32 for p in bf16[1])
     with pytest.raises(ValueError, match="autocast must be one of"):
         make_config(autocast="fp8")
+
+
+@pytest.mark.parametrize("backend", ["aot_eager"])
+def test_compiled_encoder_step_equals_the_eager_step_and_keeps_the_module_keys(ctx, backend):
+    """``compile``: one step through the compiled encoder forward gives the eager step's loss and update (float
+    tolerance), the network's state_dict keeps the uncompiled keys (no ``_orig_mod.``), the digest ignores it.
+    Backend aot_eager: the same dynamo trace and AOT autograd graph as inductor, without generating C++ code (inductor
+    on this 2-core CPU compiles for minutes); the inductor path is the same call with torch's default backend."""
+    import copy
+
+    from nnunetv2_glrp.pretraining.compiling import feature_function
+
+    full = make_config("GLRP", "full")
+    assert make_config("GLRP", "full", compile="max-autotune").digest() == full.digest() == "cd081433d1"
+    base = make_config("GLRP", lr=0.05, **FAST)
+    network, heads, batch = _fixed_batch(ctx, base, batch_size=4)
+    keys = list(network.state_dict())
+    runs = {}
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for mode in ("none", "default"):
+        config = make_config("GLRP", lr=0.05, compile=mode, **FAST)
+        net, hd = copy.deepcopy(network), copy.deepcopy(heads)
+        params = list(net.encoder.parameters()) + list(hd.parameters())
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        features = feature_function(net, config.feature_tap, config.compile, backend=backend)
+        out = training_step(net, hd, batch, config, opt, torch.device("cpu"), features=features)
+        runs[mode] = (out, torch.cat([p.detach().flatten() for p in params]), net)
+    (eager, w_eager, _), (comp, w_comp, net_c) = runs["none"], runs["default"]
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    # the encoder really ran compiled, as one graph: no graph break (per-call hooks would make one)
+    assert graphs == 1 and not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters)
+    assert comp["loss"] == pytest.approx(eager["loss"], abs=1e-5)
+    start = torch.cat([p.detach().flatten() for p in list(network.encoder.parameters()) + list(heads.parameters())])
+    assert not torch.equal(w_comp, start)  # the compiled forward's gradients reached the parameters
+    assert float((w_comp - w_eager).norm() / (w_eager - start).norm()) < 1e-3
+    assert list(net_c.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
+    with pytest.raises(ValueError, match="compile must be one of"):
+        make_config(compile="fast")
