@@ -393,6 +393,7 @@ def test_compiled_encoder_step_equals_the_eager_step_and_keeps_the_module_keys(c
         features = feature_function(net, config.feature_tap, config.compile, backend=backend)
         out = training_step(net, hd, batch, config, opt, torch.device("cpu"), features=features)
         runs[mode] = (out, torch.cat([p.detach().flatten() for p in params]), net)
+        features(batch["data"])  # a later step's forward: no recompilation (one graph in all, checked below)
     (eager, w_eager, _), (comp, w_comp, net_c) = runs["none"], runs["default"]
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     # the encoder really ran compiled, as one graph: no graph break (per-call hooks would make one)

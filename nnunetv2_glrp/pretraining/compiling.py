@@ -8,7 +8,7 @@ The compiled function is built once per run (first call compiles; later calls wi
 
 The ``"pre-norm"`` tap: ``encoder_features`` registers forward hooks on every call, which torch.compile cannot
 trace (a graph break: the encoder would run eagerly or be recompiled each step). The compiled function therefore
-registers the same hooks once, for the life of the network, writing into one dict that the traced forward fills;
+registers the same hooks once, for the life of the network, writing into one dict that the traced forward fills and empties;
 the captured tensors are the outputs of each stage's last convolution, exactly what ``encoder_features`` returns.
 """
 
@@ -46,7 +46,9 @@ def feature_function(network, tap: str, mode: str = "none", backend: str | None 
         feats = network.encoder(x)
         if isinstance(feats, torch.Tensor):
             raise ValueError("network.encoder returned a single tensor; set encoder.return_skips=True to tap every stage")
-        return [captured[i] for i in range(len(feats))] if tap == "pre-norm" else list(feats)
+        # pop: the dict is empty again after every call (the same guards each step, so no recompilation; no
+        # activations kept alive between steps)
+        return [captured.pop(i) for i in range(len(feats))] if tap == "pre-norm" else list(feats)
 
     kwargs = {} if backend is None else {"backend": backend}
     if backend not in (None, "inductor"):
