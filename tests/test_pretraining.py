@@ -405,3 +405,29 @@ def test_compiled_encoder_step_equals_the_eager_step_and_keeps_the_module_keys(c
     assert list(net_c.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
     with pytest.raises(ValueError, match="compile must be one of"):
         make_config(compile="fast")
+
+
+def test_pretraining_run_with_compile_records_it_and_saves_the_uncompiled_keys(ctx, tmp_path, monkeypatch):
+    """run_pretraining with ``compile`` (aot_eager backend, see above): config.json records the mode, the final
+    encoder and the checkpoint have the keys of the eager run, and the weights are the eager run's to float
+    tolerance (2 iterations)."""
+    import functools
+
+    from nnunetv2_glrp.pretraining import loop
+    from nnunetv2_glrp.pretraining.compiling import feature_function
+
+    monkeypatch.setattr(loop, "feature_function", functools.partial(feature_function, backend="aot_eager"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    short = {**FAST, "epochs": 1, "iterations_per_epoch": 2}
+    paths = {mode: run_pretraining(ctx, make_config("GLRP", seed=5, compile=mode, **short), tmp_path / mode)
+             for mode in ("none", "default")}
+    recorded = json.loads((tmp_path / "default" / "config.json").read_text(encoding="utf-8"))["config"]
+    assert recorded["compile"] == "default" and _config_from_dict(recorded).compile == "default"
+    se, sc = (load_pretrained_encoder_state(paths[m]) for m in ("none", "default"))
+    assert list(se) == list(sc) and len(se) > 0 and not any("_orig_mod" in k for k in sc)
+    ce, cc = (torch.load(tmp_path / m / "checkpoint_latest.pth", weights_only=False) for m in ("none", "default"))
+    assert list(ce["encoder"]) == list(cc["encoder"])
+    for k in se:
+        torch.testing.assert_close(sc[k], se[k], rtol=1e-3, atol=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the compiled run really compiled
