@@ -141,3 +141,33 @@ def test_pretrain_passes_the_psm_location_as_a_config_override(monkeypatch, tmp_
     assert main(["pretrain", "-d", "1", "-c", "2d", "--psm-location", "device"]) == 0
     assert main(["pretrain", "-d", "1", "-c", "2d"]) == 0
     assert seen[0]["psm_location"] == "device" and "psm_location" not in seen[1]
+
+
+def test_pretrain_passes_autocast_channels_last_and_compile_as_config_fields(monkeypatch, tmp_path):
+    """--autocast, --channels_last (alias --channels-last) and --compile reach ensure_pretrained as config fields
+    (so they are recorded in config.json with the rest of the config), absent ones keep the preset's; the written-out
+    choices are the config's."""
+    import nnunetv2_glrp.pretraining as pretraining
+    from nnunetv2_glrp.commands.pretrain import AUTOCAST_CHOICES, COMPILE_CHOICES
+    from nnunetv2_glrp.pretraining.compiling import COMPILE_MODES
+    from nnunetv2_glrp.pretraining.config import AUTOCAST
+
+    assert (AUTOCAST_CHOICES, COMPILE_CHOICES) == (AUTOCAST, COMPILE_MODES)
+    seen = []
+
+    def fake(dataset, configuration, **kw):
+        seen.append(kw)
+        return tmp_path / "enc.pth"
+
+    monkeypatch.setattr(pretraining, "ensure_pretrained", fake)
+    monkeypatch.setattr(pretraining, "load_pretrained_encoder_state", lambda path: {})
+    assert main(["pretrain", "-d", "1", "-c", "2d", "--autocast", "bf16", "--channels-last", "--compile",
+                 "max-autotune"]) == 0
+    assert main(["pretrain", "-d", "1", "-c", "2d", "--channels_last"]) == 0
+    assert main(["pretrain", "-d", "1", "-c", "2d"]) == 0
+    assert {k: seen[0][k] for k in ("autocast", "channels_last", "compile")} == {
+        "autocast": "bf16", "channels_last": True, "compile": "max-autotune"}
+    assert seen[1]["channels_last"] is True and not {"autocast", "compile"} & set(seen[1])
+    assert not {"autocast", "channels_last", "compile"} & set(seen[2])
+    config = pretraining.make_config(**{k: seen[0][k] for k in ("autocast", "channels_last", "compile")})
+    assert (config.autocast, config.channels_last, config.compile) == ("bf16", True, "max-autotune")

@@ -365,3 +365,69 @@ def test_bf16_autocast_and_channels_last_steps_stay_close_to_float32(ctx):
     assert all(p.dtype == torch.float32 for p in bf16[1])
     with pytest.raises(ValueError, match="autocast must be one of"):
         make_config(autocast="fp8")
+
+
+@pytest.mark.parametrize("backend", ["aot_eager"])
+def test_compiled_encoder_step_equals_the_eager_step_and_keeps_the_module_keys(ctx, backend):
+    """``compile``: one step through the compiled encoder forward gives the eager step's loss and update (float
+    tolerance), the network's state_dict keeps the uncompiled keys (no ``_orig_mod.``), the digest ignores it.
+    Backend aot_eager: the same dynamo trace and AOT autograd graph as inductor, without generating C++ code (inductor
+    on this 2-core CPU compiles for minutes); the inductor path is the same call with torch's default backend."""
+    import copy
+
+    from nnunetv2_glrp.pretraining.compiling import feature_function
+
+    full = make_config("GLRP", "full")
+    assert make_config("GLRP", "full", compile="max-autotune").digest() == full.digest() == "cd081433d1"
+    base = make_config("GLRP", lr=0.05, **FAST)
+    network, heads, batch = _fixed_batch(ctx, base, batch_size=4)
+    keys = list(network.state_dict())
+    runs = {}
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    for mode in ("none", "default"):
+        config = make_config("GLRP", lr=0.05, compile=mode, **FAST)
+        net, hd = copy.deepcopy(network), copy.deepcopy(heads)
+        params = list(net.encoder.parameters()) + list(hd.parameters())
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+        features = feature_function(net, config.feature_tap, config.compile, backend=backend)
+        out = training_step(net, hd, batch, config, opt, torch.device("cpu"), features=features)
+        runs[mode] = (out, torch.cat([p.detach().flatten() for p in params]), net)
+        features(batch["data"])  # a later step's forward: no recompilation (one graph in all, checked below)
+    (eager, w_eager, _), (comp, w_comp, net_c) = runs["none"], runs["default"]
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    # the encoder really ran compiled, as one graph: no graph break (per-call hooks would make one)
+    assert graphs == 1 and not torch._dynamo.utils.counters["graph_break"], dict(torch._dynamo.utils.counters)
+    assert comp["loss"] == pytest.approx(eager["loss"], abs=1e-5)
+    start = torch.cat([p.detach().flatten() for p in list(network.encoder.parameters()) + list(heads.parameters())])
+    assert not torch.equal(w_comp, start)  # the compiled forward's gradients reached the parameters
+    assert float((w_comp - w_eager).norm() / (w_eager - start).norm()) < 1e-3
+    assert list(net_c.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
+    with pytest.raises(ValueError, match="compile must be one of"):
+        make_config(compile="fast")
+
+
+def test_pretraining_run_with_compile_records_it_and_saves_the_uncompiled_keys(ctx, tmp_path, monkeypatch):
+    """run_pretraining with ``compile`` (aot_eager backend, see above): config.json records the mode, the final
+    encoder and the checkpoint have the keys of the eager run, and the weights are the eager run's to float
+    tolerance (2 iterations)."""
+    import functools
+
+    from nnunetv2_glrp.pretraining import loop
+    from nnunetv2_glrp.pretraining.compiling import feature_function
+
+    monkeypatch.setattr(loop, "feature_function", functools.partial(feature_function, backend="aot_eager"))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    short = {**FAST, "epochs": 1, "iterations_per_epoch": 2}
+    paths = {mode: run_pretraining(ctx, make_config("GLRP", seed=5, compile=mode, **short), tmp_path / mode)
+             for mode in ("none", "default")}
+    recorded = json.loads((tmp_path / "default" / "config.json").read_text(encoding="utf-8"))["config"]
+    assert recorded["compile"] == "default" and _config_from_dict(recorded).compile == "default"
+    se, sc = (load_pretrained_encoder_state(paths[m]) for m in ("none", "default"))
+    assert list(se) == list(sc) and len(se) > 0 and not any("_orig_mod" in k for k in sc)
+    ce, cc = (torch.load(tmp_path / m / "checkpoint_latest.pth", weights_only=False) for m in ("none", "default"))
+    assert list(ce["encoder"]) == list(cc["encoder"])
+    for k in se:
+        torch.testing.assert_close(sc[k], se[k], rtol=1e-3, atol=1e-4)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # the compiled run really compiled

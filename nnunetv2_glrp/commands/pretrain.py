@@ -14,6 +14,9 @@ HELP = "pretrain the U-Net encoder with GLRP (or GRP/LRP/GLRPLinear, or the SimC
 METHOD_CHOICES = tuple(PRETRAINING_METHODS)
 #: the presets (pretraining.config.PRESETS, written out for the same reason; checked by a test)
 PRESET_CHOICES = ("cpu", "full")
+#: PretrainingConfig.autocast and pretraining.compiling.COMPILE_MODES, written out for the same reason (test_cli checks)
+AUTOCAST_CHOICES = ("none", "bf16")
+COMPILE_CHOICES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; full: 200 epochs of one pass over the slices, batch 12 "
                "(the paper's pretraining; the preset of the full fine-tuning budget) (default: cpu)")
 
@@ -37,6 +40,15 @@ def configure(parser) -> None:
         "--psm_location", default=None, choices=("auto", "loader", "device"),
         help="where the patch-SSIM matrix is computed: the data loader's workers, the training device (in the step), "
         "or auto = the device when it is a GPU (default: auto; not part of the cache key)"), "--psm-location")
+    parser.add_argument("--autocast", default=None, choices=AUTOCAST_CHOICES,
+                        help="mixed precision of the network's forward and backward: bf16 autocast or none (losses "
+                        "always in float32; part of the cache key when not none) (default: none)")
+    hidden_alias(parser, parser.add_argument(
+        "--channels_last", action="store_true",
+        help="run the encoder in the channels_last memory format (part of the cache key when set)"), "--channels-last")
+    parser.add_argument("--compile", default=None, choices=COMPILE_CHOICES, metavar="MODE",
+                        help=f"torch.compile the encoder's forward with this mode ({', '.join(COMPILE_CHOICES)}); "
+                        "same encoder up to float rounding, not part of the cache key (default: none)")
     hidden_alias(parser, parser.add_argument(
         "--extra_pools", nargs="+", default=[], metavar="DATASET",
         help="other converted datasets (names or ids) whose train/val frames join the pretraining, preprocessed "
@@ -48,8 +60,11 @@ def configure(parser) -> None:
 
 
 def _overrides(args) -> dict:
+    """The config fields given on the command line (absent ones keep the preset's value)."""
     return {k: v for k, v in (("epochs", args.epochs), ("iterations_per_epoch", args.iterations),
-                              ("batch_size", args.batch_size), ("psm_location", args.psm_location)) if v is not None}
+                              ("batch_size", args.batch_size), ("psm_location", args.psm_location),
+                              ("autocast", args.autocast), ("channels_last", args.channels_last or None),
+                              ("compile", args.compile)) if v is not None}
 
 
 def run(args) -> int:

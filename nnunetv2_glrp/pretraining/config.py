@@ -27,6 +27,13 @@ encoder pretrained on the stage outputs is never taken for one of the new pre-no
 ``psm_location`` says where the PSM is computed (data workers or training device, see ``PSM_LOCATIONS``): the same
 function on the same views, so it is an execution setting and never enters the digest (on a GPU the float32 SSIM
 may differ from the CPU's in the last bits; tests/test_pretraining.py checks equality on the CPU).
+
+``compile`` ("none" or a ``torch.compile`` mode, see ``pretraining.compiling``) compiles the encoder's forward of the
+step. Also an execution setting, never in the digest: the compiled graph computes the same functions of the same
+parameters, differing only in float rounding (fused kernels, other accumulation orders), as ``psm_location`` on a
+GPU does; an encoder pretrained compiled is the encoder pretrained eagerly, so it shares its cache entry (and a run
+started compiled may resume eagerly). ``autocast`` and ``channels_last`` are recorded in the digest when not at
+their defaults (ADDED_FIELDS): reduced precision changes the numbers beyond rounding.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from dataclasses import dataclass
 
 from nnunetv2_glrp.data.augmentation import ViewAugmentation
 from nnunetv2_glrp.models.taps import FEATURE_TAPS
+from nnunetv2_glrp.pretraining.compiling import COMPILE_MODES
 from nnunetv2_glrp.pretraining.methods import PRETRAINING_METHODS
 
 METHODS = tuple(PRETRAINING_METHODS)
@@ -55,8 +63,9 @@ VIEW_SEEDING_GENERATION = 2
 #: the losses always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest
 #: when not "none". fp16 (which needs a gradient scaler) is not offered.
 AUTOCAST = ("none", "bf16")
-#: where the computation runs, not what it computes: never in the digest (same cached encoder wherever the PSM ran)
-EXECUTION_FIELDS = ("psm_location",)
+#: where or how the computation runs, not what it computes: never in the digest (same cached encoder wherever the
+#: PSM ran, and whether or not the encoder's forward was compiled)
+EXECUTION_FIELDS = ("psm_location", "compile")
 #: ``psm_location``: "loader" (the data workers, with the augmentation), "device" (the training device, inside the
 #: step, on the views already moved there), "auto" (the device when it is a GPU, else the loader)
 PSM_LOCATIONS = ("auto", "loader", "device")
@@ -93,8 +102,11 @@ class PretrainingConfig:
     psm_location: str = "auto"
     autocast: str = "none"
     channels_last: bool = False
+    compile: str = "none"
 
     def __post_init__(self) -> None:
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         if self.autocast not in AUTOCAST:
             raise ValueError(f"autocast must be one of {AUTOCAST}, got {self.autocast!r}")
         if self.psm_location not in PSM_LOCATIONS:

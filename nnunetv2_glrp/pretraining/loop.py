@@ -33,6 +33,7 @@ from nnunetv2_glrp.atomic_files import atomic_write_text
 from nnunetv2_glrp.models import PlansContext
 from nnunetv2_glrp.pretraining.checkpoint import (load_checkpoint, restore_checkpoint, save_checkpoint,
                                                   save_pretrained_encoder, seed_epoch)
+from nnunetv2_glrp.pretraining.compiling import feature_function
 from nnunetv2_glrp.pretraining.config import PretrainingConfig
 from nnunetv2_glrp.pretraining.distributed import SINGLE, RankGroup, current_rank_group
 from nnunetv2_glrp.pretraining.epoch import run_epoch
@@ -115,10 +116,11 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
 
     psm_fn = psm_function(ctx, config, local_stage)
     on_device = _psm_on_device(config, device, group)
+    features = feature_function(network, config.feature_tap, config.compile)  # the module itself stays uncompiled
 
     def step(batch, timer):
         return training_step(network, heads, batch, config, optimizer, device, timer, psm_fn if on_device else None,
-                             group=group)
+                             group=group, features=features)
 
     with run_batches(ctx, config, data, None if on_device else psm_fn, start_epoch,
                      np.random.SeedSequence([config.seed, start_epoch]), shard=(group.rank, group.world)) as batches:

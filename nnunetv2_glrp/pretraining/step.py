@@ -61,7 +61,8 @@ def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
-                  timer: StepTimer | None = None, psm_fn=None, group: RankGroup = SINGLE) -> dict[str, float]:
+                  timer: StepTimer | None = None, psm_fn=None, group: RankGroup = SINGLE,
+                  features=None) -> dict[str, float]:
     """One SGD step on one batch; returns the loss terms (floats), as ``grp_excess``/``lrp_excess`` each
     term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`), and as
     ``grp_collapse_excess``/``lrp_collapse_excess`` the excess that collapsed embeddings would have (all
@@ -71,7 +72,9 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     batch: ``data`` [2N, C, H, W], ``positions`` [2N], ``psm`` [g^2 2N, g^2 2N] (g = config.grid; None
     without LRP, or when ``psm_fn`` computes it here on ``device`` from the views), ``partitions`` [2N] (GCL only).
     ``grp`` is the global term of any method. Under ``group`` of N ranks the batch is the local shard and the PSM must
-    come from ``psm_fn`` (over the gathered global views); the returned losses are those of the global batch."""
+    come from ``psm_fn`` (over the gathered global views); the returned losses are those of the global batch.
+    ``features``: ``x -> encoder stage features`` (``compiling.feature_function``, compiled when ``config.compile``
+    says so; built once per run by the caller); default: ``encoder_features`` of ``network``, eager."""
     x = batch["data"].to(device, non_blocking=True)
     pos = group.gather(batch["positions"].to(device, non_blocking=True))
     if batch.get("partitions") is not None:
@@ -91,7 +94,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     if config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
-        feats = encoder_features(network, x, config.feature_tap)
+        feats = features(x) if features is not None else encoder_features(network, x, config.feature_tap)
         z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0,
                          gather=group.gather if group.world > 1 else None)  # global-batch embeddings
     leaf_g, leaf_l = _leaf(z_g), _leaf(z_l)
