@@ -8,6 +8,9 @@ method and k: iterations, mean test Dice over the seeds, the spread across seeds
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
 interval (seeds and cases resampled); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
+With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
+``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
+draws; nnU-Net's trainer does not depend on the recipe, so its row is listed once, from the first recipe).
 
     .venv/bin/python benchmarks/budget_study.py --root /data/bench --budgets cpu cpu500 cpulong cpu2000 cpulongsgd \
         --out docs/figures/budget_study   # writes budget_study.md, budget_study.json, budget_study_k<K>.png
@@ -42,8 +45,10 @@ def training_curves(model_folder: Path) -> dict | None:
             "pseudo_dice": [float(v) for v in log["mean_fg_dice"]], "ema_dice": [float(v) for v in log["ema_fg_dice"]]}
 
 
-def budget_rows(folder: Path, budget: str, ks, methods) -> tuple[list[dict], list[dict]]:
-    """(table rows, curve entries) of one engine output folder."""
+def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
+                with_control: bool = True) -> tuple[list[dict], list[dict]]:
+    """(table rows, curve entries) of one engine output folder; ``suffix`` is appended to the method names of the
+    rows and curves (``"_semi"``), nnU-Net's own row and curves are left out unless ``with_control``."""
     from nnunetv2_glrp.finetuning.recipes import BUDGETS, ResolvedSchedule, RECIPES, recipe_for_budget
     from nnunetv2_glrp.reproduction import results
     from nnunetv2_glrp.reproduction.cells import table_cells
@@ -59,8 +64,10 @@ def budget_rows(folder: Path, budget: str, ks, methods) -> tuple[list[dict], lis
     cells = table_cells(records, present, ks, list(CLASSES), references=(CONTROL,))
     rows = []
     for (method, k), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], present.index(kv[0][0]))):
+        if method == CONTROL and not with_control:
+            continue
         row = {"budget": budget, "iterations": iterations, "optimizer": f"{recipe.optimizer} {recipe.initial_lr:g}",
-               "method": method, "k": k, "seeds": [d[1] for d in cell.draws], "mean_dice": cell.dice.mean,
+               "method": method if method == CONTROL else method + suffix, "k": k, "seeds": [d[1] for d in cell.draws], "mean_dice": cell.dice.mean,
                "seed_spread": cell.dice.std, "per_seed": list(cell.dice.per_draw),
                "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}
         if CONTROL in cell.comparisons:
@@ -68,11 +75,14 @@ def budget_rows(folder: Path, budget: str, ks, methods) -> tuple[list[dict], lis
         rows.append(row)
     curves = []
     for record in records:
+        if record.method == CONTROL and not with_control:
+            continue
         for trainer, model in zip(record.trainers, record.raw.get("model_folders", [])):
             c = training_curves(Path(model))
             if c is not None:
-                curves.append({"budget": budget, "method": record.method, "k": record.run.k, "seed": record.run.seed,
-                               "trainer": trainer, "iterations_per_epoch": schedule.iterations_per_epoch, **c})
+                curves.append({"budget": budget, "k": record.run.k, "seed": record.run.seed,
+                               "trainer": trainer, "iterations_per_epoch": schedule.iterations_per_epoch, **c,
+                               "method": record.method if record.method == CONTROL else record.method + suffix})
     return rows, curves
 
 
@@ -100,18 +110,23 @@ def plot_curves(curves: list[dict], k: int, path: Path) -> Path | None:
     if not mine:
         return None
     budgets = list(dict.fromkeys(c["budget"] for c in mine))
-    colours = dict(zip(budgets, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    by = "budget" if len(budgets) > 1 else "seed"  # one budget: one colour per seed (the draw pairs the methods)
+    keys = list(dict.fromkeys(c[by] for c in mine))
+    colours = dict(zip(keys, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    others = [m for m in dict.fromkeys(c["method"] for c in mine) if m != CONTROL]
+    styles = {CONTROL: "-", **{m: ("--", ":", "-.")[i % 3] for i, m in enumerate(others)}}
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
     for c in mine:
         x = [(e + 1) * c["iterations_per_epoch"] for e in range(len(c["ema_dice"]))]
-        style = "-" if c["method"] == CONTROL else "--"
+        style = styles[c["method"]]
         label = f"{c['budget']} {c['method']} seed {c['seed']}"
-        top.plot(x, c["ema_dice"], style, color=colours[c["budget"]], label=label, lw=1.2)
-        bottom.plot(x, c["val_loss"], style, color=colours[c["budget"]], lw=1.2)
+        top.plot(x, c["ema_dice"], style, color=colours[c[by]], label=label, lw=1.2)
+        bottom.plot(x, c["val_loss"], style, color=colours[c[by]], lw=1.2)
     top.set_ylabel("validation pseudo Dice (EMA)")
     bottom.set_ylabel("validation loss (Dice + CE)")
     bottom.set_xlabel("training iteration")
-    top.set_title(f"k = {k}: validation curves per budget (solid: nnU-Net from scratch, dashed: other methods)")
+    top.set_title(f"k = {k}: validation curves, colour per {by} (solid: nnU-Net from scratch; "
+                  f"{', '.join(f'{styles[m]} {m}' for m in others)})")
     top.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
@@ -125,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, required=True, help="the --root of bench_few_label.py")
     parser.add_argument("--budgets", nargs="+", default=["cpu", "cpu500", "cpulong", "cpu2000", "cpulongsgd"])
-    parser.add_argument("--recipe", default="nnunet")
+    parser.add_argument("--recipe", nargs="+", default=["nnunet"], help="fine-tuning recipe(s) of the engine "
+                        "folders to read; rows of every recipe but the first are named <method>_<recipe>")
     parser.add_argument("--encoder-suffix", default="", help="'__<encoder folder>' of runs with --pretrained-encoder")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--methods", nargs="+", default=[CONTROL, "Random", "GLRP"])
@@ -136,12 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows, curves, missing = [], [], []
     for budget in args.budgets:
-        folder = args.root / f"engine_{budget}_{args.recipe}{args.encoder_suffix}"
-        r, c = budget_rows(folder, budget, args.k, args.methods) if folder.is_dir() else ([], [])
-        if not r:
-            missing.append(budget)
-        rows += r
-        curves += c
+        for i, recipe in enumerate(args.recipe):
+            folder = args.root / f"engine_{budget}_{recipe}{args.encoder_suffix}"
+            suffix = "" if i == 0 else f"_{recipe}"
+            r, c = budget_rows(folder, budget, args.k, args.methods, suffix, i == 0) if folder.is_dir() else ([], [])
+            if not r:
+                missing.append(budget + suffix)
+            rows += r
+            curves += c
+    rows.sort(key=lambda r: (args.budgets.index(r["budget"]), r["k"]))  # stable: methods keep their order
     text = markdown(rows)
     print(text)
     if missing:
