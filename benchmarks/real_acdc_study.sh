@@ -13,12 +13,13 @@
 #   budgets   nnU-Net at the other budgets of the study (cpu, cpu500, cpulongsgd, cpu2000)
 #   recipes   GLRP with the feature-keeping recipes (decwarm, lpft, enclr, lld) at cpulong
 #   longpre   GLRP from a 3,000-iteration pretraining (cpu preset, 60 epochs) at cpulong
+#   semi      GLRP and Random with the semi-supervised recipe (_semi: the unlabeled cine frames too) at cpulong
 #   pooled    GLRP from a pretraining that adds the Sunnybrook cine frames as an extra pool (SUNNYBROOK_ROOT: the
 #             Sunnybrook layout, converted as Dataset802_Sunnybrook with every patient train/val), at cpulong
 #   report    budget_study.py over everything finished
 set -euo pipefail
 ACDC_ROOT=$(realpath "$1"); WORK=$(realpath -m "$2"); shift 2
-STAGES=${*:-prepare spread glrp budgets recipes longpre pooled report}
+STAGES=${*:-prepare spread glrp budgets recipes semi longpre pooled report}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=${nnUNet_extTrainer:-$HERE/trainers}
@@ -38,6 +39,7 @@ for stage in $STAGES; do
     budgets) for b in cpu cpu500 cpulongsgd cpu2000; do bench --budget $b --methods nnU-Net --out "$R/${b}_nnunet.json"; done ;;
     # nnU-Net is named again so each engine folder holds its paired reference (already trained: only predicted)
     recipes) for r in decwarm lpft enclr lld; do bench --budget cpulong --recipe $r --methods nnU-Net GLRP --out "$R/cpulong_$r.json"; done ;;
+    semi)    bench --budget cpulong --recipe semi --methods nnU-Net GLRP Random --out "$R/cpulong_semi.json" ;;
     longpre)
       enc=$(nnUNetv2_glrp pretrain -d $D -c $C -m GLRP --preset cpu --epochs 60 | sed -n 's/^pretrained encoder ([0-9]* tensors): //p')
       bench --budget cpulong --methods nnU-Net GLRP --pretrained-encoder "$enc" --out "$R/cpulong_pre3000.json" ;;
@@ -47,10 +49,9 @@ for stage in $STAGES; do
       bench --budget cpulong --methods nnU-Net GLRP --pretrained-encoder "$enc" --out "$R/cpulong_pooled.json" ;;
     report)
       $PY "$HERE/benchmarks/budget_study.py" --root "$R" --out "$R/budget_study"
-      for r in decwarm lpft enclr lld; do
-        [ -d "$R/engine_cpulong_$r" ] && $PY "$HERE/benchmarks/budget_study.py" --root "$R" --budgets cpulong --recipe $r \
-          --out "$R/budget_study_$r"
-      done
+      # every recipe at cpulong in one table (rows GLRP_decwarm, ..., GLRP_semi; each paired with nnU-Net)
+      recipes=nnunet; for r in decwarm lpft enclr lld semi; do [ -d "$R/engine_cpulong_$r" ] && recipes="$recipes $r"; done
+      $PY "$HERE/benchmarks/budget_study.py" --root "$R" --budgets cpulong --recipe $recipes --out "$R/budget_study_recipes"
       for folder in "$R"/engine_cpulong_nnunet__*; do
         suffix=${folder#"$R/engine_cpulong_nnunet"}
         [ -d "$folder" ] && $PY "$HERE/benchmarks/budget_study.py" --root "$R" --budgets cpulong \
