@@ -261,6 +261,9 @@ def _corrupt(root: Path, kind: str) -> None:
     elif kind == "4d-size":
         cine = folder / "patient002_4d.nii.gz"
         sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 2, 5, 5), np.int16), isVector=False), str(cine))
+    elif kind == "3d-cine":
+        cine = folder / "patient002_4d.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 5, 5), np.int16)), str(cine))
 
 
 ERRORS = [
@@ -277,7 +280,8 @@ ERRORS = [
     ("non-3d", ValueError, "patient002: patient002_frame01.nii.gz is 2D"),
     ("constant", ValueError, "patient002: patient002_frame01.nii.gz is constant"),
     ("garbled-nifti", ValueError, "patient002: cannot read ED image"),
-    ("4d-size", ValueError, "patient002: patient002_4d.nii.gz frames have size"),
+    ("4d-size", ValueError, r"patient002: cine patient002_4d.nii.gz frames have size \(5, 5, 2\), the ED image has"),
+    ("3d-cine", ValueError, r"patient002: cine patient002_4d.nii.gz is 3D \(size \(5, 5, 2\)\), expected 4D"),
     ("truncated-image", ValueError, r"patient002: cannot read ED image .*patient002_frame01.nii.gz: .*incomplete"),
     ("truncated-label", ValueError, r"patient002: cannot read ED label .*patient002_frame01_gt.nii.gz: .*incomplete"),
     ("truncated-4d", ValueError, r"patient002: cannot read 4D cine .*patient002_4d.nii.gz: .*incomplete"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_folder
 from nnunetv2_glrp.conversion.label_map import parse_labels
 from nnunetv2_glrp.conversion.phantom_layouts import make_folder_phantom
+from conversion_checks import assert_one_line_error_and_nothing_left
 
 N_PATIENTS, N_FRAMES = 6, 3
 LV_MYO = "background=0,LV=1,MYO=2"
@@ -190,15 +189,10 @@ BAD = {
 def test_bad_input_is_a_one_line_error_naming_the_case_and_leaves_nothing(copy, tmp_path, capsys, monkeypatch, kind):
     damage, mode, message = BAD[kind]
     damage(copy)
-    raw = tmp_path / "raw"
-    monkeypatch.setenv("nnUNet_raw", str(raw))
     source = (["--pattern", PATTERN["pattern"], "--cine_pattern", PATTERN["cine_pattern"]] if mode == "pattern"
               else ["--table", str(copy / "cases.csv")])
-    code = main(["convert-folder", str(copy), "-d", "978", "--labels", LV_MYO, "--split", "4:1:1", *source])
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if "%|" not in line]  # progress bars aside
-    assert code == 2 and len(err) == 1 and err[0].startswith("nnUNetv2_glrp convert-folder: error: "), err
-    assert re.search(message, err[0]), err[0]
-    assert not raw.exists() or list(raw.iterdir()) == []
+    argv = ["convert-folder", str(copy), "-d", "978", "--labels", LV_MYO, "--split", "4:1:1", *source]
+    assert_one_line_error_and_nothing_left(argv, message, tmp_path / "raw", capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("text,message", [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import SimpleITK as sitk
 from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_mnms
 from nnunetv2_glrp.conversion.phantom_layouts import make_mnms_phantom
+from conversion_checks import assert_nothing_left, assert_one_line_error_and_nothing_left
 
 N_PATIENTS, N_FRAMES = 8, 3
 
@@ -162,13 +162,8 @@ BAD = {
 def test_bad_input_is_a_one_line_error_and_leaves_nothing(copy, tmp_path, capsys, monkeypatch, kind):
     damage, extra, message = BAD[kind]
     damage(copy)
-    raw = tmp_path / "raw"
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    code = main(["convert-mnms", str(copy), "-d", "983", *extra])
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if "%|" not in line]
-    assert code == 2 and len(err) == 1 and err[0].startswith("nnUNetv2_glrp convert-mnms: error: "), err
-    assert re.search(message, err[0]), err[0]
-    assert not raw.exists() or list(raw.iterdir()) == []
+    assert_one_line_error_and_nothing_left(["convert-mnms", str(copy), "-d", "983", *extra], message, tmp_path / "raw",
+                                           capsys, monkeypatch)
 
 
 def test_missing_3d_label_file_is_named(tmp_path):
@@ -177,7 +172,7 @@ def test_missing_3d_label_file_is_named(tmp_path):
     (root / "worse_M002_sa_ES_gt.nii.gz").unlink()
     with pytest.raises(FileNotFoundError, match=r"M002: ES label file missing"):
         convert_mnms(root, 984, raw_root=tmp_path / "raw")
-    assert not (tmp_path / "raw").exists() or list((tmp_path / "raw").iterdir()) == []
+    assert_nothing_left(tmp_path / "raw")
 
 
 @pytest.mark.parametrize("layout", ["acdc", "folder", "mnms", "mnms3d"])

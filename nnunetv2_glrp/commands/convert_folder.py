@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_glrp.commands.options import hidden_alias
+from nnunetv2_glrp.commands.options import add_conversion_options
 
 HELP = ("convert a user's folder of 3D/4D short-axis cine NIfTI files (labeled ED/ES frames found by --pattern or "
         "--table) to $nnUNet_raw/DatasetXXX_NAME with the labels given by --labels")
@@ -10,8 +10,7 @@ HELP = ("convert a user's folder of 3D/4D short-axis cine NIfTI files (labeled E
 
 def configure(parser) -> None:
     parser.add_argument("root", help="folder with the images (paths in --pattern and --table are relative to it)")
-    hidden_alias(parser, parser.add_argument("-d", "--dataset", dest="dataset", type=int, required=True,
-                                             help="id of the new nnU-Net dataset (1-999)"), "--dataset-id")
+    add_conversion_options(parser, default_name="Folder")
     parser.add_argument("--labels", required=True,
                         help="source label values by name, e.g. 'background=0,LV=1,MYO=2'; every value in the label "
                         "files must be named ('background=0+3' folds value 3 into background); written to dataset.json "
@@ -29,13 +28,6 @@ def configure(parser) -> None:
     parser.add_argument("--slice_order", choices=("base-first", "apex-first"), default=None,
                         help="how stacks are stored where the labels cannot tell (no LV/MYO named, or no decisive "
                         "cue); default: keep those as stored")
-    parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default: 7:1:2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
-    parser.add_argument("--split_file", dest="split_file", default=None,
-                        help="take the split from a JSON or CSV file instead (as convert-acdc)")
-    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction (default: off)")
-    parser.add_argument("--name", default="Folder", help="dataset name (default: Folder)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")
 
 
 def run(args) -> int:

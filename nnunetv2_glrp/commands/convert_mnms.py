@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_glrp.commands.options import hidden_alias
+from nnunetv2_glrp.commands.options import add_conversion_options
 
 HELP = ("convert an M&Ms-layout folder (<id>/<id>_sa.nii.gz + _sa_gt.nii.gz and the information CSV, or 3D "
         "<id>_sa_ED/ES[_gt].nii.gz) to $nnUNet_raw/DatasetXXX_NAME in ACDC's label numbering")
@@ -10,18 +10,10 @@ HELP = ("convert an M&Ms-layout folder (<id>/<id>_sa.nii.gz + _sa_gt.nii.gz and 
 
 def configure(parser) -> None:
     parser.add_argument("root", help="M&Ms folder (searched recursively for subjects and the information CSV)")
-    hidden_alias(parser, parser.add_argument("-d", "--dataset", dest="dataset", type=int, required=True,
-                                             help="id of the new nnU-Net dataset (1-999)"), "--dataset-id")
-    parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio (default: 7:1:2) or 'vendor:X': "
-                        "every subject of vendor X is the test set, the rest train:val 7:1")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
-    parser.add_argument("--split_file", dest="split_file", default=None,
-                        help="take the split from a JSON or CSV file instead (as convert-acdc)")
+    add_conversion_options(parser, default_name="MnMs", split_forms=" or 'vendor:X': every subject of vendor X is "
+                           "the test set, the rest train:val 7:1")
     parser.add_argument("--info", default=None, help="the information CSV (subject, Vendor, Centre, ED, ES 0-based); "
                         "default: the one CSV under root with a Vendor column")
-    parser.add_argument("--n4", action="store_true", help="N4 bias-field correction (default: off)")
-    parser.add_argument("--name", default="MnMs", help="dataset name (default: MnMs)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")
 
 
 def run(args) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_glrp.commands.options import hidden_alias
+from nnunetv2_glrp.commands.options import add_conversion_options
 
 HELP = ("convert a Sunnybrook-layout folder (dicoms/, contourfiles/, link.csv) to $nnUNet_raw/DatasetXXX_NAME "
         "labelled LV + MYO (patient-level split, unlabeled cine frames)")
@@ -11,17 +11,7 @@ HELP = ("convert a Sunnybrook-layout folder (dicoms/, contourfiles/, link.csv) t
 def configure(parser) -> None:
     parser.add_argument("root", help="folder with dicoms/<patient>/*.dcm, contourfiles/<folder>/**/"
                         "IM-0001-NNNN-[io]contour-manual.txt and optionally link.csv (patient_id,original_id)")
-    hidden_alias(parser, parser.add_argument("-d", "--dataset", dest="dataset", type=int, required=True,
-                                             help="id of the new nnU-Net dataset (1-999)"), "--dataset-id")
-    parser.add_argument("--split", default="7:1:2", help="'train:val:test' ratio over all patients (default: 7:1:2); "
-                        "train and val must get at least one patient each")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
-    parser.add_argument("--split_file", dest="split_file", default=None,
-                        help="take the split from a file instead of drawing it: JSON {\"train\": [...], \"val\": "
-                        "[...], \"test\": [...]} of patient ids or CSV with header 'patient,set'; every patient "
-                        "exactly once (overrides --split and --seed)")
-    parser.add_argument("--name", default="Sunnybrook", help="dataset name (default: Sunnybrook)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")
+    add_conversion_options(parser, default_name="Sunnybrook", n4=False)  # no N4 step for Sunnybrook
 
 
 def run(args) -> int:

@@ -65,3 +65,26 @@ def refuse_overlay_as_plans_identifier(plans_identifier: str) -> None:
     if overlay in OVERLAY_NAMES:
         raise ValueError(f"-p is nnU-Net's plans identifier (as in nnUNetv2_train -p), not the overlay; "
                          f"use --overlay {overlay}")
+
+
+def add_conversion_options(parser, *, default_name: str, split_forms: str = "", n4: bool = True) -> None:
+    """The options every ``convert-*`` command shares, in this order.
+
+    ``-d/--dataset`` (new dataset id; hidden alias ``--dataset-id``), ``--split`` (default 7:1:2; ``split_forms``
+    names the converter's other accepted values, e.g. ``" or 'official' (testing/ = test)"``), ``--seed``,
+    ``--split_file``, ``--n4`` (only where ``n4``: the converter has an N4 step), ``--name`` (default
+    ``default_name``) and ``--overwrite``."""
+    hidden_alias(parser, parser.add_argument("-d", "--dataset", dest="dataset", type=int, required=True,
+                                             help="id of the new nnU-Net dataset (1-999)"), "--dataset-id")
+    parser.add_argument("--split", default="7:1:2", help=f"'train:val:test' ratio over all patients (default: 7:1:2)"
+                        f"{split_forms}; train and val must get at least one patient each")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patient shuffle (default: 0)")
+    parser.add_argument("--split_file", dest="split_file", default=None,
+                        help="take the split from a file instead of drawing it: JSON {\"train\": [...], \"val\": "
+                        "[...], \"test\": [...]} of patient ids or CSV with header 'patient,set'; every patient "
+                        "exactly once (overrides --split and --seed)")
+    if n4:
+        parser.add_argument("--n4", action="store_true",
+                            help="N4 bias-field correction of every image written (default: off)")
+    parser.add_argument("--name", default=default_name, help=f"dataset name (default: {default_name})")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder (default: refuse)")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from nnunetv2_glrp.conversion.frames import cine_arrays
 from nnunetv2_glrp.conversion.validation import (check_3d_image, check_labels, check_same_geometry,
                                                  read_image)
 
@@ -150,17 +151,7 @@ def read_cine_frames(patient: AcdcPatient, reference: sitk.Image) -> list[np.nda
     """All frames [Z, Y, X] of the 4D cine, or None when the file is missing.
 
     The 3D grid of the cine must have the reference (ED) image's size; the frames later get the
-    reference geometry. ValueError on a non-4D file or a size mismatch."""
-    path = patient.cine_path
-    if not path.is_file():
+    reference geometry. ValueError on a non-4D file or a size mismatch (``frames.cine_arrays``)."""
+    if not patient.cine_path.is_file():
         return None
-    cine = read_image(path, patient.patient_id, "4D cine")
-    if cine.GetDimension() != 4:
-        raise ValueError(f"{patient.patient_id}: {path.name} is {cine.GetDimension()}D (size {cine.GetSize()}), expected 4D")
-    if tuple(cine.GetSize()[:3]) != tuple(reference.GetSize()):
-        raise ValueError(f"{patient.patient_id}: {path.name} frames have size {cine.GetSize()[:3]}, "
-                         f"the ED image has {reference.GetSize()}")
-    array = sitk.GetArrayFromImage(cine)  # [T, Z, Y, X]
-    if array.shape[0] == 0:
-        raise ValueError(f"{patient.patient_id}: {path.name} has no frames")
-    return [array[t] for t in range(array.shape[0])]
+    return cine_arrays(patient.cine_path, reference, patient.patient_id, reference_name="the ED image")

@@ -1,4 +1,4 @@
-"""3D frames out of 3D or 4D NIfTI files, for the readers of user folders and M&Ms.
+"""3D frames out of 3D or 4D NIfTI files, for the readers of ACDC, user folders and M&Ms.
 
 A 4D file is (x, y, z, t): frame ``n`` (1-based) is the 3D volume at t = n - 1 with the 3D part of
 the header (spacing, origin, the upper-left 3 x 3 of the direction). A 3D file is one frame. Every
@@ -65,13 +65,16 @@ def read_labeled_pair(image_path: Path, label_path: Path, frame: int | None, pat
     return image, clean
 
 
-def cine_arrays(path: Path, reference: sitk.Image, patient: str) -> list[np.ndarray]:
-    """Every frame [Z, Y, X] of a 4D cine whose 3D size must be ``reference``'s (ValueError otherwise)."""
+def cine_arrays(path: Path, reference: sitk.Image, patient: str,
+                reference_name: str = "the labeled frame") -> list[np.ndarray]:
+    """Every frame [Z, Y, X] of a 4D cine whose 3D size must be ``reference``'s (ValueError otherwise).
+
+    ``reference_name`` names the reference in the size-mismatch error (ACDC: "the ED image")."""
     cine = read_image(path, patient, "4D cine")
     if cine.GetDimension() != 4:
         raise ValueError(f"{patient}: cine {path.name} is {cine.GetDimension()}D (size {cine.GetSize()}), expected 4D")
     if tuple(cine.GetSize()[:3]) != tuple(reference.GetSize()):
-        raise ValueError(f"{patient}: cine {path.name} frames have size {cine.GetSize()[:3]}, the labeled frame has "
+        raise ValueError(f"{patient}: cine {path.name} frames have size {cine.GetSize()[:3]}, {reference_name} has "
                          f"{reference.GetSize()} (3D/4D shape mismatch)")
     array = sitk.GetArrayFromImage(cine)  # [T, Z, Y, X]
     if array.shape[0] == 0:
