@@ -6,7 +6,8 @@ Reads what ``bench_few_label.py`` left under ``--root`` (one engine output folde
 pseudo Dice with its EMA, the value nnU-Net uses to pick ``checkpoint_best``). Prints and writes, per budget,
 method and k: iterations, mean test Dice over the seeds, the spread across seeds (std of the per-seed
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
-interval (seeds and cases resampled); and one PNG per k with the validation curves (EMA pseudo Dice and
+interval (seeds and cases resampled), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
+EDV and mass errors); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
 ``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
@@ -52,6 +53,7 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     from nnunetv2_glrp.finetuning.recipes import BUDGETS, ResolvedSchedule, RECIPES, recipe_for_budget
     from nnunetv2_glrp.reproduction import results
     from nnunetv2_glrp.reproduction.cells import table_cells
+    from nnunetv2_glrp.reproduction.clinical_table import clinical_cells
 
     records = results.read_records(folder)
     if not records:
@@ -72,6 +74,8 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
                "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}
         if CONTROL in cell.comparisons:
             row["vs_nnunet"] = cell.comparisons[CONTROL].to_dict()
+        row["clinical"] = {head: None if v is None else {"mean": v.mean, "std": v.std, "n_draws": v.n_draws}
+                           for head, v in clinical_cells(records, [method], [k])[(method, k)].items()}
         rows.append(row)
     curves = []
     for record in records:
@@ -97,6 +101,14 @@ def markdown(rows: list[dict]) -> str:
         classes = " | ".join(f"{r['classes'][c]:.3f}" if r["classes"].get(c) is not None else "-" for c in CLASSES)
         lines.append(f"| {r['budget']} | {r['iterations']} | {r['optimizer']} | {r['method']} k={r['k']} | "
                      f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} |")
+    heads = list(rows[0]["clinical"]) if rows else []
+    lines += ["", "Clinical indices (``reproduce``'s columns): mean over the seeds that have them (their number), "
+              "prediction - reference per test patient with an ED and an ES case:", "",
+              "| budget | run | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
+    for r in rows:
+        cells = " | ".join("-" if r["clinical"][h] is None else
+                           f"{r['clinical'][h]['mean']:.1f} ({r['clinical'][h]['n_draws']})" for h in heads)
+        lines.append(f"| {r['budget']} | {r['method']} k={r['k']} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
