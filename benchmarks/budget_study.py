@@ -7,7 +7,8 @@ pseudo Dice with its EMA, the value nnU-Net uses to pick ``checkpoint_best``). P
 method and k: iterations, mean test Dice over the seeds, the spread across seeds (std of the per-seed
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
 interval (seeds and cases resampled), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
-EDV and mass errors); and one PNG per k with the validation curves (EMA pseudo Dice and
+EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
+it: the first GLRP run of a folder); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
 ``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
@@ -72,6 +73,9 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
                "method": method if method == CONTROL else method + suffix, "k": k, "seeds": [d[1] for d in cell.draws], "mean_dice": cell.dice.mean,
                "seed_spread": cell.dice.std, "per_seed": list(cell.dice.per_draw),
                "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}
+        trained = [r.raw.get("wall_seconds", {}).get("train") for r in records if r.method == method and r.run.k == k]
+        trained = [t for t in trained if t]  # 0 / None: the run reused a training another run made
+        row["train_minutes"] = sum(trained) / len(trained) / 60 if trained else None
         if CONTROL in cell.comparisons:
             row["vs_nnunet"] = cell.comparisons[CONTROL].to_dict()
         row["clinical"] = {head: None if v is None else {"mean": v.mean, "std": v.std, "n_draws": v.n_draws}
@@ -92,7 +96,7 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| budget | iterations | optimizer | run | mean Dice | seed spread | RV | MYO | LV | per seed | "
-             "vs nnU-Net [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "vs nnU-Net [95 % CI] | training (min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spread = "-" if r["seed_spread"] is None else f"{r['seed_spread']:.3f}"
         diff = r.get("vs_nnunet")
@@ -100,7 +104,8 @@ def markdown(rows: list[dict]) -> str:
         seeds = " ".join(f"{v:.3f}" for v in r["per_seed"])
         classes = " | ".join(f"{r['classes'][c]:.3f}" if r["classes"].get(c) is not None else "-" for c in CLASSES)
         lines.append(f"| {r['budget']} | {r['iterations']} | {r['optimizer']} | {r['method']} k={r['k']} | "
-                     f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} |")
+                     f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} | "
+                     f"{'-' if r['train_minutes'] is None else round(r['train_minutes'])} |")
     heads = list(rows[0]["clinical"]) if rows else []
     lines += ["", "Clinical indices (``reproduce``'s columns): mean over the seeds that have them (their number), "
               "prediction - reference per test patient with an ED and an ES case:", "",
