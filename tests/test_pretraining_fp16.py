@@ -65,9 +65,12 @@ def _update(start, autocast: str, scaler=None, **over):
 
 def test_fp16_step_stays_close_to_the_float32_step(start):
     """Same batch, same weights: the fp16 step's loss terms are float32's to fp16 tolerance, and its update points
-    the same way (cosine > 0.99: fp16 keeps 11 significant bits, ~5e-4 relative per product, and float32
-    accumulation under autocast). Initial scale 2**12: PyTorch's default 2**16 overflows float16 in this first step
-    (the scaler then skips it and halves the scale until it fits, tested below)."""
+    the same way. Measured here: loss 3.72237 against 3.72215 (bf16: 3.71066, outside the tolerance), cosine of the
+    two updates 0.9943 (bf16: 0.928; the lowest per tensor, 0.986, in the full-resolution first stage, where the
+    float16 rounding of the activations (11 significant bits) weighs most). Bound 0.985, not 0.99: the margin over
+    0.99 is thin and other CPUs' float16 convolution kernels round differently; a broken scaling or a skipped update
+    fails it by far. Initial scale 2**12: PyTorch's default 2**16 overflows float16 in this first step (32768 does
+    not; the scaler skips such a step and halves the scale until it fits, tested below)."""
     f32, d32, _ = _update(start, "none")
     f16, d16, scaler = _update(start, "fp16", torch.amp.GradScaler("cpu", init_scale=2.0 ** 12))
     assert f16["skipped"] == 0.0 and scaler.get_scale() == 2.0 ** 12  # a real update, no overflow
@@ -75,7 +78,7 @@ def test_fp16_step_stays_close_to_the_float32_step(start):
     for key in ("loss", "grp", "lrp"):
         assert f16[key] == pytest.approx(f32[key], rel=5e-3, abs=1e-3), key
     cosine = float(torch.dot(d16, d32) / (d16.norm() * d32.norm()))
-    assert cosine > 0.99, cosine
+    assert cosine > 0.985, cosine
     with pytest.raises(ValueError, match="a GradScaler is needed with fp16"):
         _update(start, "fp16", None)
 
