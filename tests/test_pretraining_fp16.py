@@ -6,6 +6,7 @@ and the cache key tells fp16 from bf16 and float32."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -141,6 +142,8 @@ def test_scaler_state_survives_kill_and_resume(ctx, tmp_path, monkeypatch):
     run_pretraining(ctx, config, tmp_path / "c")
     assert torch.load(tmp_path / "c" / "checkpoint_latest.pth", weights_only=False)["scaler"]["scale"] == 8.0
     assert "steps skipped by the gradient scaler" in (tmp_path / "b" / "log.txt").read_text(encoding="utf-8")
+    recorded = json.loads((tmp_path / "b" / "config.json").read_text(encoding="utf-8"))["config"]
+    assert recorded["autocast"] == "fp16"
 
 
 def test_fp16_bf16_and_float32_have_three_cache_keys():
