@@ -151,3 +151,60 @@ def test_fp16_bf16_and_float32_have_three_cache_keys():
     assert full["none"] == make_config("GLRP", "full").digest() == "cd081433d1"  # pinned in test_pretraining.py
     assert len(set(full.values())) == 3
     assert make_config("GLRP", "cpu", autocast="fp16").to_dict()["autocast"] == "fp16"
+
+
+def _rank_worker(rank: int, port: int, out: dict) -> None:
+    """One of 2 gloo ranks: a tiny float16-autocast model, the scaled loss backward, ``apply_gradients`` with the
+    rank group; step 1 with an inf gradient on rank 1 only, step 2 clean."""
+    import os
+
+    import torch.distributed as dist
+
+    from nnunetv2_glrp.pretraining.distributed import RankGroup
+    from nnunetv2_glrp.pretraining.step import apply_gradients
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+        x = torch.randn(6, 8, generator=torch.Generator().manual_seed(rank))
+        result = []
+        for poisoned in (True, False):
+            start = [p.detach().clone() for p in model.parameters()]
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.float16):
+                y = model(x)
+            scaler.scale(y.float().pow(2).mean()).backward()
+            if poisoned and rank == 1:
+                next(model.parameters()).grad.fill_(float("inf"))
+            skipped = apply_gradients(opt, 1.0, RankGroup(rank, 2), scaler)
+            moved = [not torch.equal(p, s) for p, s in zip(model.parameters(), start)]
+            result.append((skipped, moved, scaler.get_scale()))
+        out[rank] = (result, [p.detach().clone() for p in model.parameters()])
+    finally:
+        dist.destroy_process_group()
+
+
+def test_an_inf_gradient_on_one_rank_skips_the_step_on_every_rank():
+    """2 gloo ranks: an inf gradient on rank 1 alone makes both ranks skip (no parameter moves on rank 0 either)
+    and halve their scale, since the averaged gradients carry it; the next step updates both ranks alike."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_rank_worker, args=(port, out), nprocs=2, join=True)
+        out = dict(out)
+    for rank in (0, 1):
+        (skip1, moved1, scale1), (skip2, moved2, scale2) = out[rank][0]
+        assert (skip1, scale1) == (1.0, 2.0 ** 7) and not any(moved1), rank
+        assert (skip2, scale2) == (0.0, 2.0 ** 7) and all(moved2), rank
+    assert all(torch.equal(a, b) for a, b in zip(out[0][1], out[1][1]))  # the ranks stay in step

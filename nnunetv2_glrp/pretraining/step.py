@@ -146,19 +146,7 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     pairs = [(z, scale(leaf.grad).to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l))
              if z is not None and leaf.grad is not None]
     torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    group.average_gradients(params)  # scaled gradients under fp16: averaging commutes with the scale
-    skipped = 0.0
-    if scaler is not None:
-        scaler.unscale_(optimizer)  # before clipping: clip the true gradients, not the scaled ones
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        before = scaler.get_scale()
-        scaler.step(optimizer)  # skipped when unscale_ found an inf/nan gradient
-        scaler.update()
-        skipped = float(scaler.get_scale() < before)  # the scale only drops on a skipped step
-    else:
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
+    skipped = apply_gradients(optimizer, config.grad_clip, group, scaler)
     if timer:
         timer.step += clock() - t0
         timer.loss_forward += t2 - t1
@@ -169,6 +157,26 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     return {"loss": loss.item(), "grp": grp, "lrp": lrp, "grp_excess": grp - floors["grp"],
             "lrp_excess": lrp - floors["lrp"], "grp_collapse_excess": collapsed["grp"] - floors["grp"],
             "lrp_collapse_excess": collapsed["lrp"] - floors["lrp"], "skipped": skipped}
+
+
+def apply_gradients(optimizer, grad_clip: float, group: RankGroup = SINGLE,
+                    scaler: torch.amp.GradScaler | None = None) -> float:
+    """The update from the parameters' gradients (scaled by ``scaler``'s scale under fp16): average them over the
+    ranks, unscale (fp16), clip to norm ``grad_clip``, step; returns 1.0 when the scaler skipped the step (an inf/nan
+    gradient on any rank: the average carries it to every rank, so all ranks skip and halve their scale alike; this
+    is why the unscaling, which looks for them, comes after the averaging)."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    group.average_gradients(params)  # scaled gradients under fp16: averaging commutes with the scale
+    if scaler is None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        return 0.0
+    scaler.unscale_(optimizer)  # before clipping: clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    before = scaler.get_scale()
+    scaler.step(optimizer)  # skipped when unscale_ found an inf/nan gradient
+    scaler.update()
+    return float(scaler.get_scale() < before)  # the scale drops exactly on a skipped step
 
 
 def _floor(weights: torch.Tensor, config: PretrainingConfig) -> float:
