@@ -171,3 +171,5 @@ def test_pretrain_passes_autocast_channels_last_and_compile_as_config_fields(mon
     assert not {"autocast", "channels_last", "compile"} & set(seen[2])
     config = pretraining.make_config(**{k: seen[0][k] for k in ("autocast", "channels_last", "compile")})
     assert (config.autocast, config.channels_last, config.compile) == ("bf16", True, "max-autotune")
+    assert main(["pretrain", "-d", "1", "-c", "2d", "--autocast", "fp16"]) == 0  # float16 with a gradient scaler
+    assert seen[3]["autocast"] == "fp16" and pretraining.make_config(autocast="fp16").autocast == "fp16"

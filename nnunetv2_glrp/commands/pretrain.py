@@ -15,7 +15,7 @@ METHOD_CHOICES = tuple(PRETRAINING_METHODS)
 #: the presets (pretraining.config.PRESETS, written out for the same reason; checked by a test)
 PRESET_CHOICES = ("cpu", "full")
 #: PretrainingConfig.autocast and pretraining.compiling.COMPILE_MODES, written out for the same reason (test_cli checks)
-AUTOCAST_CHOICES = ("none", "bf16")
+AUTOCAST_CHOICES = ("none", "bf16", "fp16")
 COMPILE_CHOICES = ("none", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 PRESET_HELP = ("cpu: 30 epochs x 50 iterations, batch 8; full: 200 epochs of one pass over the slices, batch 12 "
                "(the paper's pretraining; the preset of the full fine-tuning budget) (default: cpu)")
@@ -41,8 +41,10 @@ def configure(parser) -> None:
         help="where the patch-SSIM matrix is computed: the data loader's workers, the training device (in the step), "
         "or auto = the device when it is a GPU (default: auto; not part of the cache key)"), "--psm-location")
     parser.add_argument("--autocast", default=None, choices=AUTOCAST_CHOICES,
-                        help="mixed precision of the network's forward and backward: bf16 autocast or none (losses "
-                        "always in float32; part of the cache key when not none) (default: none)")
+                        help="mixed precision of the network's forward and backward: bf16 autocast (GPUs with bf16, "
+                        "Ampere and later), fp16 autocast with a gradient scaler (older GPUs such as the V100; runs on "
+                        "the CPU too, but slowly) or none (losses always in float32; part of the cache key when not "
+                        "none) (default: none)")
     hidden_alias(parser, parser.add_argument(
         "--channels_last", action="store_true",
         help="run the encoder in the channels_last memory format (part of the cache key when set)"), "--channels-last")

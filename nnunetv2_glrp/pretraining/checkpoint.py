@@ -1,8 +1,9 @@
 """Atomic writes, the resumable training checkpoint, the final encoder file and the lock that serialises
 concurrent runs.
 
-Checkpoint (``checkpoint_latest.pth``): epoch, encoder and heads weights, optimizer, scheduler, RNG states,
-per-epoch statistics (``history``), config and the digest of the data it was trained on. Final encoder
+Checkpoint (``checkpoint_latest.pth``): epoch, encoder and heads weights, optimizer, scheduler, the fp16 gradient
+scaler (``scaler``: its state_dict, None without fp16), RNG states, per-epoch statistics (``history``), config and the
+digest of the data it was trained on. Final encoder
 (``pretrained_encoder.pth``): ``encoder_state_dict`` (keys relative to ``network.encoder``), method, config,
 plans identifier, configuration and network class.
 """
@@ -82,20 +83,25 @@ def load_checkpoint(path: Path, data_digest: str, device: torch.device) -> dict 
 
 
 def save_checkpoint(path: Path, epoch: int, network, heads, optimizer, scheduler, history: dict, config,
-                    data_digest: str) -> None:
+                    data_digest: str, scaler=None) -> None:
     """Atomically write the state after ``epoch`` (0-based), the RNG states of this moment included."""
     atomic_torch_save({"epoch": epoch, "encoder": network.encoder.state_dict(), "heads": heads.state_dict(),
                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                       "scaler": None if scaler is None else scaler.state_dict(),
                        "rng": rng_state(), "history": history, "config": config.to_dict(),
                        "data_digest": data_digest}, path)
 
 
-def restore_checkpoint(ckpt: dict, network, heads, optimizer, scheduler) -> tuple[dict, int]:
-    """Load ``ckpt`` into the models, optimizer, scheduler and RNGs; return (history, first epoch to run)."""
+def restore_checkpoint(ckpt: dict, network, heads, optimizer, scheduler, scaler=None) -> tuple[dict, int]:
+    """Load ``ckpt`` into the models, optimizer, scheduler, gradient scaler and RNGs; return (history, first epoch to
+    run). A checkpoint without a scaler state (written before fp16 existed, or by a run without it) leaves ``scaler``
+    fresh (initial scale 2**16)."""
     network.encoder.load_state_dict(ckpt["encoder"])
     heads.load_state_dict(ckpt["heads"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_state(ckpt["rng"])
     return ckpt["history"], ckpt["epoch"] + 1
 

@@ -59,10 +59,11 @@ ADDED_FIELDS = {"pcl_threshold": 0.35, "gcl_partitions": 4, "feature_tap": "outp
 #: Enters the digest from 2 on: an encoder cached by generation 1 is not what this code would pretrain, so it is not
 #: reused under the same name (the same rule as ADDED_FIELDS).
 VIEW_SEEDING_GENERATION = 2
-#: ``autocast``: the network's forward and backward under torch.autocast in bfloat16 ("bf16"), or not ("none");
-#: the losses always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest
-#: when not "none". fp16 (which needs a gradient scaler) is not offered.
-AUTOCAST = ("none", "bf16")
+#: ``autocast``: the network's forward and backward under torch.autocast in bfloat16 ("bf16"), in float16 with a
+#: gradient scaler ("fp16", for GPUs without bf16 such as the V100; see pretraining.step), or not ("none"); the losses
+#: always run in float32 on float32 copies of the embeddings. Changes the numbers, so in the digest when not "none"
+#: (bf16 and fp16 are different arithmetic, so they give different keys).
+AUTOCAST = ("none", "bf16", "fp16")
 #: where or how the computation runs, not what it computes: never in the digest (same cached encoder wherever the
 #: PSM ran, and whether or not the encoder's forward was compiled)
 EXECUTION_FIELDS = ("psm_location", "compile")

@@ -37,8 +37,9 @@ def epoch_loss_statistics(terms: list[dict[str, float]]) -> dict[str, float]:
 
 def run_epoch(step: Step, batches: Iterator[dict], iterations: int, batch_size: int, scheduler,
               device: torch.device, desc: str) -> tuple[dict, StepTimer]:
-    """``iterations`` steps of ``batch_size`` slices, the scheduler stepped after each; returns (the epoch's
-    time split and loss statistics, its timer)."""
+    """``iterations`` steps of ``batch_size`` slices, the scheduler stepped after each (also after a step the fp16
+    gradient scaler skipped: the schedule is one of iterations, not of updates); returns (the epoch's time split, loss
+    statistics and ``skipped_steps``, the steps whose update the scaler skipped, and its timer)."""
     timer = StepTimer(device)
     terms = []
     t_epoch = time.perf_counter()
@@ -52,6 +53,7 @@ def run_epoch(step: Step, batches: Iterator[dict], iterations: int, batch_size: 
     stats = {"seconds": seconds, "slices_per_s": iterations * batch_size / seconds,
              "step_seconds": timer.step, "loss_fn_share": timer.loss_share,
              "loss_fn_forward_seconds": timer.loss_forward, "loss_fn_backward_seconds": timer.loss_backward,
-             "psm_seconds": timer.psm, **epoch_loss_statistics(terms)}
+             "psm_seconds": timer.psm, "skipped_steps": int(sum(t.get("skipped", 0.0) for t in terms)),
+             **epoch_loss_statistics(terms)}
     return stats, timer
 

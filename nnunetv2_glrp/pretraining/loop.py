@@ -3,8 +3,9 @@
 Output folder contents: ``config.json`` (the config incl. seed, the values resolved from the data:
 iterations per epoch, local stage, number of slices, and ``data``: the digest and patients of the
 pretraining data, see ``data.pretraining_data_manifest``), ``log.txt`` (one line per epoch with the loss
-terms and the time split), ``loss_curve.png``, ``checkpoint_latest.pth`` (weights, optimizer, scheduler,
-RNG states, per-epoch statistics, data digest; written atomically after every epoch) and, when finished,
+terms and the time split), ``loss_curve.png``, ``checkpoint_latest.pth`` (weights, optimizer, scheduler, the fp16
+gradient scaler, RNG states, per-epoch statistics, data digest; written atomically after every epoch) and, when
+finished,
 ``pretrained_encoder.pth``. The history keeps per-epoch statistics only (mean, std, min, max and last
 of the iteration losses), so the checkpoint does not grow with the number of iterations.
 A run killed at any point restarts from the last finished epoch and ends in the same state as an
@@ -91,6 +92,12 @@ def make_optimizer(network, heads, config: PretrainingConfig, iterations: int):
     return optimizer, scheduler
 
 
+def make_scaler(config: PretrainingConfig, device: torch.device) -> torch.amp.GradScaler | None:
+    """The run's gradient scaler for fp16 autocast (PyTorch's defaults: initial scale 2**16, halved on an inf/nan
+    gradient, doubled after 2,000 finite steps); None otherwise (bf16 has float32's range and needs none)."""
+    return torch.amp.GradScaler(device.type) if config.autocast == "fp16" else None
+
+
 def _psm_on_device(config: PretrainingConfig, device, group: RankGroup) -> bool:
     """Distributed runs compute the PSM over the gathered global batch, hence on the device, in the step."""
     return group.world > 1 or psm_on_device(config, device)
@@ -107,10 +114,13 @@ def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
                 stats["seconds"], stats["slices_per_s"], stats["loss_fn_forward_seconds"],
                 stats["loss_fn_backward_seconds"], 100 * stats["loss_fn_share"], stats["step_seconds"],
                 stats["psm_seconds"])
+    if "loss_scale" in stats:
+        logger.info("fp16: %d of %d steps skipped by the gradient scaler (inf/nan gradients); loss scale now %g",
+                    stats["skipped_steps"], stats["iterations"], stats["loss_scale"])
 
 
 def _train(ctx, config, folder, data, models, optimizer, scheduler, history, start_epoch, device,
-           stop_after_epoch, on_epoch_end, group: RankGroup) -> bool:
+           stop_after_epoch, on_epoch_end, group: RankGroup, scaler=None) -> bool:
     """Epochs ``start_epoch``.. with a checkpoint after each (rank 0); False when stopped early as requested."""
     network, heads, local_stage = models
 
@@ -120,7 +130,7 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
 
     def step(batch, timer):
         return training_step(network, heads, batch, config, optimizer, device, timer, psm_fn if on_device else None,
-                             group=group, features=features)
+                             group=group, features=features, scaler=scaler)
 
     with run_batches(ctx, config, data, None if on_device else psm_fn, start_epoch,
                      np.random.SeedSequence([config.seed, start_epoch]), shard=(group.rank, group.world)) as batches:
@@ -129,11 +139,13 @@ def _train(ctx, config, folder, data, models, optimizer, scheduler, history, sta
             stats, _ = run_epoch(step, batches, data.iterations, config.batch_size, scheduler, device,
                                  f"{config.method} epoch {epoch + 1}/{config.epochs}")
             stats = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **stats}
+            if scaler is not None:
+                stats["loss_scale"] = scaler.get_scale()
             history["epoch"].append(stats)
             if group.main:
                 _log_epoch(epoch, config, stats)
                 save_checkpoint(folder / CHECKPOINT, epoch, network, heads, optimizer, scheduler, history, config,
-                                data.digest)
+                                data.digest, scaler)
                 plot_loss_curve(history, folder / "loss_curve.png")
             group.barrier()  # no rank runs ahead of the last checkpoint
             if on_epoch_end is not None:
@@ -187,12 +199,13 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
     group.barrier()  # every rank has read rank 0's checkpoint before rank 0 writes anything
     resolved = write_run_record(folder, ctx, config, data, local_stage, dev, group) if group.main else {}
     optimizer, scheduler = make_optimizer(network, heads, config, data.iterations)
+    scaler = make_scaler(config, dev)
     history: dict[str, list] = {"epoch": []}
     start_epoch = 0
     handler = _file_logging(folder) if group.main else None
     try:
         if ckpt is not None:
-            history, start_epoch = restore_checkpoint(ckpt, network, heads, optimizer, scheduler)
+            history, start_epoch = restore_checkpoint(ckpt, network, heads, optimizer, scheduler, scaler)
             logger.info("resumed from %s after epoch %d", folder / CHECKPOINT, ckpt["epoch"])
         elif group.main:
             logger.info("pretraining %s on %s/%s/%s: %d slices (%d patients), %d epochs x %d iterations, batch %d "
@@ -201,7 +214,7 @@ def run_pretraining(ctx: PlansContext, config: PretrainingConfig, folder: Path, 
                         config.epochs, data.iterations, config.batch_size, group.world,
                         config.batch_size // group.world, local_stage, dev)
         finished = _train(ctx, config, folder, data, (network, heads, local_stage), optimizer, scheduler, history,
-                          start_epoch, dev, stop_after_epoch, on_epoch_end, group)
+                          start_epoch, dev, stop_after_epoch, on_epoch_end, group, scaler)
         final = folder / ENCODER
         if finished and group.main and not final.is_file():
             save_pretrained_encoder(final, network, config, ctx)

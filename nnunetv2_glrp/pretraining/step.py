@@ -11,6 +11,16 @@ Distributed (``group`` of N ranks, see ``distributed``): the pooled features ent
 embeddings, and the heads' BatchNorm statistics, are those of the global batch), the positions, partitions and PSM
 input views of the local shard are gathered into the global batch, every rank computes the global loss, and the parameter
 gradients are averaged over the ranks before clipping, so the update is the single-process update on the global batch.
+Mixed precision (``config.autocast``): the network's forward and backward run under ``torch.autocast`` in bfloat16
+("bf16") or float16 ("fp16"); the losses always run in float32 on float32 leaf copies of the embeddings. fp16 takes a
+``torch.amp.GradScaler`` owned by the run (``loop``; its state is in the checkpoint): since the backward is split,
+the scale multiplies dL/dz handed to the network's backward (not a ``loss.backward()``); the parameter gradients are
+then averaged over the ranks (linear, so scaled or not does not matter; an inf/nan on any rank reaches every rank, so
+all ranks skip together), unscaled, clipped (on the true gradients), and ``scaler.step`` / ``scaler.update`` make or
+skip the update: a step with an inf/nan gradient leaves every parameter and the momentum unchanged and halves the
+scale (``backoff_factor``). The learning-rate schedule still advances on a skipped step (``epoch.run_epoch`` steps
+the scheduler after every step, as nnU-Net and PyTorch's AMP recipe do): a skipped step costs its iteration's share
+of the schedule. A non-finite LOSS (fp16 overflow in the forward, which a smaller scale cannot cure) still raises.
 """
 
 from __future__ import annotations
@@ -55,6 +65,10 @@ class StepTimer:
         return time.perf_counter()
 
 
+#: config.autocast -> the autocast dtype of the network (None: float32, no autocast)
+AUTOCAST_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
     """Float32 leaf copy of the embeddings: the losses always run in float32 (also under autocast)."""
     return None if z is None else z.detach().float().requires_grad_()
@@ -62,7 +76,7 @@ def _leaf(z: torch.Tensor | None) -> torch.Tensor | None:
 
 def training_step(network, heads, batch: dict, config: PretrainingConfig, optimizer, device: torch.device,
                   timer: StepTimer | None = None, psm_fn=None, group: RankGroup = SINGLE,
-                  features=None) -> dict[str, float]:
+                  features=None, scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One SGD step on one batch; returns the loss terms (floats), as ``grp_excess``/``lrp_excess`` each
     term minus its floor (the entropy of its soft targets, :func:`soft_target_entropy`), and as
     ``grp_collapse_excess``/``lrp_collapse_excess`` the excess that collapsed embeddings would have (all
@@ -74,7 +88,12 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     ``grp`` is the global term of any method. Under ``group`` of N ranks the batch is the local shard and the PSM must
     come from ``psm_fn`` (over the gathered global views); the returned losses are those of the global batch.
     ``features``: ``x -> encoder stage features`` (``compiling.feature_function``, compiled when ``config.compile``
-    says so; built once per run by the caller); default: ``encoder_features`` of ``network``, eager."""
+    says so; built once per run by the caller); default: ``encoder_features`` of ``network``, eager.
+    ``scaler``: the run's gradient scaler, required with ``config.autocast == "fp16"`` (see the module docstring);
+    ``skipped`` in the result is 1.0 when it skipped the update (inf/nan gradients), else 0.0."""
+    if (config.autocast == "fp16") != (scaler is not None):
+        raise ValueError(f"autocast {config.autocast!r}: a GradScaler is needed with fp16 and only with it, got "
+                         f"scaler={scaler!r}")
     x = batch["data"].to(device, non_blocking=True)
     pos = group.gather(batch["positions"].to(device, non_blocking=True))
     if batch.get("partitions") is not None:
@@ -93,7 +112,8 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     optimizer.zero_grad(set_to_none=True)
     if config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.autocast == "bf16"):
+    dtype = AUTOCAST_DTYPES[config.autocast]
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         feats = features(x) if features is not None else encoder_features(network, x, config.feature_tap)
         z_g, z_l = heads(feats, use_global=config.lambda_global > 0, use_local=config.lambda_local > 0,
                          gather=group.gather if group.world > 1 else None)  # global-batch embeddings
@@ -122,12 +142,11 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
         raise FloatingPointError(f"pretraining loss is {loss.item()} (keys {batch['keys'][:3]}...)")
     loss.backward()
     t3 = clock()
-    pairs = [(z, leaf.grad.to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l)) if z is not None and leaf.grad is not None]
+    scale = scaler.scale if scaler is not None else (lambda g: g)  # dL/dz times the loss scale (fp16)
+    pairs = [(z, scale(leaf.grad).to(z.dtype)) for z, leaf in ((z_g, leaf_g), (z_l, leaf_l))
+             if z is not None and leaf.grad is not None]
     torch.autograd.backward([z for z, _ in pairs], [g for _, g in pairs])
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    group.average_gradients(params)
-    torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-    optimizer.step()
+    skipped = apply_gradients(optimizer, config.grad_clip, group, scaler)
     if timer:
         timer.step += clock() - t0
         timer.loss_forward += t2 - t1
@@ -137,7 +156,27 @@ def training_step(network, heads, batch: dict, config: PretrainingConfig, optimi
     lrp = float("nan") if l_lrp is None else l_lrp.item()
     return {"loss": loss.item(), "grp": grp, "lrp": lrp, "grp_excess": grp - floors["grp"],
             "lrp_excess": lrp - floors["lrp"], "grp_collapse_excess": collapsed["grp"] - floors["grp"],
-            "lrp_collapse_excess": collapsed["lrp"] - floors["lrp"]}
+            "lrp_collapse_excess": collapsed["lrp"] - floors["lrp"], "skipped": skipped}
+
+
+def apply_gradients(optimizer, grad_clip: float, group: RankGroup = SINGLE,
+                    scaler: torch.amp.GradScaler | None = None) -> float:
+    """The update from the parameters' gradients (scaled by ``scaler``'s scale under fp16): average them over the
+    ranks, unscale (fp16), clip to norm ``grad_clip``, step; returns 1.0 when the scaler skipped the step (an inf/nan
+    gradient on any rank: the average carries it to every rank, so all ranks skip and halve their scale alike; this
+    is why the unscaling, which looks for them, comes after the averaging)."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    group.average_gradients(params)  # scaled gradients under fp16: averaging commutes with the scale
+    if scaler is None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        return 0.0
+    scaler.unscale_(optimizer)  # before clipping: clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    before = scaler.get_scale()
+    scaler.step(optimizer)  # skipped when unscale_ found an inf/nan gradient
+    scaler.update()
+    return float(scaler.get_scale() < before)  # the scale drops exactly on a skipped step
 
 
 def _floor(weights: torch.Tensor, config: PretrainingConfig) -> float:
