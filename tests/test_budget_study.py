@@ -1,0 +1,69 @@
+"""benchmarks/budget_study.py on constructed engine folders with known per-case Dice, clinical indices and times."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from nnunetv2_glrp.reproduction.results import encode
+
+_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "budget_study.py"
+CLASSES = ("RV", "MYO", "LV")
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("budget_study", _PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_mae: float | None, train_s: float):
+    """A finished run of k = 2 whose case i has Dice dice[i] in every class."""
+    cases = {f"p{i}_ED": {c: {"dice": d, "hd": 5.0, "hd95": 5.0, "assd": 1.0} for c in CLASSES}
+             for i, d in enumerate(dice)}
+    summary = {} if ef_mae is None else {"clinical": {"n_patients": 2, "quantities": {
+        "LV_EF_pct": {"mae": ef_mae, "bias": -ef_mae}, "LV_EDV_ml": {"mae": 10.0, "bias": 0.0}}, "skipped": {}}}
+    tag = f"{method}__k2__fold0__seed{seed}"
+    record = {"method": method, "k": 2, "fold": 0, "seed": seed, "tag": tag, "budget": "cpulong", "cases": cases,
+              "summary": encode(summary), "wall_seconds": {"train": train_s}, "model_folders": []}
+    (folder / "runs").mkdir(parents=True, exist_ok=True)
+    (folder / "runs" / f"{tag}.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def test_recipes_in_one_table_each_paired_with_its_own_nnunet_runs(study, tmp_path):
+    """nnU-Net 0.5 on every case; GLRP 0.6 (seed 0) and 0.7 (seed 1); GLRP_semi 0.9 on both seeds. The semi
+    folder's nnU-Net runs (same trainer, training reused: 0 s) are its paired reference and not a second row."""
+    sup, semi = tmp_path / "engine_cpulong_nnunet", tmp_path / "engine_cpulong_semi"
+    for seed in (0, 1):
+        _write_record(sup, "nnU-Net", seed, [0.5, 0.5, 0.5], ef_mae=20.0 + seed, train_s=1200.0)
+        _write_record(sup, "GLRP", seed, [0.6 + 0.1 * seed] * 3, ef_mae=None, train_s=1800.0 * (1 - seed))
+        _write_record(semi, "nnU-Net", seed, [0.5, 0.5, 0.5], ef_mae=20.0 + seed, train_s=0.0)
+        _write_record(semi, "GLRP", seed, [0.9, 0.9, 0.9], ef_mae=4.0 + 2 * seed, train_s=3600.0 + 1200 * seed)
+    out = tmp_path / "report"
+    assert study.main(["--root", str(tmp_path), "--budgets", "cpulong", "--recipe", "nnunet", "semi",
+                       "--k", "2", "--out", str(out)]) == 0
+    listed = json.loads((out / "budget_study.json").read_text(encoding="utf-8"))["rows"]
+    assert [r["method"] for r in listed] == ["nnU-Net", "GLRP", "GLRP_semi"]  # nnU-Net once, from the first recipe
+    rows = {r["method"]: r for r in listed}
+    assert rows["GLRP"]["mean_dice"] == pytest.approx(0.65) and rows["GLRP"]["per_seed"] == pytest.approx([0.6, 0.7])
+    assert rows["GLRP_semi"]["vs_nnunet"]["mean_difference"] == pytest.approx(0.4)
+    assert rows["GLRP"]["vs_nnunet"]["mean_difference"] == pytest.approx(0.15)
+    assert rows["GLRP_semi"]["seed_spread"] == pytest.approx(0.0, abs=1e-12)
+    # clinical indices: mean over the seeds that have them, and how many
+    assert rows["GLRP_semi"]["clinical"]["LV EF MAE (%)"] == {"mean": pytest.approx(5.0), "std": pytest.approx(2 ** 0.5),
+                                                              "n_draws": 2}
+    assert rows["nnU-Net"]["clinical"]["LV EF bias (%)"]["mean"] == pytest.approx(-20.5)
+    assert rows["GLRP"]["clinical"]["LV EF MAE (%)"] is None
+    # training minutes: runs that trained only (GLRP seed 1 reused a training: 0 s, left out)
+    assert rows["nnU-Net"]["train_minutes"] == pytest.approx(20.0)
+    assert rows["GLRP"]["train_minutes"] == pytest.approx(30.0)
+    assert rows["GLRP_semi"]["train_minutes"] == pytest.approx(70.0)
+    text = (out / "budget_study.md").read_text(encoding="utf-8")
+    assert "| cpulong | GLRP_semi k=2 | 5.0 (2) | -5.0 (2) | 10.0 (2) | - |" in text
+    assert "| cpulong | GLRP k=2 | - | - | - | - |" in text
+    assert "+0.400 [+0.400, +0.400] | 70 |" in text
