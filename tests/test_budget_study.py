@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,16 +9,14 @@ import pytest
 
 from nnunetv2_glrp.reproduction.results import encode
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "budget_study.py"
+from benchmark_scripts import load_benchmark
+
 CLASSES = ("RV", "MYO", "LV")
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("budget_study", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("budget_study")
 
 
 def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_mae: float | None, train_s: float):

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_linear_probe.py"
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("bench_linear_probe", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_linear_probe")
 
 
 def test_pixel_probe_separable_features_give_dice_one_and_noise_gives_chance(probe):
