@@ -189,6 +189,25 @@ def test_a_rerun_with_other_inference_settings_is_refused_other_workers_resume(f
     assert prediction.predict_folder(images, out, _ensemble("A"), crf="off", inference=Inference(npp=1, nps=1)) == ["c2"]
 
 
+def test_a_folder_predicted_before_the_inference_settings_were_recorded_resumes_with_the_defaults(fake_models, tmp_path):
+    """Older records lack step_size / disable_tta: they were nnU-Net's defaults, so a default run resumes there
+    and a run with other settings is still refused."""
+    images = tmp_path / "images"
+    _write_case(images, "c1", 0)
+    _write_case(images, "c2", 1)
+    fake_models.update(A={"c1": _probs(1), "c2": _probs(2)})
+    out = tmp_path / "out"
+    prediction.predict_folder(images, out, _ensemble("A"), crf="off")
+    (out / "c2.nii.gz").unlink()
+    path = out / prediction.RUN_RECORD
+    old = json.loads(path.read_text(encoding="utf-8"))
+    del old["step_size"], old["disable_tta"]
+    path.write_text(json.dumps(old), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(disable_tta differ"):
+        prediction.predict_folder(images, out, _ensemble("A"), crf="off", inference=Inference(use_mirroring=False))
+    assert prediction.predict_folder(images, out, _ensemble("A"), crf="off") == ["c2"]
+
+
 def test_worker_counts_are_both_set_or_both_zero():
     assert Inference().in_process and not Inference(npp=1, nps=2).in_process
     with pytest.raises(ValueError, match="give both at least 1"):

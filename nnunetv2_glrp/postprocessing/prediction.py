@@ -32,6 +32,8 @@ RUN_RECORD = "postprocessing.json"
 BATCH_CASES = 16
 #: record keys that do not change the outputs: a resumed run may differ in them
 _NOT_COMPARED = ("workers",)
+#: the inference settings of a prediction record written before they were recorded (nnU-Net's predictor defaults)
+_UNRECORDED_DEFAULTS = Inference().outputs()
 
 
 def resolve_setting(mode: str, ensemble: Ensemble) -> CRFSetting:
@@ -50,6 +52,7 @@ def _check_previous_run(out: Path, record: dict) -> None:
     path = out / RUN_RECORD
     if path.exists():
         previous = json.loads(path.read_text(encoding="utf-8"))
+        previous.update({k: v for k, v in _UNRECORDED_DEFAULTS.items() if k in record and k not in previous})
         changed = sorted(k for k in set(record) | set(previous)
                          if k not in _NOT_COMPARED and previous.get(k) != record.get(k))
         if changed:
