@@ -23,7 +23,6 @@ Nothing is trained here; budgets or runs that are not finished yet are left out 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
