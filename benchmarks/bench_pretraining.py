@@ -34,6 +34,7 @@ a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 pap
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -44,16 +45,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
-def _prepare(root: Path) -> None:
+def _prepare(root: Path, configuration: str) -> None:
     from nnunetv2_glrp.conversion import convert_acdc
     from nnunetv2_glrp.conversion.phantom import make_phantom
     from nnunetv2_glrp.preparation.pipeline import prepare_dataset
 
-    if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / "nnUNetPlans_paper_unet_cpu").is_dir():
+    if (root / "nnUNet_preprocessed" / "Dataset901_ACDC" / f"nnUNetPlans_{configuration}").is_dir():
         return
-    make_phantom(root / "phantom", n_patients=10, seed=0)
-    convert_acdc(root / "phantom", 901, split="7:1:2", seed=0, overwrite=True)
-    prepare_dataset(901, overlay="paper_unet_cpu", num_processes=1)
+    if not (root / "nnUNet_raw" / "Dataset901_ACDC").is_dir():
+        make_phantom(root / "phantom", n_patients=10, seed=0)
+        convert_acdc(root / "phantom", 901, split="7:1:2", seed=0, overwrite=True)
+    prepare_dataset(901, overlay=configuration, num_processes=1)
 
 
 def main() -> None:
@@ -68,6 +70,13 @@ def main() -> None:
     ap.add_argument("--psm-location", choices=("loader", "device"), default="loader",
                     help="PSM in the data loader (default) or in the step on --device (config psm_location)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("-c", "--configuration", default="paper_unet_cpu",
+                    help="plans overlay of the phantom (paper_unet_cpu: 128 px; paper_unet: the paper's 288 px)")
+    ap.add_argument("--autocast", choices=("none", "bf16", "fp16"), default="none", help="config autocast")
+    ap.add_argument("--channels-last", action="store_true", help="config channels_last")
+    ap.add_argument("--compile", default="none", help="config compile (a torch.compile mode, e.g. default)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    ap.add_argument("--out", type=Path, default=None, help="append each figure row to this JSON-lines file")
     ap.add_argument("--epochs", type=int, default=0, help="time run_pretraining over this many epochs instead")
     ap.add_argument("--workers", type=int, default=0, help="augmentation processes with --epochs / --pool-patients")
     ap.add_argument("--pool-patients", type=int, nargs="+", default=None,
@@ -89,19 +98,21 @@ def main() -> None:
     from nnunetv2_glrp.environment import configure_nnunet_environment
 
     configure_nnunet_environment(root)
-    _prepare(root)
+    _prepare(root, args.configuration)
 
     from nnunetv2_glrp.models import load_plans_context
     from nnunetv2_glrp.pretraining import METHODS
 
-    ctx = load_plans_context(901, "paper_unet_cpu")
+    ctx = load_plans_context(901, args.configuration)
     rows = []
     for preset in args.preset:
         for method in args.method or METHODS:
-            if args.epochs:
-                _time_epochs(ctx, args, method, preset)
-            else:
-                rows.append(_time_steps(ctx, args, method, preset))
+            row = (_time_epochs if args.epochs else _time_steps)(ctx, args, method, preset)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+            if not args.epochs:
+                rows.append(row)
     if rows:
         print(f"\n{'preset':<7} {'method':<11} {'batch':>5} {'PSM px':>6} {'slices/s':>9} {'step-only slices/s':>19} "
               f"{'loss/step':>10} {'PSM ms/batch':>13} | share of wall: {'augment':>8} {'PSM':>6} {'model':>6} {'loss':>6}")
@@ -133,8 +144,8 @@ def _pool(args) -> None:
 
 
 def _preset_overrides(args) -> dict:
-    """The command-line overrides of a preset's batch size and PSM patch size (none when not given)."""
-    out = {}
+    """The command-line overrides of a preset: batch size and PSM patch size (when given), precision switches."""
+    out = {"autocast": args.autocast, "channels_last": args.channels_last, "compile": args.compile}
     if args.batch_size is not None:
         out["batch_size"] = args.batch_size
     if args.psm_patch_size is not None:
@@ -149,7 +160,9 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
 
     from nnunetv2_glrp.data import PretrainingSliceLoader
     from nnunetv2_glrp.pretraining import make_config
+    from nnunetv2_glrp.pretraining.compiling import feature_function
     from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
+    from nnunetv2_glrp.pretraining.loop import make_scaler
     from nnunetv2_glrp.pretraining.methods import batch_sampler
     from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
@@ -161,6 +174,10 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
     network, heads, stage = build_models(ctx, config)
     network.to(dev).train()
     heads.to(dev).train()
+    if config.channels_last:  # as run_pretraining sets up the run
+        network.to(memory_format=torch.channels_last)
+    scaler = make_scaler(config, dev)
+    features = feature_function(network, config.feature_tap, config.compile)
     psm_fn = psm_function(ctx, config, stage)
     step_psm = psm_fn if args.psm_location == "device" else None
     loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
@@ -168,7 +185,11 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
                                     sampler=batch_sampler(records, config))
     params = list(network.encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    training_step(network, heads, loader.generate_train_batch(), config, opt, dev, psm_fn=step_psm)  # warm-up
+    def step(batch, timer=None):
+        training_step(network, heads, batch, config, opt, dev, timer, step_psm, features=features, scaler=scaler)
+
+    for _ in range(args.warmup):  # compiling, cuDNN autotuning, allocator growth: not timed
+        step(loader.generate_train_batch())
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     timer = StepTimer(dev)
@@ -178,13 +199,14 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
         t = time.perf_counter()
         batch = loader.generate_train_batch()
         data_s += time.perf_counter() - t
-        training_step(network, heads, batch, config, opt, dev, timer, step_psm)
+        step(batch, timer)
     total = time.perf_counter() - t0
     n = args.iterations
-    print(f"\n== {method}, preset {preset}: plan paper_unet_cpu, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
+    print(f"\n== {method}, preset {preset}: plan {args.configuration}, patch {ctx.patch_size}, {len(records)} slices, method {config.method}, "
           f"batch {config.batch_size} slices ({2 * config.batch_size} views), local stage {stage}, device {dev}, "
           f"torch threads {args.threads}, PSM patch size {config.psm_patch_size or 'box size'} "
-          f"computed in the {'step on ' + str(dev) if step_psm else 'data loader'}")
+          f"computed in the {'step on ' + str(dev) if step_psm else 'data loader'}; autocast {config.autocast}, "
+          f"channels_last {config.channels_last}, compile {config.compile}")
     print(f"throughput (data + step, one process): {n * config.batch_size / total:.2f} slices/s")
     print(f"model step: {timer.step / n * 1000:.0f} ms/iteration -> {n * config.batch_size / timer.step:.2f} slices/s "
           "with data loading in workers")
@@ -197,15 +219,18 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
     if dev.type == "cuda":
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
     augment = data_s - (0.0 if step_psm else timer.psm)  # loader time without its PSM
-    return {"method": method, "preset": preset, "batch": config.batch_size, "psm_px": config.psm_patch_size or "box",
+    return {"method": method, "preset": preset, "configuration": args.configuration, "device": str(dev),
+            "autocast": config.autocast, "channels_last": config.channels_last, "compile": config.compile,
+            "psm_location": args.psm_location, "iterations": n, "step_ms": timer.step / n * 1000,
+            "peak_cuda_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, "batch": config.batch_size, "psm_px": config.psm_patch_size or "box",
             "slices_per_s": n * config.batch_size / total,
             "step_slices_per_s": n * config.batch_size / timer.step, "loss_share": timer.loss_share,
             "psm_ms": timer.psm / n * 1000, "augment_share": augment / total, "psm_share": timer.psm / total,
             "model_share": (timer.step - timer.loss) / total, "loss_wall_share": timer.loss / total}
 
 
-def _time_epochs(ctx, args, method: str, preset: str) -> None:
-    """Wall time of whole pretraining epochs (loader set-up and teardown included)."""
+def _time_epochs(ctx, args, method: str, preset: str) -> dict:
+    """Wall time of whole pretraining epochs (loader set-up and teardown included); prints and returns it."""
     import numpy as np
 
     from nnunetv2_glrp.pretraining import make_config, run_pretraining
@@ -221,8 +246,17 @@ def _time_epochs(ctx, args, method: str, preset: str) -> None:
     n_slices = args.epochs * args.iterations * config.batch_size
     print(f"run_pretraining {method}, preset {preset}: {args.epochs} epochs x {args.iterations} iterations, batch {config.batch_size}, "
           f"{args.workers} augmentation processes, torch threads {args.threads}")
+    steady = per_epoch[1:] if len(per_epoch) > 1 else per_epoch  # the first epoch also starts the workers
+    steady_slices_per_s = args.iterations * config.batch_size / steady.mean()
     print(f"wall {total:.1f} s ({n_slices / total:.2f} slices/s); per epoch "
-          f"{' '.join(f'{s:.1f}' for s in per_epoch)} s (mean {per_epoch.mean():.2f} s)")
+          f"{' '.join(f'{s:.1f}' for s in per_epoch)} s (mean {per_epoch.mean():.2f} s); after the first epoch "
+          f"{steady_slices_per_s:.2f} slices/s")
+    return {"form": "epochs", "method": method, "preset": preset, "configuration": args.configuration,
+            "device": args.device, "workers": args.workers, "autocast": config.autocast,
+            "channels_last": config.channels_last, "compile": config.compile, "psm_location": args.psm_location,
+            "batch": config.batch_size, "epochs": args.epochs, "iterations": args.iterations,
+            "wall_s": total, "epoch_s": per_epoch.tolist(), "slices_per_s": n_slices / total,
+            "steady_slices_per_s": steady_slices_per_s}
 
 
 if __name__ == "__main__":

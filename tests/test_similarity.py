@@ -199,6 +199,24 @@ def test_pairwise_ssim_matches_skimage_pair_by_pair_and_chunks():
         pairwise_ssim(torch.ones(2, 12, 12), torch.ones(2, 12, 12))
 
 
+def test_pairwise_ssim_filter_cache_is_keyed_by_size_window_and_dtype():
+    """The band matrices are cached: a second call with another size, window or dtype must not reuse the first's."""
+    x = _smooth_images(3, 20, 22, 3)
+    y = _smooth_images(2, 20, 22, 4)
+    pairwise_ssim(x, y, data_range=1.0)  # fills the cache for 20 x 22, 11 taps, sigma 1.5, float32
+    cases = [(x, y, 9, 1.0, torch.float32),  # skimage's window for sigma 1.0: 2 * int(3.5 + 0.5) + 1 = 9
+             (x[:, :18, :21], y[:, :18, :21], 11, 1.5, torch.float32),
+             (x, y, 11, 1.5, torch.float64)]
+    for a, b, win, sigma, dtype in cases:
+        got = pairwise_ssim(a.to(dtype), b.to(dtype), data_range=1.0, win_size=win, sigma=sigma)
+        assert got.dtype == dtype
+        for i in range(a.shape[0]):
+            for j in range(b.shape[0]):
+                ref = structural_similarity(a[i].double().numpy(), b[j].double().numpy(), data_range=1.0,
+                                            gaussian_weights=True, sigma=sigma, use_sample_covariance=False)
+                assert float(got[i, j]) == pytest.approx(ref, abs=1e-4), (win, sigma, dtype, i, j)
+
+
 # ---------------------------------------------------------------- PSM
 
 

@@ -7,16 +7,25 @@ the whole image and then crops (win - 1) / 2 pixels from each border; same numbe
 of the SSIM map.
 
 Speed: the Gaussian filter is applied as two banded matrix products (Gy @ X @ Gx^T), which BLAS
-does fast on CPU and GPU. For all A x B pairs the per-image means and variances are computed once;
-only the cross term filter(x * y) is computed per pair, in chunks that bound the memory.
+does fast on CPU and GPU; the band matrices are built once per (size, window, dtype, device) and cached.
+For all A x B pairs the per-image means and variances are computed once; only the cross term
+filter(x * y) is computed per pair, in chunks that bound the memory. On a GPU the work is bound by
+kernel launches, not arithmetic (one PSM of the paper's batch is a dozen of these calls), so the chunks
+there are 8x larger than on the CPU: measured on an H200, docs/benchmarks.md "Pretraining on a GPU".
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
 K1_DEFAULT = 0.01
 K2_DEFAULT = 0.03
+#: default bound on the per-pair product tensor of one chunk (elements; about 12 bytes each in float32):
+#: 192 MiB on the CPU, 1.5 GiB on an accelerator
+CHUNK_ELEMENTS_CPU = 2**24
+CHUNK_ELEMENTS_ACCELERATOR = 2**27
 
 
 def gaussian_window(
@@ -59,6 +68,13 @@ class _Filter:
         return torch.matmul(self.gy, torch.matmul(x, self.gx_t))
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_filter(height: int, width: int, win_size: int, sigma: float, dtype: torch.dtype,
+                   device: torch.device) -> _Filter:
+    """The filter of these arguments, built once (its band matrices are never modified)."""
+    return _Filter(height, width, win_size, sigma, dtype, device)
+
+
 def _prepare(x: torch.Tensor, y: torch.Tensor, data_range: float | None, name: str):
     if x.ndim != 3 or y.ndim != 3 or x.shape[-2:] != y.shape[-2:]:
         raise ValueError(
@@ -90,15 +106,18 @@ def pairwise_ssim(
     sigma: float = 1.5,
     k1: float = K1_DEFAULT,
     k2: float = K2_DEFAULT,
-    max_chunk_elements: int = 2**24,
+    max_chunk_elements: int | None = None,
 ) -> torch.Tensor:
     """SSIM of every pair: x [A, H, W], y [B, H, W] -> [A, B].
 
     data_range None -> max - min over both stacks together. ``max_chunk_elements`` bounds the size
-    of the per-pair product tensor processed at once (memory about 3 x 4 bytes x that for float32).
+    of the per-pair product tensor processed at once (memory about 3 x 4 bytes x that for float32);
+    None: ``CHUNK_ELEMENTS_CPU`` on the CPU, ``CHUNK_ELEMENTS_ACCELERATOR`` elsewhere.
     """
     x, y, rng = _prepare(x, y, data_range, "pairwise_ssim")
-    filt = _Filter(x.shape[-2], x.shape[-1], win_size, sigma, x.dtype, x.device)
+    if max_chunk_elements is None:
+        max_chunk_elements = CHUNK_ELEMENTS_CPU if x.device.type == "cpu" else CHUNK_ELEMENTS_ACCELERATOR
+    filt = _cached_filter(x.shape[-2], x.shape[-1], win_size, float(sigma), x.dtype, x.device)
     c1, c2 = (k1 * rng) ** 2, (k2 * rng) ** 2
     mx, my = filt(x), filt(y)
     vx = filt(x * x) - mx.square()
