@@ -27,8 +27,15 @@ with the pool, on a synthetic pool written straight in nnU-Net's preprocessed fo
 no phantom pipeline, which would take hours for 2,000 patients), cached under ``--root``: index build time cold and
 cached, peak memory of the main process and of the augmentation workers, loader slices/s; each N in its own process.
 
+``-c paper_unet`` times the paper's 288 px plan instead of the small CPU plan (128 px); ``--autocast bf16|fp16``,
+``--channels-last`` and ``--compile MODE`` set the config's precision switches, the network is set up as
+``run_pretraining`` sets it up (channels_last weights, the fp16 gradient scaler, the compiled encoder forward), and
+``--warmup`` steps are not timed; ``--out FILE`` appends each figure row as JSON. ``benchmarks/bench_gpu.sh`` runs
+the GPU series of docs/benchmarks.md ("Pretraining on a GPU") with these.
+
 Without --root a 10-patient phantom is made, converted and preprocessed in a temporary folder (about
-a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 paper_unet_cpu is reused.
+a minute); with --root an existing GLRP_DATA-style folder holding Dataset901 prepared with ``-c`` is reused
+(prepared there when it is missing).
 """
 
 from __future__ import annotations

@@ -133,9 +133,9 @@ def _class_pair_ssim(patches: torch.Tensor, classes: torch.Tensor, cross_class: 
                 transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
             else:
                 continue
-            best = torch.stack(
-                [pairwise_ssim(patches[ia], g(patches[ib]), **ssim_kw) for g in transforms]
-            ).amax(dim=0)
+            # one call over every transform of the b side ([A, T * B]): on a GPU the PSM is bound by kernel launches
+            moved = torch.cat([g(patches[ib]) for g in transforms])
+            best = pairwise_ssim(patches[ia], moved, **ssim_kw).unflatten(1, (len(transforms), len(ib))).amax(dim=1)
             ssim_matrix[ia[:, None], ib[None, :]] = best.float()
     return ssim_matrix
 
