@@ -4,6 +4,7 @@ on config and data, lock, paper-literal formulation, honest loss timing."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 
@@ -149,6 +150,28 @@ def test_loss_decreases_on_a_fixed_batch(ctx):
         np.mean([l["grp_excess"] + l["lrp_excess"] for l in losses[:3]])
     assert timer.loss_forward > 0 and timer.loss_backward > 0 and timer.loss < timer.step
     assert timer.loss_share == pytest.approx(timer.loss / timer.step)
+
+
+def test_a_non_finite_loss_raises_before_the_update(ctx):
+    """A NaN input raises before the optimizer touches the parameters or the momentum, and names the batch's
+    cases."""
+    config = make_config("GLRP", lr=0.05, **FAST)
+    network, heads, batch = _fixed_batch(ctx, config, batch_size=4)
+    params = list(network.encoder.parameters()) + list(heads.parameters())
+    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+    training_step(network, heads, batch, config, opt, torch.device("cpu"))  # a finite step: momentum exists
+    before = [p.detach().clone() for p in params]
+    momentum = [opt.state[p]["momentum_buffer"].clone() for p in params if "momentum_buffer" in opt.state[p]]
+    assert momentum
+    data = batch["data"].clone()
+    data[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=re.escape(str(batch["keys"][0]))):
+        training_step(network, heads, {**batch, "data": data}, config, opt, torch.device("cpu"))
+    for a, b in zip(before, params):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+    after = [opt.state[p]["momentum_buffer"] for p in params if "momentum_buffer" in opt.state[p]]
+    for a, b in zip(momentum, after):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_a_2x2_grid_runs_through_psm_heads_and_step(ctx):

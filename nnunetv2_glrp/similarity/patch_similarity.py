@@ -133,7 +133,7 @@ def _class_pair_ssim(patches: torch.Tensor, classes: torch.Tensor, cross_class: 
                 transforms = STABILISERS[CENTRE]  # all 8 orientations of the square
             else:
                 continue
-            # one call over every transform of the b side ([A, T * B]): on a GPU the PSM is bound by kernel launches
+            # one call over every transform of the b side ([A, T * B]): fewer, larger kernels on a GPU
             moved = torch.cat([g(patches[ib]) for g in transforms])
             best = pairwise_ssim(patches[ia], moved, **ssim_kw).unflatten(1, (len(transforms), len(ib))).amax(dim=1)
             ssim_matrix[ia[:, None], ib[None, :]] = best.float()

@@ -9,10 +9,9 @@ of the SSIM map.
 Speed: the Gaussian filter is applied as two banded matrix products (Gy @ X @ Gx^T), which BLAS
 does fast on CPU and GPU; the band matrices are built once per (size, window, dtype, device) and cached.
 For all A x B pairs the per-image means and variances are computed once; only the cross term
-filter(x * y) is computed per pair, in chunks that bound the memory. On a GPU the work is bound by
-kernel launches, not arithmetic (one PSM of the paper's batch is three of these calls, one per position
-class), so the chunks there are 8x larger than on the CPU: measured on an H200, docs/benchmarks.md
-"Pretraining on a GPU".
+filter(x * y) is computed per pair, in chunks that bound the memory; on an accelerator the chunks are 8x
+larger than on the CPU (fewer, larger kernels; memory is rarely short there). Measured on an H200:
+docs/benchmarks.md "Pretraining on a GPU".
 """
 
 from __future__ import annotations
