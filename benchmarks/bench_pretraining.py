@@ -169,7 +169,7 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
     from nnunetv2_glrp.pretraining import make_config
     from nnunetv2_glrp.pretraining.compiling import feature_function
     from nnunetv2_glrp.pretraining.inputs import build_models, pretraining_records, psm_function
-    from nnunetv2_glrp.pretraining.loop import make_scaler
+    from nnunetv2_glrp.pretraining.loop import make_optimizer, make_scaler
     from nnunetv2_glrp.pretraining.methods import batch_sampler
     from nnunetv2_glrp.pretraining.step import StepTimer, training_step
 
@@ -190,8 +190,7 @@ def _time_steps(ctx, args, method: str, preset: str) -> dict:
     loader = PretrainingSliceLoader(records, config.batch_size, ctx.patch_size, seed=0,
                                     augmentation=config.augmentation, psm_fn=None if step_psm else psm_fn,
                                     sampler=batch_sampler(records, config))
-    params = list(network.encoder.parameters()) + list(heads.parameters())
-    opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    opt, _ = make_optimizer(network, heads, config, iterations=1)  # the run's SGD; its schedule is not stepped here
     def step(batch, timer=None):
         training_step(network, heads, batch, config, opt, dev, timer, step_psm, features=features, scaler=scaler)
 
