@@ -8,6 +8,12 @@ pretrained families when the setting names one, ``GLRP_PRETRAINED_ENCODER``; its
 the seed (and the named encoder) it is used for in ``glrp_finetuning.json`` (written by every trainer of
 the plugin, the control trainer included): a folder trained otherwise is refused, not silently reused.
 
+One training per model folder at a time: the engine holds an exclusive ``flock`` on
+``<fold folder>/.glrp_engine_training.lock`` and the ``nnUNetv2_train`` process inherits it, so a training left
+running by a killed engine (``kill`` reaches the engine, not its child) keeps the folder locked until it ends; a
+second engine then stops with an error naming the folder and the holder, instead of starting a second training
+that writes the same checkpoints.
+
 Where the models go: the seed trees of ``nnunet_results``; the pretrained families of a setting with a
 named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name>`` instead, so rows of
 different pretrainings never share a model folder, while the Random and nnU-Net rows (which do not
@@ -16,6 +22,8 @@ depend on it) are trained once for all encoders.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -28,6 +36,7 @@ from nnunetv2_glrp.registry import SETUP_FILE, TRAINER_FAMILIES
 from nnunetv2_glrp.reproduction.grid import link_pretraining_cache, results_root
 
 CHECKPOINT = "checkpoint_final.pth"
+LOCK_FILE = ".glrp_engine_training.lock"
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
 
@@ -111,6 +120,32 @@ def checkpoint_fingerprint(folder: Path) -> dict:
     return {"checkpoint": os.fspath(folder / CHECKPOINT), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+@contextlib.contextmanager
+def training_lock(folder: Path, what: str):
+    """Exclusive, non-blocking ``flock`` on ``folder / LOCK_FILE``; yields the open descriptor, which the training
+    process must inherit (``pass_fds``) so that it keeps the lock if this process dies first. Never unlocked
+    explicitly (that would release the child's share too): closing the last descriptor releases it.
+    RuntimeError naming the folder and the recorded holder when another process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = path.read_text(encoding="utf-8", errors="replace").strip() or "a process that recorded nothing"
+            raise RuntimeError(f"{what}: {folder} is being trained by another process ({holder}); wait for it to "
+                               f"end or stop it, then run again (the lock is {path})") from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _record_holder(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode("utf-8"), 0)
+
+
 def train(setting: Setting, t: Training) -> float:
     """Train (or resume) one model through ``nnUNetv2_train``; returns its wall seconds."""
     from nnunetv2_glrp.environment import nnunet_command
@@ -129,16 +164,19 @@ def train(setting: Setting, t: Training) -> float:
         env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
     log = setting.log_file(t.trainer, t.fold, t.seed)
     log.parent.mkdir(parents=True, exist_ok=True)
+    what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
     t0 = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as f:
+    with training_lock(folder, what) as lock, open(log, "a", encoding="utf-8") as f:
         encoder = f"{ENCODER_ENV}={env[ENCODER_ENV]} " if ENCODER_ENV in env else ""
         f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
-        done = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, pass_fds=(lock,))
+        _record_holder(lock, f"nnUNetv2_train pid {child.pid} started by engine pid {os.getpid()} at "
+                             f"{time.strftime('%Y-%m-%d %H:%M:%S')}, log {log}")
+        returncode = child.wait()
     seconds = time.perf_counter() - t0
-    what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {done.returncode}); see {log}")
+    if returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {returncode}); see {log}")
     if not (folder / CHECKPOINT).is_file():
         raise RuntimeError(f"{what} ended without {folder / CHECKPOINT}; see {log}")
     check_setup(setting, t)
