@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -33,7 +32,6 @@ folder.mkdir(parents=True, exist_ok=True)
 
 ENGINE = """\
 import sys
-from pathlib import Path
 import nnunetv2_glrp.environment as environment
 environment.nnunet_command = lambda name: sys.argv[1]
 from nnunetv2_glrp.reproduction.training import Setting, Training, train
