@@ -102,12 +102,30 @@ def test_plan_estimates_from_earlier_runs_or_says_unknown():
                                     "trained_now": ["A"], "wall_seconds": {"train": 100.0, "predict": 8.0,
                                                                            "evaluate": 2.0},
                                     "cases": {"a": {"LV": dict.fromkeys(("dice", "hd", "hd95", "assd"), 1.0)}}})]
-    plan = make_plan(4, 1, 4, 2, "full", earlier)
+    plan = make_plan(4, 1, 4, ["A", "A"], "full", earlier)
     assert plan.estimated_seconds == pytest.approx(2 * 100 + 3 * 10)
     assert "4 runs planned: 1 already complete, 3 to run, 2 of their 4 trainings" in plan.describe()
-    assert make_plan(4, 0, 4, 4, "full", []).estimated_seconds is None
-    assert "unknown" in make_plan(4, 0, 4, 4, "full", []).describe()
-    assert make_plan(2, 0, 2, 2, "cpu", []).estimated_seconds == pytest.approx(2 * 210)
+    assert make_plan(4, 0, 4, ["A"] * 4, "full", []).estimated_seconds is None
+    assert "unknown" in make_plan(4, 0, 4, ["A"] * 4, "full", []).describe()
+    assert make_plan(2, 0, 2, ["A", "B"], "cpu", []).estimated_seconds == pytest.approx(2 * 210)
+    assert make_plan(2, 1, 2, [], "full", earlier).estimated_seconds == pytest.approx(10)  # only predictions left
+
+
+def test_plan_times_each_training_by_its_own_trainer():
+    """A semi-supervised training costs about twice a supervised one: each training still to do is timed by the
+    earlier trainings of its own trainer; a trainer never timed gets the mean of all earlier trainings."""
+    def record(seed, trained, train):
+        return RunRecord.from_json({"method": "GLRP", "k": 6, "fold": 0, "seed": seed, "budget": "cpulong",
+                                    "trained_now": trained, "wall_seconds": {"train": train, "predict": 60.0},
+                                    "cases": {"a": {"LV": dict.fromkeys(("dice", "hd", "hd95", "assd"), 1.0)}}})
+    earlier = [record(0, ["Semi"], 1400.0), record(1, ["Semi"], 1500.0), record(2, ["Control"], 700.0),
+               record(3, [], None), record(4, ["Control", "Other"], 1000.0)]  # two trainings in one run: 500 each
+    plan = make_plan(6, 0, 6, ["Semi", "Control", "Control", "New"], "cpulong", earlier)
+    control, semi = (700 + 500) / 2, (1400 + 1500) / 2
+    everything = (1400 + 1500 + 700 + 500 + 500) / 5  # the trainer never timed
+    assert plan.training_seconds == {"Semi": (1, semi), "Control": (2, control), "New": (1, everything)}
+    assert plan.estimated_seconds == pytest.approx(semi + 2 * control + everything + 6 * 60.0)
+    assert "2 x 600 s training (Control)" in plan.describe() and "1 x 1450 s training (Semi)" in plan.describe()
 
 
 def _write(array, path):

@@ -138,8 +138,9 @@ def run(setting: Setting, runs: Sequence[Run], ks: Sequence[int], folds: Sequenc
     check_trainers(sorted({t.trainer for t in needed}), setting.budget)
     setting.out.mkdir(parents=True, exist_ok=True)
     complete = [r for r in runs if is_complete(setting, r)]
-    plan = estimate.make_plan(len(runs), len(complete), len(needed), sum(not is_trained(setting, t) for t in needed),
-                              setting.budget, results.read_records(setting.out))
+    todo = [t.trainer for t in needed if not is_trained(setting, t)]
+    plan = estimate.make_plan(len(runs), len(complete), len(needed), todo, setting.budget,
+                              results.read_records(setting.out))
     print(f"{title} on {setting.dataset_name} ({setting.configuration}, budget {setting.budget}, recipe "
           f"{setting.recipe}, {len(cases)} test cases)\n{plan.describe()}", flush=True)
     call = {**(extra or {}), **identity(setting), "device": setting.device, "folds": list(folds),

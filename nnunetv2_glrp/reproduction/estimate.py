@@ -1,7 +1,9 @@
 """The plan printed before ``reproduce`` starts: runs, trainings to do, and an estimated time.
 
 Seconds per training and per prediction + evaluation come from the records of runs finished
-earlier in the same output folder at the same budget (the mean over those that trained); without
+earlier in the same output folder at the same budget: each training still to do is timed by the mean of
+the earlier trainings of the same trainer (``NnunetControlTrainer_cpulong`` and ``GLRPTrainer_k6_semi_cpulong``
+differ 2x), and by the mean of all earlier trainings where its trainer has none yet; without
 any, a training of the ``cpu`` budget is estimated from this project's measurement (about 210 s:
 ``RandomInitTrainer_k*_cpu`` / ``GLRPTrainer_k*_cpu`` on the 30-patient realistic phantom, 2-core
 CPU, README "Few-label benchmark"), and other budgets say "unknown" rather than guess. Pretraining
@@ -26,15 +28,17 @@ class Plan:
     n_todo: int
     n_trainings: int  # distinct trainings the grid needs
     n_trainings_todo: int
-    seconds_per_training: float | None
+    #: estimated seconds of each training still to do, by trainer: {trainer: (count, seconds each or None)}
+    training_seconds: dict
     seconds_per_prediction: float | None
     source: str
 
     @property
     def estimated_seconds(self) -> float | None:
-        if self.n_trainings_todo and self.seconds_per_training is None:
+        if any(seconds is None for _, seconds in self.training_seconds.values()):
             return None
-        return self.n_trainings_todo * (self.seconds_per_training or 0.0) + self.n_todo * (self.seconds_per_prediction or 0.0)
+        training = sum(count * seconds for count, seconds in self.training_seconds.values())
+        return training + self.n_todo * (self.seconds_per_prediction or 0.0)
 
     def describe(self) -> str:
         head = (f"{self.n_runs} runs planned: {self.n_complete} already complete, {self.n_todo} to run, "
@@ -44,7 +48,9 @@ class Plan:
             return head + "; nothing to train or predict"
         if total is None:
             return head + "; estimated time: unknown (no finished training of this budget yet to time)"
-        per = f"{self.n_trainings_todo} x {self.seconds_per_training or 0:.0f} s training"
+        several = len(self.training_seconds) > 1
+        per = " + ".join(f"{count} x {seconds:.0f} s training" + (f" ({trainer})" if several else "")
+                         for trainer, (count, seconds) in sorted(self.training_seconds.items())) or "no training"
         if self.seconds_per_prediction is not None:
             per += f" + {self.n_todo} x {self.seconds_per_prediction:.0f} s prediction/evaluation"
         else:
@@ -60,28 +66,38 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def seconds_from_records(records: Sequence, budget: str) -> tuple[float | None, float | None]:
-    """(mean seconds per training, mean seconds per prediction + evaluation) of finished records."""
-    train, predict = [], []
+def seconds_from_records(records: Sequence, budget: str) -> tuple[dict, float | None]:
+    """({trainer: [seconds of each earlier training]}, mean seconds per prediction + evaluation) of finished
+    records of ``budget``; a run that trained several models splits its training time evenly among them."""
+    train: dict[str, list[float]] = {}
+    predict = []
     for r in records:
         if r.budget != budget:
             continue
         w = r.wall_seconds
         if r.trained_now and w.get("train") is not None:
-            train.append(float(w["train"]) / len(r.trained_now))
+            for trainer in r.trained_now:
+                train.setdefault(trainer, []).append(float(w["train"]) / len(r.trained_now))
         predict.append(float(w.get("predict", 0.0)) + float(w.get("evaluate", 0.0)))
-    mean = lambda v: sum(v) / len(v) if v else None  # noqa: E731
-    return mean(train), mean(predict)
+    return train, (sum(predict) / len(predict) if predict else None)
 
 
-def make_plan(n_runs: int, n_complete: int, n_trainings: int, n_trainings_todo: int, budget: str,
+def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Sequence[str], budget: str,
               records: Sequence) -> Plan:
-    per_train, per_predict = seconds_from_records(records, budget)
-    if per_train is not None:
-        source = f"mean of {sum(1 for r in records if r.trained_now)} earlier runs in this output folder"
+    """``todo_trainers``: the trainer name of each training still to do (one entry per training)."""
+    timed, per_predict = seconds_from_records(records, budget)
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    everything = [s for v in timed.values() for s in v]
+    if everything:
+        fallback = mean(everything)
+        source = f"mean of {len(everything)} earlier trainings in this output folder, per trainer where timed"
     elif budget in PRIOR_TRAINING_SECONDS:
-        per_train, source = PRIOR_TRAINING_SECONDS[budget], PRIOR_SOURCE + "; pretraining and nnU-Net's final " \
+        fallback, source = PRIOR_TRAINING_SECONDS[budget], PRIOR_SOURCE + "; pretraining and nnU-Net's final " \
             "validation not included"
     else:
-        source = "no measurement"
-    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, n_trainings_todo, per_train, per_predict, source)
+        fallback, source = None, "no measurement"
+    counts: dict[str, int] = {}
+    for trainer in todo_trainers:
+        counts[trainer] = counts.get(trainer, 0) + 1
+    seconds = {t: (n, mean(timed[t]) if t in timed else fallback) for t, n in counts.items()}
+    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, len(todo_trainers), seconds, per_predict, source)
