@@ -32,6 +32,7 @@ folder.mkdir(parents=True, exist_ok=True)
 
 ENGINE = """\
 import sys
+from pathlib import Path
 import nnunetv2_glrp.environment as environment
 environment.nnunet_command = lambda name: sys.argv[1]
 from nnunetv2_glrp.reproduction.training import Setting, Training, train
@@ -74,7 +75,11 @@ def test_a_training_left_by_a_killed_engine_keeps_its_folder_locked(tmp_path, mo
     lock = folder / LOCK_FILE
     orphan = None
     try:
-        _wait_for(lambda: lock.is_file() and "nnUNetv2_train pid" in lock.read_text(), what="the engine's lock")
+        def locked():
+            assert engine.poll() is None, f"the engine exited early (code {engine.returncode})"
+            return lock.is_file() and "nnUNetv2_train pid" in lock.read_text()
+
+        _wait_for(locked, what="the engine's lock")
         orphan = int(lock.read_text().split("nnUNetv2_train pid ")[1].split()[0])
         engine.send_signal(signal.SIGKILL)
         engine.wait(timeout=30)
