@@ -34,7 +34,11 @@ class _LineWriter:
     def write(self, text: str) -> int:
         for piece in text.replace("\r", "\n").split("\n"):
             piece = piece.rstrip()
-            count = piece.split("[")[0]  # "desc: 100%|####| 3/3 ": the closing redraw differs only in its rate
+            # "desc: 100%|####| 3/3 [00:01<00:00, 2.9it/s]": the closing redraw differs in its rate, and with a
+            # fixed width a longer rate string also narrows the bar: compare what is left of the bar and after it
+            head = piece.split("[")[0]
+            parts = head.split("|")
+            count = parts[0] + parts[-1] if len(parts) >= 3 else head
             if piece and count != self.last:
                 self.stream.write(piece + "\n")
                 self.last = count

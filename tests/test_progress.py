@@ -33,6 +33,22 @@ def test_a_log_file_gets_about_one_line_per_ten_percent(monkeypatch):
     assert sum("1000/1000" in line for line in lines) == 1  # the closing redraw is not a second line
 
 
+def test_a_redraw_whose_rate_narrows_the_bar_is_not_a_second_line():
+    """With a fixed width, a longer rate string (a slower machine) draws fewer bar characters: the same count."""
+    from nnunetv2_glrp.progress import _LineWriter
+
+    stream = io.StringIO()
+    writer = _LineWriter(stream)
+    writer.write("\rwork:  90%|#########3 | 900/1000 [00:00<00:00, 9999.99it/s]")
+    writer.write("\rwork: 100%|##########| 1000/1000 [00:00<00:00, 9999.99it/s]")
+    writer.write("\rwork: 100%|#########8| 1000/1000 [00:00<00:00, 123456.78it/s]\n")
+    writer.write("\rwork: 1000it [00:01, 999.9it/s]")
+    writer.write("\rwork: 1000it [00:01, 1000.0it/s]")
+    assert stream.getvalue().splitlines() == ["work:  90%|#########3 | 900/1000 [00:00<00:00, 9999.99it/s]",
+                                              "work: 100%|##########| 1000/1000 [00:00<00:00, 9999.99it/s]",
+                                              "work: 1000it [00:01, 999.9it/s]"]
+
+
 def test_a_log_file_with_unknown_total_gets_start_and_end_lines(monkeypatch):
     monkeypatch.delenv("GLRP_PROGRESS", raising=False)
     stream = io.StringIO()
