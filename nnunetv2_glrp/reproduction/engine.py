@@ -145,7 +145,8 @@ def run(setting: Setting, runs: Sequence[Run], ks: Sequence[int], folds: Sequenc
           f"{setting.recipe}, {len(cases)} test cases)\n{plan.describe()}", flush=True)
     call = {**(extra or {}), **identity(setting), "device": setting.device, "folds": list(folds),
             "control_folds": {f"k{k}_seed{s}_fold{f}": i for (k, s, f), i in setting.control_folds.items()},
-            "plan": asdict(plan) | {"estimated_seconds": plan.estimated_seconds}}
+            "plan": asdict(plan) | {"n_trainings_todo": plan.n_trainings_todo,
+                                    "estimated_seconds": plan.estimated_seconds}}
     atomic_write_json(setting.out / CALL_FILE, results.encode(call | {"finished": False}))  # the folder's owner
     outcomes = run_grid(setting, runs, labels, on_run)
     results.write_csv(setting.out, results.read_records(setting.out))

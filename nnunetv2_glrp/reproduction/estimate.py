@@ -13,7 +13,9 @@ grow with the dataset and are not in the prior: the printed figure says so.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Sequence
 
 #: seconds per training with no finished run to learn from (see the module docstring)
@@ -27,11 +29,14 @@ class Plan:
     n_complete: int
     n_todo: int
     n_trainings: int  # distinct trainings the grid needs
-    n_trainings_todo: int
     #: estimated seconds of each training still to do, by trainer: {trainer: (count, seconds each or None)}
     training_seconds: dict
     seconds_per_prediction: float | None
     source: str
+
+    @property
+    def n_trainings_todo(self) -> int:
+        return sum(count for count, _ in self.training_seconds.values())
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -86,18 +91,14 @@ def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Seq
               records: Sequence) -> Plan:
     """``todo_trainers``: the trainer name of each training still to do (one entry per training)."""
     timed, per_predict = seconds_from_records(records, budget)
-    mean = lambda v: sum(v) / len(v)  # noqa: E731
     everything = [s for v in timed.values() for s in v]
     if everything:
-        fallback = mean(everything)
+        fallback = fmean(everything)
         source = f"mean of {len(everything)} earlier trainings in this output folder, per trainer where timed"
     elif budget in PRIOR_TRAINING_SECONDS:
         fallback, source = PRIOR_TRAINING_SECONDS[budget], PRIOR_SOURCE + "; pretraining and nnU-Net's final " \
             "validation not included"
     else:
         fallback, source = None, "no measurement"
-    counts: dict[str, int] = {}
-    for trainer in todo_trainers:
-        counts[trainer] = counts.get(trainer, 0) + 1
-    seconds = {t: (n, mean(timed[t]) if t in timed else fallback) for t, n in counts.items()}
-    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, len(todo_trainers), seconds, per_predict, source)
+    seconds = {t: (n, fmean(timed[t]) if t in timed else fallback) for t, n in Counter(todo_trainers).items()}
+    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, seconds, per_predict, source)
