@@ -22,6 +22,7 @@ in the main thread (nnUNet_n_proc_DA=0) unless the environment sets it, so loadi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -54,13 +55,33 @@ def _start(name: str, dataset: int, configuration: str, device: str):
     return trainer
 
 
-def _time_iterations(trainer, n: int) -> list[float]:
+def _time_iterations(trainer, n: int, waits: list[float] | None = None) -> list[float]:
+    """Seconds per iteration (loading + step, the device synchronised); a ``_semi`` trainer's time spent waiting
+    for its unlabeled batch (the background thread not keeping up) is appended to ``waits``."""
+    import torch
+
+    stream = getattr(trainer, "_semi_stream", None)
+    if stream is not None and waits is not None:
+        stream.next = functools.partial(_timed, stream.next, waits)  # an instance attribute over the method
     times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        trainer.train_step(next(trainer.dataloader_train))
-        times.append(time.perf_counter() - t0)
+    try:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            trainer.train_step(next(trainer.dataloader_train))
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize(trainer.device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        if stream is not None:
+            vars(stream).pop("next", None)  # the class's method again
     return times
+
+
+def _timed(call, into: list[float]):
+    t0 = time.perf_counter()
+    out = call()
+    into.append(time.perf_counter() - t0)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             _time_iterations(trainers[name], args.warmup)
         times: dict[str, list[float]] = {name: [] for name in names}
+        waits: dict[str, list[float]] = {name: [] for name in names}
         for r in range(args.rounds):
             for name in (names if r % 2 == 0 else names[::-1]):  # alternate who goes first
-                times[name] += _time_iterations(trainers[name], args.iterations)
+                times[name] += _time_iterations(trainers[name], args.iterations, waits[name])
 
         median = {name: statistics.median(t) for name, t in times.items()}
         ratio = median[args.trainer] / median[args.baseline]
@@ -120,10 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<28}{trainers[name].batch_size:>6}{median[name]:>13.3f}"
                   f"{statistics.fmean(times[name]):>11.3f}{len(times[name]):>5}")
         print(f"ratio {args.trainer} / {args.baseline}: {ratio:.3f}")
+        unlabeled_wait = {name: statistics.median(w) for name, w in waits.items() if w}
+        for name, wait in unlabeled_wait.items():
+            print(f"{name}: median wait for the unlabeled batch {wait:.4f} s per iteration "
+                  f"({wait / median[name]:.0%} of the iteration; 0 = the background thread keeps up)")
         record = {"trainers": names, "dataset": args.dataset, "configuration": args.configuration,
                   "device": args.device, "threads": args.threads, "rounds": args.rounds,
                   "iterations_per_round": args.iterations, "seconds_per_iteration": times,
                   "median_seconds_per_iteration": median, "ratio": ratio,
+                  "median_unlabeled_wait_seconds": unlabeled_wait,
                   "batch_size": {n: trainers[n].batch_size for n in names},
                   "n_proc_DA": os.environ["nnUNet_n_proc_DA"], "seed": args.seed}
         args.out.parent.mkdir(parents=True, exist_ok=True)

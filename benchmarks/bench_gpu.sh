@@ -14,7 +14,9 @@
 #     are GLRP's two terms, timed within it);
 #  2. whole run_pretraining epochs with WORKERS augmentation processes (end to end: what a user gets), float32
 #     and bf16;
-#  3. torch.compile of the encoder (bf16; compiling is not timed).
+#  3. torch.compile of the encoder (bf16; compiling is not timed);
+#  4. fine-tuning: a `_semi` iteration against the same supervised trainer (k = 2, the phantom's fold 0; nnU-Net's
+#     WORKERS augmentation processes, then none), with the time spent waiting for the unlabeled batch.
 set -uo pipefail
 ROOT=$(realpath -m "$1"); OUT=$(realpath -m "$2"); WORKERS=${3:-$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,4 +45,8 @@ E="--epochs 3 --iterations 40 --workers $WORKERS --psm-location device --out $OU
 stage "end to end, $WORKERS workers, float32" $G $E
 stage "end to end, $WORKERS workers, bf16" $G --autocast bf16 $E
 stage "bf16 + torch.compile (default mode)" timeout 150 $G --psm-location device --autocast bf16 --compile default $S
+F="$PY $HERE/benchmarks/bench_finetuning.py --root $ROOT -c paper_unet --device cuda --threads 4 \
+   --trainer RandomInitTrainer_k2_semi_tiny --baseline RandomInitTrainer_k2_tiny --iterations 10 --warmup 3 --rounds 3"
+stage "_semi vs supervised fine-tuning, $WORKERS workers" env nnUNet_n_proc_DA=$WORKERS $F --out "$OUT/semi_cost.json"
+stage "_semi vs supervised fine-tuning, loading inline" env nnUNet_n_proc_DA=0 $F --out "$OUT/semi_cost_inline.json"
 echo "=== done $(date -u +%T)" | tee -a "$OUT/log.txt"
