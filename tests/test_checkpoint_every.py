@@ -20,6 +20,7 @@ import torch
 from nnunetv2_glrp.finetuning.nnunet_control import NnunetControlTrainer
 from nnunetv2_glrp.finetuning.recipes import BUDGETS, CPULONG_BUDGET, NNUNET_RECIPE, FineTuningBudget
 from nnunetv2_glrp.finetuning.trainer_base import GLRPFineTuningTrainer
+from nnunetv2_glrp.reproduction.training import epochs_done_fraction
 
 EPOCHS = 3
 EVERY_EPOCH = FineTuningBudget(name="ckpttest", num_epochs=EPOCHS, iterations_per_epoch=1, val_iterations_per_epoch=1,
@@ -74,6 +75,8 @@ def test_a_run_saves_every_budgeted_epoch_and_a_killed_run_resumes_from_there(ki
     assert saves == [(0, "checkpoint_latest.pth"), (1, "checkpoint_latest.pth")]
     latest = Path(trainer.output_folder) / "checkpoint_latest.pth"
     assert torch.load(latest, map_location="cpu", weights_only=False)["current_epoch"] == 2  # the next epoch to run
+    # the run engine's time estimate reads the same: 2 of 3 epochs done (and a resumed run's record says so)
+    assert epochs_done_fraction(latest.parent) == pytest.approx(2 / EPOCHS)
 
     resumed_saves: list = []
     resumed = _new_trainer(cls, phantom_preprocessed, resumed_saves)
@@ -82,6 +85,7 @@ def test_a_run_saves_every_budgeted_epoch_and_a_killed_run_resumes_from_there(ki
     # only the last epoch ran again, and the final epoch writes the final checkpoint, not a latest one
     assert resumed_saves == [(2, "checkpoint_final.pth")]
     assert not latest.exists()  # nnU-Net removes it once the final checkpoint is written
+    assert epochs_done_fraction(latest.parent) == 0.0  # finished: nothing left to resume
 
 
 def test_without_checkpoint_every_nnunets_50_epochs_apply(phantom_preprocessed):

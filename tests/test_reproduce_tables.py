@@ -127,6 +127,27 @@ def test_plan_times_each_training_by_its_own_trainer():
     assert "2 x 600 s training (Control)" in plan.describe() and "1 x 1450 s training (Semi)" in plan.describe()
 
 
+def test_a_resumed_training_is_timed_and_estimated_for_the_share_it_had_left():
+    """A killed training resumes from its checkpoint: its record's wall time covers only the epochs it had left,
+    and a training about to resume needs only those (a Random_semi run resumed at 80 % took 460 s of ~1,360)."""
+    def record(seed, trained, train, resumed=None):
+        return RunRecord.from_json({"method": "GLRP", "k": 2, "fold": 0, "seed": seed, "budget": "cpulong",
+                                    "trained_now": trained, "resumed_now": resumed or {},
+                                    "wall_seconds": {"train": train, "predict": 60.0},
+                                    "cases": {"a": {"LV": dict.fromkeys(("dice", "hd", "hd95", "assd"), 1.0)}}})
+    earlier = [record(0, ["Semi"], 1400.0),
+               record(1, ["Semi"], 400.0, {"Semi": 0.75}),  # a quarter of a training: 1600 s for a whole one
+               record(2, ["Semi"], 10.0, {"Semi": 0.95}),  # too little of it left to time: not counted
+               record(3, ["Semi", "Control"], 900.0, {"Semi": 0.5})]  # 1.5 trainings' worth: 600 s each
+    plan = make_plan(4, 0, 4, ["Semi", "Semi", "Control"], "cpulong", earlier, [0.0, 0.8, 0.0])
+    semi = (1400 + 1600 + 600) / 3
+    assert plan.training_seconds == {"Semi": (1, pytest.approx(semi)), "Control": (1, pytest.approx(600.0))}
+    assert plan.resumed == (("Semi", 0.8, pytest.approx(0.2 * semi)),)
+    assert plan.n_trainings_todo == 3
+    assert plan.estimated_seconds == pytest.approx(semi + 600 + 0.2 * semi + 4 * 60.0)
+    assert "240 s to finish Semi (resumed at 80%)" in plan.describe()
+
+
 def _write(array, path):
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((1.5, 1.5, 8.0))

@@ -22,7 +22,7 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.reproduction import estimate, results
 from nnunetv2_glrp.reproduction.grid import Run
 from nnunetv2_glrp.reproduction.runner import control_folds, is_complete, run_grid, trainings
-from nnunetv2_glrp.reproduction.training import Setting, is_trained
+from nnunetv2_glrp.reproduction.training import Setting, done_fraction, is_trained
 
 CALL_FILE = "reproduce.json"
 #: what an output folder belongs to: a call with other values is refused (its runs would mix)
@@ -138,9 +138,9 @@ def run(setting: Setting, runs: Sequence[Run], ks: Sequence[int], folds: Sequenc
     check_trainers(sorted({t.trainer for t in needed}), setting.budget)
     setting.out.mkdir(parents=True, exist_ok=True)
     complete = [r for r in runs if is_complete(setting, r)]
-    todo = [t.trainer for t in needed if not is_trained(setting, t)]
-    plan = estimate.make_plan(len(runs), len(complete), len(needed), todo, setting.budget,
-                              results.read_records(setting.out))
+    todo = [t for t in needed if not is_trained(setting, t)]
+    plan = estimate.make_plan(len(runs), len(complete), len(needed), [t.trainer for t in todo], setting.budget,
+                              results.read_records(setting.out), [done_fraction(setting, t) for t in todo])
     print(f"{title} on {setting.dataset_name} ({setting.configuration}, budget {setting.budget}, recipe "
           f"{setting.recipe}, {len(cases)} test cases)\n{plan.describe()}", flush=True)
     call = {**(extra or {}), **identity(setting), "device": setting.device, "folds": list(folds),

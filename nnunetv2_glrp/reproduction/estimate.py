@@ -9,6 +9,11 @@ any, a training of the ``cpu`` budget is estimated from this project's measureme
 CPU, README "Few-label benchmark"), and other budgets say "unknown" rather than guess. Pretraining
 (paid once per pretrained method and preset) and nnU-Net's validation at the end of each training
 grow with the dataset and are not in the prior: the printed figure says so.
+
+A killed training resumes (``--c``) from its last checkpoint: it is estimated at the share of its epochs still to
+do, and a record of a run that resumed one (``resumed_now``: {trainer: share done before}) counts its wall time as
+that remaining share of a whole training (a run's trainings are assumed equally long, as for the even split),
+not as a whole one.
 """
 
 from __future__ import annotations
@@ -29,20 +34,24 @@ class Plan:
     n_complete: int
     n_todo: int
     n_trainings: int  # distinct trainings the grid needs
-    #: estimated seconds of each training still to do, by trainer: {trainer: (count, seconds each or None)}
+    #: estimated seconds of each training still to do from the start, by trainer: {trainer: (count, seconds each
+    #: or None)}
     training_seconds: dict
     seconds_per_prediction: float | None
     source: str
+    #: the killed trainings that resume: ((trainer, share of its epochs done, estimated seconds left or None), ...)
+    resumed: tuple = ()
 
     @property
     def n_trainings_todo(self) -> int:
-        return sum(count for count, _ in self.training_seconds.values())
+        return sum(count for count, _ in self.training_seconds.values()) + len(self.resumed)
 
     @property
     def estimated_seconds(self) -> float | None:
-        if any(seconds is None for _, seconds in self.training_seconds.values()):
+        left = [seconds for _, _, seconds in self.resumed]
+        if None in left or any(seconds is None for _, seconds in self.training_seconds.values()):
             return None
-        training = sum(count * seconds for count, seconds in self.training_seconds.values())
+        training = sum(count * seconds for count, seconds in self.training_seconds.values()) + sum(left)
         return training + self.n_todo * (self.seconds_per_prediction or 0.0)
 
     def describe(self) -> str:
@@ -54,8 +63,10 @@ class Plan:
         if total is None:
             return head + "; estimated time: unknown (no finished training of this budget yet to time)"
         several = len(self.training_seconds) > 1
-        per = " + ".join(f"{count} x {seconds:.0f} s training" + (f" ({trainer})" if several else "")
-                         for trainer, (count, seconds) in sorted(self.training_seconds.items())) or "no training"
+        parts = [f"{count} x {seconds:.0f} s training" + (f" ({trainer})" if several or self.resumed else "")
+                 for trainer, (count, seconds) in sorted(self.training_seconds.items())]
+        parts += [f"{left:.0f} s to finish {trainer} (resumed at {done:.0%})" for trainer, done, left in self.resumed]
+        per = " + ".join(parts) or "no training"
         if self.seconds_per_prediction is not None:
             per += f" + {self.n_todo} x {self.seconds_per_prediction:.0f} s prediction/evaluation"
         else:
@@ -73,23 +84,26 @@ def format_duration(seconds: float) -> str:
 
 def seconds_from_records(records: Sequence, budget: str) -> tuple[dict, float | None]:
     """({trainer: [seconds of each earlier training]}, mean seconds per prediction + evaluation) of finished
-    records of ``budget``; a run that trained several models splits its training time evenly among them."""
+    records of ``budget``; a run that trained several models splits its training time evenly among them, a
+    resumed one counting for the share it still had to do (none when that was under a tenth: too little to time)."""
     train: dict[str, list[float]] = {}
     predict = []
     for r in records:
         if r.budget != budget:
             continue
-        w = r.wall_seconds
-        if r.trained_now and w.get("train") is not None:
+        w, resumed = r.wall_seconds, r.raw.get("resumed_now") or {}
+        remaining = sum(1.0 - float(resumed.get(trainer, 0.0)) for trainer in r.trained_now)
+        if r.trained_now and w.get("train") is not None and remaining >= 0.1:
             for trainer in r.trained_now:
-                train.setdefault(trainer, []).append(float(w["train"]) / len(r.trained_now))
+                train.setdefault(trainer, []).append(float(w["train"]) / remaining)
         predict.append(float(w.get("predict", 0.0)) + float(w.get("evaluate", 0.0)))
     return train, (sum(predict) / len(predict) if predict else None)
 
 
 def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Sequence[str], budget: str,
-              records: Sequence) -> Plan:
-    """``todo_trainers``: the trainer name of each training still to do (one entry per training)."""
+              records: Sequence, done_fractions: Sequence[float] = ()) -> Plan:
+    """``todo_trainers``: the trainer name of each training still to do (one entry per training);
+    ``done_fractions``: the share of its epochs each of them had done when killed (resumed; default all 0)."""
     timed, per_predict = seconds_from_records(records, budget)
     everything = [s for v in timed.values() for s in v]
     if everything:
@@ -100,5 +114,12 @@ def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Seq
             "validation not included"
     else:
         fallback, source = None, "no measurement"
-    seconds = {t: (n, fmean(timed[t]) if t in timed else fallback) for t, n in Counter(todo_trainers).items()}
-    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, seconds, per_predict, source)
+    def whole(trainer: str) -> float | None:
+        return fmean(timed[trainer]) if trainer in timed else fallback
+
+    done = list(done_fractions) + [0.0] * (len(todo_trainers) - len(done_fractions))
+    fresh = Counter(t for t, d in zip(todo_trainers, done) if d <= 0)
+    seconds = {t: (n, whole(t)) for t, n in fresh.items()}
+    resumed = tuple((t, d, None if whole(t) is None else (1.0 - d) * whole(t))
+                    for t, d in zip(todo_trainers, done) if d > 0)
+    return Plan(n_runs, n_complete, n_runs - n_complete, n_trainings, seconds, per_predict, source, resumed)

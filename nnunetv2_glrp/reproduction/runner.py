@@ -28,7 +28,7 @@ from nnunetv2_glrp.registry import CONTROL_FAMILY, METHODS
 from nnunetv2_glrp.reproduction import results
 from nnunetv2_glrp.reproduction.grid import Run
 from nnunetv2_glrp.reproduction.training import (
-    Setting, Training, check_setup, checkpoint_fingerprint, is_trained, train,
+    Setting, Training, check_setup, checkpoint_fingerprint, done_fraction, is_trained, train,
 )
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def _predict(setting: Setting, run: Run) -> Path:
 class RunOutcome:
     run: Run
     trained: list[str] = field(default_factory=list)
+    resumed: dict = field(default_factory=dict)  # {trainer: share of its epochs done before this call}
     seconds: dict = field(default_factory=dict)
 
 
@@ -136,6 +137,8 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
         if is_trained(setting, t):
             check_setup(setting, t)
             continue
+        if done := done_fraction(setting, t):
+            outcome.resumed[t.trainer] = done  # its wall time below covers only the rest
         train_seconds += train(setting, t)
         outcome.trained.append(t.trainer)
     t1 = time.perf_counter()
@@ -155,6 +158,7 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
               "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
               "model_folders": [os.fspath(setting.model_folder(t.family, t.trainer, t.fold, t.seed)) for t in todo],
               "models": _fingerprints(setting, run), "trained_now": outcome.trained,
+              "resumed_now": outcome.resumed,
               "wall_seconds": outcome.seconds, "predictions": os.fspath(pred), "n_cases": len(cases),
               "summary": summary, "cases": cases}
     results.write_record(setting.out, run, record)

@@ -95,6 +95,29 @@ def is_trained(setting: Setting, t: Training) -> bool:
     return (setting.model_folder(t.family, t.trainer, t.fold, t.seed) / CHECKPOINT).is_file()
 
 
+def done_fraction(setting: Setting, t: Training) -> float:
+    """:func:`epochs_done_fraction` of the training's model folder."""
+    return epochs_done_fraction(setting.model_folder(t.family, t.trainer, t.fold, t.seed))
+
+
+def epochs_done_fraction(folder: Path) -> float:
+    """Share of its epochs an unfinished training had done when it was killed: the ``current_epoch`` of its
+    ``checkpoint_latest.pth`` (the next epoch, where ``--c`` resumes) over ``num_epochs`` of nnU-Net's
+    ``debug.json``; 0 for a finished training, one that never saved a checkpoint, or when either file cannot be
+    read (it is then counted as a whole training)."""
+    import torch
+
+    latest = folder / "checkpoint_latest.pth"
+    if (folder / CHECKPOINT).is_file() or not latest.is_file():
+        return 0.0
+    try:
+        epochs = int(json.loads((folder / "debug.json").read_text(encoding="utf-8"))["num_epochs"])
+        epoch = int(torch.load(latest, map_location="cpu", weights_only=False, mmap=True)["current_epoch"])
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError):
+        return 0.0
+    return min(max(epoch / epochs, 0.0), 1.0) if epochs > 0 else 0.0
+
+
 def check_setup(setting: Setting, t: Training) -> None:
     """ValueError naming the file when a finished training did not run at ``GLRP_SEED=seed`` (or, for a
     named encoder, from another encoder)."""
