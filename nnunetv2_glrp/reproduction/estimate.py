@@ -114,6 +114,7 @@ def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Seq
             "validation not included"
     else:
         fallback, source = None, "no measurement"
+
     def whole(trainer: str) -> float | None:
         return fmean(timed[trainer]) if trainer in timed else fallback
 
