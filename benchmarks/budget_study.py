@@ -8,7 +8,7 @@ method and k: iterations, mean test Dice over the seeds, the spread across seeds
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
 interval (seeds and cases resampled), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
 EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
-it: the first GLRP run of a folder); and one PNG per k with the validation curves (EMA pseudo Dice and
+it: the first GLRP run of a folder; a resumed training scaled to a whole one, ``estimate.whole_training_seconds``); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
 ``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
@@ -54,6 +54,7 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     from nnunetv2_glrp.reproduction import results
     from nnunetv2_glrp.reproduction.cells import table_cells
     from nnunetv2_glrp.reproduction.clinical_table import clinical_cells
+    from nnunetv2_glrp.reproduction.estimate import whole_training_seconds
 
     records = results.read_records(folder)
     if not records:
@@ -72,8 +73,9 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
                "method": method if method == CONTROL else method + suffix, "k": k, "seeds": [d[1] for d in cell.draws], "mean_dice": cell.dice.mean,
                "seed_spread": cell.dice.std, "per_seed": list(cell.dice.per_draw),
                "classes": {c: s.spread.mean if s.spread else None for c, s in cell.class_dice.items()}}
-        trained = [r.raw.get("wall_seconds", {}).get("train") for r in records if r.method == method and r.run.k == k]
-        trained = [t for t in trained if t]  # 0 / None: the run reused a training another run made
+        # a resumed training counts as a whole one; None: the run reused a training another run made
+        trained = [whole_training_seconds(r) for r in records if r.method == method and r.run.k == k]
+        trained = [t for t in trained if t]
         row["train_minutes"] = sum(trained) / len(trained) / 60 if trained else None
         if CONTROL in cell.comparisons:
             row["vs_nnunet"] = cell.comparisons[CONTROL].to_dict()

@@ -82,20 +82,33 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def whole_training_seconds(record) -> float | None:
+    """Wall seconds of the trainings a finished run made, as if none had resumed: a training it resumed
+    (``resumed_now``) counts for the share it still had to do. None when it was not timed (it trained nothing
+    itself) or what it resumed had under a tenth of a training left (too little to time)."""
+    train = record.wall_seconds.get("train")
+    resumed = record.raw.get("resumed_now") or {}
+    if train is None:
+        return None
+    if not resumed:
+        return float(train)
+    remaining = sum(1.0 - float(resumed.get(trainer, 0.0)) for trainer in record.trained_now)
+    return float(train) * len(record.trained_now) / remaining if remaining >= 0.1 else None
+
+
 def seconds_from_records(records: Sequence, budget: str) -> tuple[dict, float | None]:
     """({trainer: [seconds of each earlier training]}, mean seconds per prediction + evaluation) of finished
-    records of ``budget``; a run that trained several models splits its training time evenly among them, a
-    resumed one counting for the share it still had to do (none when that was under a tenth: too little to time)."""
+    records of ``budget``; a run that trained several models splits its :func:`whole_training_seconds` evenly
+    among them."""
     train: dict[str, list[float]] = {}
     predict = []
     for r in records:
         if r.budget != budget:
             continue
-        w, resumed = r.wall_seconds, r.raw.get("resumed_now") or {}
-        remaining = sum(1.0 - float(resumed.get(trainer, 0.0)) for trainer in r.trained_now)
-        if r.trained_now and w.get("train") is not None and remaining >= 0.1:
+        if (seconds := whole_training_seconds(r)) is not None:
             for trainer in r.trained_now:
-                train.setdefault(trainer, []).append(float(w["train"]) / remaining)
+                train.setdefault(trainer, []).append(seconds / len(r.trained_now))
+        w = r.wall_seconds
         predict.append(float(w.get("predict", 0.0)) + float(w.get("evaluate", 0.0)))
     return train, (sum(predict) / len(predict) if predict else None)
 
@@ -118,7 +131,9 @@ def make_plan(n_runs: int, n_complete: int, n_trainings: int, todo_trainers: Seq
     def whole(trainer: str) -> float | None:
         return fmean(timed[trainer]) if trainer in timed else fallback
 
-    done = list(done_fractions) + [0.0] * (len(todo_trainers) - len(done_fractions))
+    done = list(done_fractions) or [0.0] * len(todo_trainers)
+    if len(done) != len(todo_trainers):
+        raise ValueError(f"{len(done_fractions)} done fractions for {len(todo_trainers)} trainings still to do")
     fresh = Counter(t for t, d in zip(todo_trainers, done) if d <= 0)
     seconds = {t: (n, whole(t)) for t, n in fresh.items()}
     resumed = tuple((t, d, None if whole(t) is None else (1.0 - d) * whole(t))
