@@ -6,7 +6,8 @@ Reads what ``bench_few_label.py`` left under ``--root`` (one engine output folde
 pseudo Dice with its EMA, the value nnU-Net uses to pick ``checkpoint_best``). Prints and writes, per budget,
 method and k: iterations, mean test Dice over the seeds, the spread across seeds (std of the per-seed
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
-interval (seeds and cases resampled), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
+interval (seeds and cases resampled) and, for methods other than Random, to Random of the same folder (the same
+recipe from a random initialisation, on the seeds both have: what the pretrained encoder adds), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
 EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
 it: the first GLRP run of a folder; a resumed training scaled to a whole one, ``estimate.whole_training_seconds``); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
 
 CONTROL = "nnU-Net"
+RANDOM = "Random"  # the same recipe from a random initialisation: what a pretrained encoder must beat
 CLASSES = ("RV", "MYO", "LV")
 
 
@@ -64,7 +66,7 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     schedule = ResolvedSchedule.of(recipe, b)
     iterations = schedule.num_epochs * schedule.iterations_per_epoch
     present = [m for m in methods if any(r.method == m for r in records)]
-    cells = table_cells(records, present, ks, list(CLASSES), references=(CONTROL,))
+    cells = table_cells(records, present, ks, list(CLASSES), references=(CONTROL, RANDOM))
     rows = []
     for (method, k), cell in sorted(cells.items(), key=lambda kv: (kv[0][1], present.index(kv[0][0]))):
         if method == CONTROL and not with_control:
@@ -79,6 +81,9 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
         row["train_minutes"] = sum(trained) / len(trained) / 60 if trained else None
         if CONTROL in cell.comparisons:
             row["vs_nnunet"] = cell.comparisons[CONTROL].to_dict()
+        if RANDOM in cell.comparisons and method != CONTROL:  # same folder, so same recipe, on the common seeds
+            row["vs_random"] = {**cell.comparisons[RANDOM].to_dict(),
+                                "seeds": [d[1] for d in cell.compared_draws[RANDOM]]}
         row["clinical"] = {head: None if v is None else {"mean": v.mean, "std": v.std, "n_draws": v.n_draws}
                            for head, v in clinical_cells(records, [method], [k])[(method, k)].items()}
         rows.append(row)
@@ -95,17 +100,23 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     return rows, curves
 
 
+def _difference(diff: dict | None) -> str:
+    return f"{diff['mean_difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff else ""
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| budget | iterations | optimizer | run | mean Dice | seed spread | RV | MYO | LV | per seed | "
-             "vs nnU-Net [95 % CI] | training (min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "vs nnU-Net [95 % CI] | vs Random, same recipe [95 % CI] (seeds) | training (min) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spread = "-" if r["seed_spread"] is None else f"{r['seed_spread']:.3f}"
-        diff = r.get("vs_nnunet")
-        dtext = f"{diff['mean_difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff else ""
+        dtext = _difference(r.get("vs_nnunet"))
+        rdiff = r.get("vs_random")
+        rtext = f"{_difference(rdiff)} ({' '.join(map(str, rdiff['seeds']))})" if rdiff else ""
         seeds = " ".join(f"{v:.3f}" for v in r["per_seed"])
         classes = " | ".join(f"{r['classes'][c]:.3f}" if r["classes"].get(c) is not None else "-" for c in CLASSES)
         lines.append(f"| {r['budget']} | {r['iterations']} | {r['optimizer']} | {r['method']} k={r['k']} | "
-                     f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} | "
+                     f"{r['mean_dice']:.3f} | {spread} | {classes} | {seeds} | {dtext} | {rtext} | "
                      f"{'-' if r['train_minutes'] is None else round(r['train_minutes'])} |")
     heads = list(rows[0]["clinical"]) if rows else []
     lines += ["", "Clinical indices (``reproduce``'s columns): mean over the seeds that have them (their number), "

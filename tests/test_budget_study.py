@@ -41,15 +41,22 @@ def test_recipes_in_one_table_each_paired_with_its_own_nnunet_runs(study, tmp_pa
         _write_record(sup, "GLRP", seed, [0.6 + 0.1 * seed] * 3, ef_mae=None, train_s=1800.0 * (1 - seed))
         _write_record(semi, "nnU-Net", seed, [0.5, 0.5, 0.5], ef_mae=20.0 + seed, train_s=0.0)
         _write_record(semi, "GLRP", seed, [0.9, 0.9, 0.9], ef_mae=4.0 + 2 * seed, train_s=3600.0 + 1200 * seed)
+    # Random_semi on seed 0 only: 0.8 on case 0, 0.85 on the others -> GLRP_semi - Random_semi known per case
+    _write_record(semi, "Random", 0, [0.8, 0.85, 0.85], ef_mae=None, train_s=3000.0)
     out = tmp_path / "report"
     assert study.main(["--root", str(tmp_path), "--budgets", "cpulong", "--recipe", "nnunet", "semi",
                        "--k", "2", "--out", str(out)]) == 0
     listed = json.loads((out / "budget_study.json").read_text(encoding="utf-8"))["rows"]
-    assert [r["method"] for r in listed] == ["nnU-Net", "GLRP", "GLRP_semi"]  # nnU-Net once, from the first recipe
+    # nnU-Net once, from the first recipe
+    assert [r["method"] for r in listed] == ["nnU-Net", "GLRP", "Random_semi", "GLRP_semi"]
     rows = {r["method"]: r for r in listed}
     assert rows["GLRP"]["mean_dice"] == pytest.approx(0.65) and rows["GLRP"]["per_seed"] == pytest.approx([0.6, 0.7])
     assert rows["GLRP_semi"]["vs_nnunet"]["mean_difference"] == pytest.approx(0.4)
     assert rows["GLRP"]["vs_nnunet"]["mean_difference"] == pytest.approx(0.15)
+    # vs Random of the same recipe, on the one seed both have: 0.9 - (0.8 + 0.85 + 0.85) / 3
+    assert rows["GLRP_semi"]["vs_random"]["mean_difference"] == pytest.approx(0.9 - 2.5 / 3)
+    assert rows["GLRP_semi"]["vs_random"]["seeds"] == [0]
+    assert "vs_random" not in rows["GLRP"] and "vs_random" not in rows["Random_semi"]  # no supervised Random
     assert rows["GLRP_semi"]["seed_spread"] == pytest.approx(0.0, abs=1e-12)
     # clinical indices: mean over the seeds that have them, and how many
     assert rows["GLRP_semi"]["clinical"]["LV EF MAE (%)"] == {"mean": pytest.approx(5.0), "std": pytest.approx(2 ** 0.5),
@@ -63,4 +70,4 @@ def test_recipes_in_one_table_each_paired_with_its_own_nnunet_runs(study, tmp_pa
     text = (out / "budget_study.md").read_text(encoding="utf-8")
     assert "| cpulong | GLRP_semi k=2 | 5.0 (2) | -5.0 (2) | 10.0 (2) | - |" in text
     assert "| cpulong | GLRP k=2 | - | - | - | - |" in text
-    assert "+0.400 [+0.400, +0.400] | 70 |" in text
+    assert "+0.400 [+0.400, +0.400] | +0.067 [+0.050, +0.100] (0) | 70 |" in text
