@@ -49,9 +49,9 @@ class DemoConfig:
     k: int = 2
     methods: tuple[str, ...] = ("nnU-Net", "Random", "GLRP")
     #: methods also fine-tuned with the ``_semi`` recipe (one row each, "<method>_semi"); () for none. Off by
-    #: default (``demo --semi`` / ``make demo DEMO_ARGS=--semi``): a ``_semi`` iteration costs 2.7x a supervised
-    #: one (bench_finetuning.py), which would add about 7 minutes to the 22 of the demo on a 2-core CPU, too
-    #: close to the 30-minute promise until measured alone
+    #: default (``demo --semi`` / ``make demo DEMO_ARGS=--semi``, 4.6 min more on a 2-core CPU, measured): at the
+    #: demo's 200 iterations the teacher never becomes confident, so the row shows no gain and would tell a new
+    #: user the opposite of what ``_semi`` does at 1,000 iterations on real ACDC (docs/benchmarks.md)
     semi_methods: tuple[str, ...] = ()
     budget: str = "cpu"
     fused: tuple[str, ...] = ("GLRP", "Random")  # methods fused; crf.json goes to the first one's model folder
