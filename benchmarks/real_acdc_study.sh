@@ -17,6 +17,8 @@
 #   pooled    GLRP from a pretraining that adds the Sunnybrook cine frames as an extra pool (SUNNYBROOK_ROOT: the
 #             Sunnybrook layout, converted as Dataset802_Sunnybrook with every patient train/val), at cpulong
 #   report    budget_study.py over everything finished
+# KS (default "2 6") and SEEDS (default "0 1 2") narrow every stage, e.g. KS=6 to screen the candidate recipes where
+# the pretrained encoder must help first (k = 6), then confirm the ones that win at k = 2 with the same seeds.
 set -euo pipefail
 ACDC_ROOT=$(realpath "$1"); WORK=$(realpath -m "$2"); shift 2
 STAGES=${*:-prepare spread glrp budgets recipes semi longpre pooled report}
@@ -25,7 +27,9 @@ export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed
 export nnUNet_extTrainer=${nnUNet_extTrainer:-$HERE/trainers}
 PY=${PYTHON:-python}
 D=801; C=nnunet_cpu; R=$WORK/bench
-bench() { $PY "$HERE/benchmarks/bench_few_label.py" --no-phantom -d $D -c $C --root "$R" --k 2 6 --seeds 0 1 2 "$@"; }
+KS=${KS:-2 6}; SEEDS=${SEEDS:-0 1 2}
+# shellcheck disable=SC2086  # KS and SEEDS are word lists
+bench() { $PY "$HERE/benchmarks/bench_few_label.py" --no-phantom -d $D -c $C --root "$R" --k $KS --seeds $SEEDS "$@"; }
 
 for stage in $STAGES; do
   echo "=== $stage $(date -u +%FT%TZ)"
