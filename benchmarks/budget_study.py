@@ -7,8 +7,8 @@ pseudo Dice with its EMA, the value nnU-Net uses to pick ``checkpoint_best``). P
 method and k: iterations, mean test Dice over the seeds, the spread across seeds (std of the per-seed
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
 interval (seeds and cases resampled) and, for methods other than Random, to Random of the same folder (the same
-recipe from a random initialisation, on the seeds both have: what the pretrained encoder adds), the clinical indices of ``reproduce``'s table (LV EF error and bias, LV
-EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
+recipe from a random initialisation, on the seeds both have: what the pretrained encoder adds), the clinical
+indices of ``reproduce``'s table (LV EF error and bias, LV EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
 it: the first GLRP run of a folder; a resumed training scaled to a whole one, ``estimate.whole_training_seconds``); and one PNG per k with the validation curves (EMA pseudo Dice and
 validation loss against the iteration) of every run, one colour per budget.
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
