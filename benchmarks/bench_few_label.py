@@ -62,6 +62,8 @@ def summarise(records, methods, ks, labels) -> dict:
 
 
 def print_table(summary: dict) -> None:
+    from nnunetv2_glrp.reproduction.statistics import difference_text
+
     print(f"\n{'run':<18}{'mean Dice':>10}{'spread':>8}{'RV':>7}{'MYO':>7}{'LV':>7}  {'per seed':<24}"
           f"{'vs nnU-Net [95% CI]':>26}{'Wilcoxon p':>12}{'vs Random [95% CI]':>26}{'Wilcoxon p':>12}")
     for name, e in summary.items():
@@ -71,7 +73,7 @@ def print_table(summary: dict) -> None:
         columns = ""
         for key in (f"vs {CONTROL}", "vs Random"):
             diff = e.get(key)
-            dtext = f"{diff['mean_difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff else "-"
+            dtext = difference_text(diff) if diff else "-"
             ptext = f"{diff['p_value']:.3g}" if diff else "-"
             columns += f"{dtext:>26}{ptext:>12}"
         print(f"{name:<18}{e['mean_dice']:>10.3f}{spread:>8}"

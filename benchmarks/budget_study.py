@@ -8,9 +8,10 @@ method and k: iterations, mean test Dice over the seeds, the spread across seeds
 means), per class, per seed, and, for methods other than nnU-Net, the paired difference to nnU-Net with its 95 %
 interval (seeds and cases resampled) and, for methods other than Random, to Random of the same folder (the same
 recipe from a random initialisation, on the seeds both have: what the pretrained encoder adds), the clinical
-indices of ``reproduce``'s table (LV EF error and bias, LV EDV and mass errors), the mean training wall time of the runs that trained (with the pretraining where a run made
-it: the first GLRP run of a folder; a resumed training scaled to a whole one, ``estimate.whole_training_seconds``); and one PNG per k with the validation curves (EMA pseudo Dice and
-validation loss against the iteration) of every run, one colour per budget.
+indices of ``reproduce``'s table (LV EF error and bias, LV EDV and mass errors), the mean training wall time of
+the runs that trained (with the pretraining where a run made it: the first GLRP run of a folder; a resumed
+training scaled to a whole one, ``estimate.whole_training_seconds``); and one PNG per k with the validation
+curves (EMA pseudo Dice and validation loss against the iteration) of every run, one colour per budget.
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
 ``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
 draws; nnU-Net's trainer does not depend on the recipe, so its row is listed once, from the first recipe).
@@ -100,19 +101,17 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     return rows, curves
 
 
-def _difference(diff: dict | None) -> str:
-    return f"{diff['mean_difference']:+.3f} [{diff['ci_low']:+.3f}, {diff['ci_high']:+.3f}]" if diff else ""
-
-
 def markdown(rows: list[dict]) -> str:
+    from nnunetv2_glrp.reproduction.statistics import difference_text
+
     lines = ["| budget | iterations | optimizer | run | mean Dice | seed spread | RV | MYO | LV | per seed | "
              "vs nnU-Net [95 % CI] | vs Random, same recipe [95 % CI] (seeds) | training (min) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         spread = "-" if r["seed_spread"] is None else f"{r['seed_spread']:.3f}"
-        dtext = _difference(r.get("vs_nnunet"))
-        rdiff = r.get("vs_random")
-        rtext = f"{_difference(rdiff)} ({' '.join(map(str, rdiff['seeds']))})" if rdiff else ""
+        diff, rdiff = r.get("vs_nnunet"), r.get("vs_random")
+        dtext = difference_text(diff) if diff else ""
+        rtext = f"{difference_text(rdiff)} ({' '.join(map(str, rdiff['seeds']))})" if rdiff else ""
         seeds = " ".join(f"{v:.3f}" for v in r["per_seed"])
         classes = " | ".join(f"{r['classes'][c]:.3f}" if r["classes"].get(c) is not None else "-" for c in CLASSES)
         lines.append(f"| {r['budget']} | {r['iterations']} | {r['optimizer']} | {r['method']} k={r['k']} | "

@@ -86,6 +86,12 @@ def wilcoxon_p(per_case_diffs) -> tuple[float, str]:
     return p, note
 
 
+def difference_text(comparison: dict) -> str:
+    """``+0.031 [-0.012, +0.070]``: the mean difference and interval of a :class:`PairedComparison`'s
+    ``to_dict()`` (how the tables and benchmark scripts print a comparison)."""
+    return f"{comparison['mean_difference']:+.3f} [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}]"
+
+
 @dataclass(frozen=True)
 class PairedComparison:
     """A method against the reference (Random) over the same draws and test cases."""
@@ -107,7 +113,7 @@ class PairedComparison:
     def format(self) -> str:
         """``+0.031 [-0.012, +0.070], p = 0.04`` plus ``, 1 draw`` when the interval covers cases only."""
         p = "1" if self.p_value == 1 else (f"{self.p_value:.2g}" if self.p_value >= 1e-4 else "<1e-4")
-        text = f"{self.mean_difference:+.3f} [{self.ci_low:+.3f}, {self.ci_high:+.3f}], p = {p}"
+        text = f"{difference_text(self.to_dict())}, p = {p}"
         return text + (", 1 draw: cases only" if self.n_draws == 1 else f", {self.n_draws} draws")
 
 
