@@ -40,6 +40,17 @@ def two_folds(phantom_preprocessed, phantom_raw_dataset, tmp_path_factory):
     return config, images, source.name[: -len("_0000.nii.gz")]
 
 
+@pytest.fixture(scope="module")
+def nnunet_fold_probabilities(two_folds, tmp_path_factory):
+    """``nnUNetv2_predict`` itself on each fold alone (with its default mirroring): the known answers of
+    both tests below, predicted once."""
+    config, images, case = two_folds
+    out = tmp_path_factory.mktemp("nnunet_per_fold")
+    for fold in ("0", "1"):
+        _nnunet_predict(config, images, out / f"f{fold}", "-f", fold)
+    return [_probabilities(out / f"f{fold}", case) for fold in ("0", "1")]
+
+
 def _nnunet_predict(config, images, out, *extra):
     _run([nnunet_command("nnUNetv2_predict"), "-i", str(images), "-o", str(out), "-d", "901", "-c", config,
           "-tr", TRAINER, "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1", *extra])
@@ -49,12 +60,9 @@ def _probabilities(folder, case):
     return np.load(Path(folder) / f"{case}.npz")["probabilities"].astype(np.float64)
 
 
-def test_two_folds_fuse_to_the_mean_of_nnunets_per_fold_probabilities(two_folds, tmp_path):
+def test_two_folds_fuse_to_the_mean_of_nnunets_per_fold_probabilities(two_folds, nnunet_fold_probabilities, tmp_path):
     config, images, case = two_folds
-    per_fold = []
-    for fold in ("0", "1"):
-        _nnunet_predict(config, images, tmp_path / f"nnunet_f{fold}", "-f", fold)
-        per_fold.append(_probabilities(tmp_path / f"nnunet_f{fold}", case))
+    per_fold = nnunet_fold_probabilities
     assert np.abs(per_fold[0] - per_fold[1]).max() > 1e-3  # two different models: the mean is a real check
     out = tmp_path / "ours"
     assert main(["predict", "-i", str(images), "-o", str(out), "-d", "901", "-c", config, "-f", "0", "1",
@@ -69,11 +77,10 @@ def test_two_folds_fuse_to_the_mean_of_nnunets_per_fold_probabilities(two_folds,
     assert np.allclose(_probabilities(in_process, case), fused, atol=ATOL)
 
 
-def test_disable_tta_is_nnunets_disable_tta(two_folds, tmp_path):
+def test_disable_tta_is_nnunets_disable_tta(two_folds, nnunet_fold_probabilities, tmp_path):
     config, images, case = two_folds
-    _nnunet_predict(config, images, tmp_path / "nnunet_tta", "-f", "0")
     _nnunet_predict(config, images, tmp_path / "nnunet_notta", "-f", "0", "--disable_tta")
-    tta, no_tta = _probabilities(tmp_path / "nnunet_tta", case), _probabilities(tmp_path / "nnunet_notta", case)
+    tta, no_tta = nnunet_fold_probabilities[0], _probabilities(tmp_path / "nnunet_notta", case)
     assert np.abs(tta - no_tta).max() > 1e-4  # mirroring changes this model's output
     out = tmp_path / "ours"
     assert main(["predict", "-i", str(images), "-o", str(out), "-d", "901", "-c", config, "-f", "0", "-tr", TRAINER,
