@@ -17,6 +17,7 @@ bootstrap interval (seeds and cases resampled) and the Wilcoxon p (``reproductio
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
         [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--recipe nnunet] [--pretrained-encoder PTH]
+        [--pretraining-seeds per-seed]
 
 ``--pretrained-encoder`` fine-tunes the pretrained rows from one encoder pretrained beforehand with
 settings of one's own (``nnUNetv2_glrp pretrain ... --epochs 60``; the engine passes it as
@@ -25,6 +26,10 @@ the engine output folder its own name, so rows of different pretrainings never m
 are shared). Everything lives under ``--root`` (phantom, nnU-Net folders, the engine's output folder
 ``engine_<budget>_<recipe>[__<encoder folder>]/``); a rerun with the same ``--root`` skips finished runs
 and a killed one resumes. The summary is also written as JSON (``--out``).
+
+``--pretraining-seeds per-seed`` gives seed S's pretrained rows an encoder pretrained with seed S (S
+pretrainings instead of one; engine folder ``engine_<budget>_<recipe>__per_seed_pretraining``), so that the
+seeds also sample the pretraining draw, as each user's single pretraining does, and the intervals include it.
 """
 
 from __future__ import annotations
@@ -104,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained-encoder", type=Path, default=None,
                         help="pretrained_encoder.pth to fine-tune the pretrained rows from (default: the budget's "
                         "pretraining preset, pretrained by the first trainer that needs it)")
+    parser.add_argument("--pretraining-seeds", default="shared", choices=("shared", "per-seed"),
+                        help="shared: one pretraining for every seed (default); per-seed: seed S's pretrained rows "
+                        "from a pretraining of seed S")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
     args = parser.parse_args(argv)
@@ -133,9 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     if not any(len(resolve_methods([m], [m])) == 1 for m in args.methods):  # resolves to the reference alone
         methods = methods[1:]
     encoder = f"__{args.pretrained_encoder.resolve().parent.name}" if args.pretrained_encoder else ""
+    if args.pretraining_seeds == "per-seed":
+        encoder = "__per_seed_pretraining"
     out = root / f"engine_{args.budget}_{args.recipe}{encoder}"
     setting = engine.make_setting(args.dataset, configuration, out, args.budget, args.recipe, args.device,
-                                  pretrained_encoder=args.pretrained_encoder)
+                                  pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds)
     runs = plan_runs(methods, args.k, (args.fold,), args.seeds)
     done = engine.run(setting, runs, args.k, (args.fold,), f"few-label benchmark: {', '.join(methods)}")
     summary = summarise(done.records, methods, args.k, done.labels)

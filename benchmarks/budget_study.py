@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="+", default=["cpu", "cpu500", "cpulong", "cpu2000", "cpulongsgd"])
     parser.add_argument("--recipe", nargs="+", default=["nnunet"], help="fine-tuning recipe(s) of the engine "
                         "folders to read; rows of every recipe but the first are named <method>_<recipe>")
-    parser.add_argument("--encoder-suffix", default="", help="'__<encoder folder>' of runs with --pretrained-encoder")
+    parser.add_argument("--encoder-suffix", default="", help="'__<encoder folder>' of runs with --pretrained-encoder; "
+                        "'__per_seed_pretraining' of runs with --pretraining-seeds per-seed")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--methods", nargs="+", default=[CONTROL, "Random", "GLRP"])
     parser.add_argument("--out", type=Path, default=None, help="folder for budget_study.{md,json} and the PNGs "

@@ -14,6 +14,8 @@
 #   recipes   GLRP with the feature-keeping recipes (decwarm, lpft, enclr, lld) at cpulong
 #   longpre   GLRP from a 3,000-iteration pretraining (cpu preset, 60 epochs) at cpulong
 #   semi      GLRP and Random with the semi-supervised recipe (_semi: the unlabeled cine frames too) at cpulong
+#   perseed   GLRP at cpulong with each seed's own pretraining (pretraining seed = seed: the seeds also draw the
+#             pretraining, whose draw moved GLRP's k = 6 mean by 0.013 between two encoders of the same preset)
 #   pooled    GLRP from a pretraining that adds the Sunnybrook cine frames as an extra pool (SUNNYBROOK_ROOT: the
 #             Sunnybrook layout, converted as Dataset802_Sunnybrook with every patient train/val), at cpulong
 #   report    budget_study.py over everything finished
@@ -21,7 +23,7 @@
 # the pretrained encoder must help first (k = 6), then confirm the ones that win at k = 2 with the same seeds.
 set -euo pipefail
 ACDC_ROOT=$(realpath "$1"); WORK=$(realpath -m "$2"); shift 2
-STAGES=${*:-prepare spread glrp budgets recipes semi longpre pooled report}
+STAGES=${*:-prepare spread glrp budgets recipes semi longpre perseed pooled report}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 export nnUNet_raw=$WORK/nnUNet_raw nnUNet_preprocessed=$WORK/nnUNet_preprocessed nnUNet_results=$WORK/nnUNet_results
 export nnUNet_extTrainer=${nnUNet_extTrainer:-$HERE/trainers}
@@ -47,6 +49,8 @@ for stage in $STAGES; do
     longpre)
       enc=$(nnUNetv2_glrp pretrain -d $D -c $C -m GLRP --preset cpu --epochs 60 | sed -n 's/^pretrained encoder ([0-9]* tensors): //p')
       bench --budget cpulong --methods nnU-Net GLRP --pretrained-encoder "$enc" --out "$R/cpulong_pre3000.json" ;;
+    perseed)
+      bench --budget cpulong --methods nnU-Net GLRP --pretraining-seeds per-seed --out "$R/cpulong_per_seed_pretraining.json" ;;
     pooled)
       [ -d "$nnUNet_raw/Dataset802_Sunnybrook" ] || nnUNetv2_glrp convert-sunnybrook "${SUNNYBROOK_ROOT:?set SUNNYBROOK_ROOT}" -d 802 --split 4:1:0 --name Sunnybrook
       enc=$(nnUNetv2_glrp pretrain -d $D -c $C -m GLRP --preset cpu --extra_pools 802 | sed -n 's/^pretrained encoder ([0-9]* tensors): //p')

@@ -39,6 +39,10 @@ def configure(parser) -> None:
     parser.add_argument("--pretrained_encoder", default=None,
                         help="pretrained_encoder.pth (nnUNetv2_glrp pretrain) that every pretrained row fine-tunes "
                         "from instead of the budget's pretraining preset; its models get their own results tree")
+    parser.add_argument("--pretraining_seeds", default="shared", choices=("shared", "per-seed"),
+                        help="shared: one pretraining (GLRP_PRETRAIN_SEED, default 0) for every seed; per-seed: seed "
+                        "S's pretrained rows fine-tune from an encoder pretrained with seed S, so the seeds also draw "
+                        "the pretraining and the intervals include its variance (default: shared)")
     add_plans_identifier(parser)
     add_device(parser)
     parser.add_argument("-o", "--out", default=None,
@@ -53,5 +57,5 @@ def run(args) -> int:
     reproduce(args.dataset, args.configuration, table=args.table, methods=args.methods, ks=args.k, folds=args.folds,
               seeds=args.seeds, budget=args.budget, recipe=args.recipe, device=args.device,
               plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
-              pretrained_encoder=args.pretrained_encoder)
+              pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds)
     return 0

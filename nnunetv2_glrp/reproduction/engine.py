@@ -4,8 +4,8 @@
 they write from the records). Everything is checked before the first training: the dataset's
 ``imagesTs``/``labelsTs`` (same cases), every trainer name through nnU-Net's own lookup, every k
 against the fold's number of training patients, and the output folder's identity
-(``reproduce.json``: dataset, configuration, plans, budget, recipe and named encoder; a call with
-other values is refused, its runs would mix). Outputs under ``setting.out``: ``runs/<tag>.json`` per
+(``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder and pretraining seeds; a
+call with other values is refused, its runs would mix). Outputs under ``setting.out``: ``runs/<tag>.json`` per
 run, ``runs.csv`` (every run recorded there), ``predictions/<tag>/``, ``logs/``, ``reproduce.json``.
 """
 
@@ -22,11 +22,13 @@ from nnunetv2_glrp.atomic_files import atomic_write_json
 from nnunetv2_glrp.reproduction import estimate, results
 from nnunetv2_glrp.reproduction.grid import Run
 from nnunetv2_glrp.reproduction.runner import control_folds, is_complete, run_grid, trainings
-from nnunetv2_glrp.reproduction.training import Setting, done_fraction, is_trained
+from nnunetv2_glrp.reproduction.training import PRETRAINING_SEEDS, Setting, done_fraction, is_trained
 
 CALL_FILE = "reproduce.json"
 #: what an output folder belongs to: a call with other values is refused (its runs would mix)
-IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained_encoder")
+IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained_encoder", "pretraining_seeds")
+#: the value of an identity key that folders written before the key existed had
+IDENTITY_BEFORE = {"pretraining_seeds": "shared"}
 
 
 def dataset_labels(raw_dataset: Path) -> dict[str, int]:
@@ -40,17 +42,20 @@ def dataset_labels(raw_dataset: Path) -> dict[str, int]:
 def identity(setting: Setting) -> dict:
     return {"dataset": setting.dataset_name, "configuration": setting.configuration, "plans": setting.plans,
             "budget": setting.budget, "recipe": setting.recipe,
-            "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None}
+            "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
+            "pretraining_seeds": setting.pretraining_seeds}
 
 
 def check_out_folder(out: Path, wanted: dict) -> None:
     path = out / CALL_FILE
     if path.is_file():
         previous = json.loads(path.read_text(encoding="utf-8"))
-        changed = [k for k in IDENTITY if previous.get(k) != wanted[k]]
+        before = {k: previous.get(k, IDENTITY_BEFORE.get(k)) for k in IDENTITY}
+        changed = [k for k in IDENTITY if before[k] != wanted[k]]
         if changed:
-            raise ValueError(f"{path} belongs to another reproduction ({', '.join(f'{k} {previous.get(k)!r}' for k in changed)}"
-                             f"); use another -o for {', '.join(f'{k} {wanted[k]!r}' for k in changed)}")
+            was = ", ".join(f"{k} {before[k]!r}" for k in changed)
+            raise ValueError(f"{path} belongs to another reproduction ({was}); use another -o for "
+                             f"{', '.join(f'{k} {wanted[k]!r}' for k in changed)}")
 
 
 def check_test_set(raw_dataset: Path) -> list[str]:
@@ -97,19 +102,25 @@ def check_k(setting: Setting, ks: Sequence[int], folds: Sequence[int]) -> None:
 
 def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike, budget: str = "cpu",
                  recipe: str = "nnunet", device: str = "cpu", plans: str = "nnUNetPlans",
-                 pretrained_encoder: str | os.PathLike | None = None) -> Setting:
-    """The shared part of every run, from the nnU-Net folders of the environment."""
+                 pretrained_encoder: str | os.PathLike | None = None, pretraining_seeds: str = "shared") -> Setting:
+    """The shared part of every run, from the nnU-Net folders of the environment. ``pretraining_seeds``:
+    ``shared`` or ``per-seed`` (``training.PRETRAINING_SEEDS``)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if budget == "paper":
         raise ValueError("--budget paper was renamed: the trainers without a budget suffix are budget 'full'")
+    if pretraining_seeds not in PRETRAINING_SEEDS:
+        raise ValueError(f"pretraining seeds must be one of {', '.join(PRETRAINING_SEEDS)}, got {pretraining_seeds!r}")
+    if pretraining_seeds != "shared" and pretrained_encoder is not None:
+        raise ValueError(f"a named encoder ({pretrained_encoder}) is one pretraining for every seed: it cannot be "
+                         f"combined with pretraining seeds {pretraining_seeds!r}")
     encoder = Path(pretrained_encoder).resolve() if pretrained_encoder is not None else None
     if encoder is not None and not encoder.is_file():
         raise FileNotFoundError(f"pretrained encoder {encoder} does not exist")
     name = maybe_convert_to_dataset_name(dataset)
     return Setting(str(dataset), name, configuration, plans, budget, recipe, device,
                    Path(os.environ["nnUNet_results"]), Path(os.environ["nnUNet_raw"]) / name, Path(out).resolve(),
-                   encoder)
+                   encoder, pretraining_seeds)
 
 
 @dataclass

@@ -15,9 +15,18 @@ second engine then stops with an error naming the folder and the holder, instead
 that writes the same checkpoints.
 
 Where the models go: the seed trees of ``nnunet_results``; the pretrained families of a setting with a
-named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name>`` instead, so rows of
-different pretrainings never share a model folder, while the Random and nnU-Net rows (which do not
-depend on it) are trained once for all encoders.
+named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name>`` instead, and those of a
+``per-seed`` setting below ``nnunet_results/glrp_per_seed_pretraining``, so rows of different pretrainings
+never share a model folder, while the Random and nnU-Net rows (which do not depend on it) are trained once
+for all.
+
+Pretraining seeds (:data:`PRETRAINING_SEEDS`): ``shared`` (the default, as the paper and the issue's benchmark
+do) fine-tunes every seed's pretrained rows from one encoder (``GLRP_PRETRAIN_SEED`` of the environment,
+default 0); ``per-seed`` gives seed S's pretrained rows an encoder pretrained with ``GLRP_PRETRAIN_SEED=S``,
+so that each seed also draws the pretraining, as a user who pretrains once does, and the intervals resampling
+the seeds include the pretraining's variance. (On real ACDC two pretrainings of the same preset moved GLRP's
+k = 6 mean Dice by 0.013, more than its effect: docs/budget_study.md.) The encoders share the one cache;
+each pretraining seed is its own entry.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ CHECKPOINT = "checkpoint_final.pth"
 LOCK_FILE = ".glrp_engine_training.lock"
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
+PRETRAIN_SEED_ENV = "GLRP_PRETRAIN_SEED"  # finetuning.trainer_base reads it
+PRETRAINING_SEEDS = ("shared", "per-seed")
+PER_SEED_TREE = "glrp_per_seed_pretraining"
 
 
 @dataclass(frozen=True)
@@ -57,6 +69,8 @@ class Setting:
     out: Path
     #: a ``pretrained_encoder.pth`` every pretrained family fine-tunes from (None: the budget's preset cache)
     pretrained_encoder: Path | None = None
+    #: "shared": one pretraining for every seed; "per-seed": seed S's pretrained rows from pretraining seed S
+    pretraining_seeds: str = "shared"
     #: {(k, seed, fold): fold index of splits_final.json} of the control row (``runner.control_folds``)
     control_folds: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -65,9 +79,16 @@ class Setting:
         return self.pretrained_encoder is not None and TRAINER_FAMILIES.get(family) is not None \
             and TRAINER_FAMILIES[family].pretraining is not None
 
+    def pretrains_per_seed(self, family: str) -> bool:
+        """Whether ``family``'s trainings at seed S pretrain (or reuse) an encoder of pretraining seed S."""
+        return self.pretraining_seeds == "per-seed" and TRAINER_FAMILIES.get(family) is not None \
+            and TRAINER_FAMILIES[family].pretraining is not None
+
     def family_base(self, family: str) -> Path:
         if self.uses_encoder(family):
             return self.nnunet_results / f"glrp_encoder__{Path(self.pretrained_encoder).parent.name}"
+        if self.pretrains_per_seed(family):
+            return self.nnunet_results / PER_SEED_TREE
         return self.nnunet_results
 
     def seed_root(self, seed: int, family: str = "RandomInitTrainer") -> Path:
@@ -130,6 +151,9 @@ def check_setup(setting: Setting, t: Training) -> None:
     if record.get("seed") != t.seed:
         raise ValueError(f"{setup} records GLRP_SEED={record.get('seed')}, but this folder holds the seed-{t.seed} "
                          f"run (seed S > 0 trains into <results>/glrp_seed_S): move it away")
+    if setting.pretrains_per_seed(t.family) and record.get("pretraining_seed") != t.seed:
+        raise ValueError(f"{setup} records pretraining seed {record.get('pretraining_seed')}, but this folder holds "
+                         f"the seed-{t.seed} run of a per-seed pretraining (pretraining seed {t.seed}): move it away")
     if setting.uses_encoder(t.family):
         wanted, used = Path(setting.pretrained_encoder).resolve(), record.get("pretrained_encoder")
         if used is None or Path(used).resolve() != wanted:
@@ -185,12 +209,14 @@ def train(setting: Setting, t: Training) -> float:
     env.pop(POOLS_ENV, None)  # pooled pretraining enters the engine only as a named encoder (--pretrained_encoder)
     if setting.uses_encoder(t.family):
         env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
+    if setting.pretrains_per_seed(t.family):
+        env[PRETRAIN_SEED_ENV] = str(t.seed)
     log = setting.log_file(t.trainer, t.fold, t.seed)
     log.parent.mkdir(parents=True, exist_ok=True)
     what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
     t0 = time.perf_counter()
     with training_lock(folder, what) as lock, open(log, "a", encoding="utf-8") as f:
-        encoder = f"{ENCODER_ENV}={env[ENCODER_ENV]} " if ENCODER_ENV in env else ""
+        encoder = "".join(f"{name}={env[name]} " for name in (ENCODER_ENV, PRETRAIN_SEED_ENV) if name in env)
         f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
         child = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, pass_fds=(lock,))
