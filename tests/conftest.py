@@ -41,7 +41,7 @@ PHANTOM_SEED = 0
 #: on the 2-core CPU with a training beside, 2026-12-04): collected first, so that with the Makefile's
 #: ``--dist loadfile --no-loadscope-reorder`` the two xdist workers take the long files while the short ones
 #: fill the end, and finish together (longest first). xdist's default orders files by their NUMBER of tests,
-#: which put the few-test end-to-end files last and left one worker running alone for about a minute.
+#: which put the few-test end-to-end files last: one worker ran alone for the last 105 s of that run.
 HEAVY_FILES_FIRST = (
     "test_reproduce_e2e.py", "test_demo.py", "test_plans.py", "test_prediction_folds.py", "test_pretraining_ddp.py",
     "test_finetuning.py", "test_postprocessing_e2e.py", "test_semi_supervised.py", "test_pretraining.py",
