@@ -20,12 +20,12 @@ named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name
 never share a model folder, while the Random and nnU-Net rows (which do not depend on it) are trained once
 for all.
 
-Pretraining seeds (:data:`PRETRAINING_SEEDS`): ``shared`` (the default, as the paper does) fine-tunes
- every seed's pretrained rows from one encoder (``GLRP_PRETRAIN_SEED`` of the environment,
-default 0); ``per-seed`` gives seed S's pretrained rows an encoder pretrained with ``GLRP_PRETRAIN_SEED=S``,
-so that each seed also draws the pretraining, as a user who pretrains once does, and the intervals resampling
-the seeds include the pretraining's variance. (On real ACDC two pretrainings of the same preset moved GLRP's
-mean Dice by 0.021 at k = 2 and 0.013 at k = 6, more than its effect: docs/budget_study.md.) The encoders share the one cache;
+Pretraining seeds (:data:`PRETRAINING_SEEDS`): ``shared`` (the default, as the paper does) fine-tunes every
+seed's pretrained rows from one encoder (``GLRP_PRETRAIN_SEED`` of the environment, default 0); ``per-seed``
+gives seed S's pretrained rows an encoder pretrained with ``GLRP_PRETRAIN_SEED=S``, so that each seed also
+draws the pretraining, as a user who pretrains once does, and the intervals resampling the seeds include the
+pretraining's variance. (On real ACDC two pretrainings of the same preset moved GLRP's mean Dice by 0.021 at
+k = 2 and 0.013 at k = 6, more than its effect: docs/budget_study.md.) The encoders share the one cache;
 each pretraining seed is its own entry.
 """
 
