@@ -87,6 +87,8 @@ def print_table(summary: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nnunetv2_glrp.registry import PRETRAINING_SEEDS  # no nnU-Net import: the environment is set below
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("bench_output") / "few_label_run",
                         help="working folder (phantom, nnU-Net folders, engine outputs); reused by a rerun")
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained-encoder", type=Path, default=None,
                         help="pretrained_encoder.pth to fine-tune the pretrained rows from (default: the budget's "
                         "pretraining preset, pretrained by the first trainer that needs it)")
-    parser.add_argument("--pretraining-seeds", default="shared", choices=("shared", "per-seed"),
+    parser.add_argument("--pretraining-seeds", default="shared", choices=PRETRAINING_SEEDS,
                         help="shared: one pretraining for every seed (default); per-seed: seed S's pretrained rows "
                         "from a pretraining of seed S")
     parser.add_argument("--device", default="cpu")

@@ -107,6 +107,10 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 #: every table compares each method with this one on the same draws
 REFERENCE = "Random"
 
+#: how the run engine pretrains the pretrained rows of its seeds: one encoder for all ("shared") or seed S's rows from
+#: pretraining seed S ("per-seed"; ``reproduction.training``)
+PRETRAINING_SEEDS: tuple[str, ...] = ("shared", "per-seed")
+
 #: numbers of labeled patients of the paper's Table 1 (ACDC), and of the generated ``_k<K>`` trainers
 PAPER_K_VALUES: tuple[int, ...] = (2, 6, 10, 15, 20, 30, 105)
 

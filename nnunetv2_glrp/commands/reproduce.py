@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier
 from nnunetv2_glrp.finetuning.recipes import RECIPES
-from nnunetv2_glrp.registry import METHODS
+from nnunetv2_glrp.registry import METHODS, PRETRAINING_SEEDS
 
 HELP = ("reproduce Table 1, 3, 5 or 7 of the paper on a dataset: trains every (method, k, fold, seed) through "
         "nnUNetv2_train (finished ones skipped), predicts imagesTs, evaluates against labelsTs, writes per-run JSON, "
@@ -39,7 +39,7 @@ def configure(parser) -> None:
     parser.add_argument("--pretrained_encoder", default=None,
                         help="pretrained_encoder.pth (nnUNetv2_glrp pretrain) that every pretrained row fine-tunes "
                         "from instead of the budget's pretraining preset; its models get their own results tree")
-    parser.add_argument("--pretraining_seeds", default="shared", choices=("shared", "per-seed"),
+    parser.add_argument("--pretraining_seeds", default="shared", choices=PRETRAINING_SEEDS,
                         help="shared: one pretraining (GLRP_PRETRAIN_SEED, default 0) for every seed; per-seed: seed "
                         "S's pretrained rows fine-tune from an encoder pretrained with seed S, so the seeds also draw "
                         "the pretraining and the intervals include its variance (default: shared)")

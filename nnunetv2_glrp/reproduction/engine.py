@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from nnunetv2_glrp.atomic_files import atomic_write_json
+from nnunetv2_glrp.registry import PRETRAINING_SEEDS
 from nnunetv2_glrp.reproduction import estimate, results
 from nnunetv2_glrp.reproduction.grid import Run
 from nnunetv2_glrp.reproduction.runner import control_folds, is_complete, run_grid, trainings
-from nnunetv2_glrp.reproduction.training import PRETRAINING_SEEDS, Setting, done_fraction, is_trained
+from nnunetv2_glrp.reproduction.training import Setting, done_fraction, is_trained
 
 CALL_FILE = "reproduce.json"
 #: what an output folder belongs to: a call with other values is refused (its runs would mix)
@@ -104,7 +105,7 @@ def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike,
                  recipe: str = "nnunet", device: str = "cpu", plans: str = "nnUNetPlans",
                  pretrained_encoder: str | os.PathLike | None = None, pretraining_seeds: str = "shared") -> Setting:
     """The shared part of every run, from the nnU-Net folders of the environment. ``pretraining_seeds``:
-    ``shared`` or ``per-seed`` (``training.PRETRAINING_SEEDS``)."""
+    ``shared`` or ``per-seed`` (``registry.PRETRAINING_SEEDS``)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if budget == "paper":

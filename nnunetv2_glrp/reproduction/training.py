@@ -20,7 +20,7 @@ named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name
 never share a model folder, while the Random and nnU-Net rows (which do not depend on it) are trained once
 for all.
 
-Pretraining seeds (:data:`PRETRAINING_SEEDS`): ``shared`` (the default, as the paper does) fine-tunes every
+Pretraining seeds (``registry.PRETRAINING_SEEDS``): ``shared`` (the default, as the paper does) fine-tunes every
 seed's pretrained rows from one encoder (``GLRP_PRETRAIN_SEED`` of the environment, default 0); ``per-seed``
 gives seed S's pretrained rows an encoder pretrained with ``GLRP_PRETRAIN_SEED=S``, so that each seed also
 draws the pretraining, as a user who pretrains once does, and the intervals resampling the seeds include the
@@ -49,8 +49,12 @@ LOCK_FILE = ".glrp_engine_training.lock"
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
 PRETRAIN_SEED_ENV = "GLRP_PRETRAIN_SEED"  # finetuning.trainer_base reads it
-PRETRAINING_SEEDS = ("shared", "per-seed")
 PER_SEED_TREE = "glrp_per_seed_pretraining"
+
+
+def _is_pretrained(family: str) -> bool:
+    """Whether ``family`` fine-tunes a pretrained encoder (not Random, not nnU-Net's own trainer)."""
+    return TRAINER_FAMILIES.get(family) is not None and TRAINER_FAMILIES[family].pretraining is not None
 
 
 @dataclass(frozen=True)
@@ -76,13 +80,11 @@ class Setting:
 
     def uses_encoder(self, family: str) -> bool:
         """Whether ``family``'s trainings depend on the named encoder."""
-        return self.pretrained_encoder is not None and TRAINER_FAMILIES.get(family) is not None \
-            and TRAINER_FAMILIES[family].pretraining is not None
+        return self.pretrained_encoder is not None and _is_pretrained(family)
 
     def pretrains_per_seed(self, family: str) -> bool:
         """Whether ``family``'s trainings at seed S pretrain (or reuse) an encoder of pretraining seed S."""
-        return self.pretraining_seeds == "per-seed" and TRAINER_FAMILIES.get(family) is not None \
-            and TRAINER_FAMILIES[family].pretraining is not None
+        return self.pretraining_seeds == "per-seed" and _is_pretrained(family)
 
     def family_base(self, family: str) -> Path:
         if self.uses_encoder(family):
