@@ -17,7 +17,7 @@ bootstrap interval (seeds and cases resampled) and the Wilcoxon p (``reproductio
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
         [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--recipe nnunet] [--pretrained-encoder PTH]
-        [--pretraining-seeds per-seed]
+        [--pretraining-seeds per-seed] [--extra-pools 802]
 
 ``--pretrained-encoder`` fine-tunes the pretrained rows from one encoder pretrained beforehand with
 settings of one's own (``nnUNetv2_glrp pretrain ... --epochs 60``; the engine passes it as
@@ -30,6 +30,8 @@ and a killed one resumes. The summary is also written as JSON (``--out``).
 ``--pretraining-seeds per-seed`` gives seed S's pretrained rows an encoder pretrained with seed S (S
 pretrainings instead of one; engine folder ``engine_<budget>_<recipe>__per_seed_pretraining``), so that the
 seeds also sample the pretraining draw, as each user's single pretraining does, and the intervals include it.
+``--extra-pools 802`` adds the train/val frames of other converted datasets (e.g. Sunnybrook, ``convert-sunnybrook``)
+to the pretrained rows' pretraining (engine folder suffix ``__pools_<dataset names>``, its own results tree).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent.parent))
@@ -114,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretraining-seeds", default="shared", choices=PRETRAINING_SEEDS,
                         help="shared: one pretraining for every seed (default); per-seed: seed S's pretrained rows "
                         "from a pretraining of seed S")
+    parser.add_argument("--extra-pools", nargs="+", default=[], metavar="DATASET",
+                        help="converted datasets (names or ids) whose train/val frames the pretrained rows' "
+                        "pretraining adds (engine folder suffix __pools_<names>)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
     args = parser.parse_args(argv)
@@ -145,9 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     encoder = f"__{args.pretrained_encoder.resolve().parent.name}" if args.pretrained_encoder else ""
     if args.pretraining_seeds == "per-seed":
         encoder = "__per_seed_pretraining"
+    setting = engine.make_setting(args.dataset, configuration, root / "engine", args.budget, args.recipe, args.device,
+                                  pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds,
+                                  extra_pools=args.extra_pools)
+    if setting.extra_pools:
+        encoder += f"__pools_{'+'.join(setting.extra_pools)}"
     out = root / f"engine_{args.budget}_{args.recipe}{encoder}"
-    setting = engine.make_setting(args.dataset, configuration, out, args.budget, args.recipe, args.device,
-                                  pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds)
+    setting = replace(setting, out=out)
     runs = plan_runs(methods, args.k, (args.fold,), args.seeds)
     done = engine.run(setting, runs, args.k, (args.fold,), f"few-label benchmark: {', '.join(methods)}")
     summary = summarise(done.records, methods, args.k, done.labels)

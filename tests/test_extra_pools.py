@@ -140,9 +140,9 @@ def test_trainers_read_the_pools_from_the_environment(monkeypatch):
     assert "extra pools 802, Dataset803_MnMs, 804" in describe_pretraining("GLRP", "cpu", 0)
 
 
-def test_the_engine_keeps_pools_out_of_its_trainings():
-    """The engine's trainings never read GLRP_EXTRA_POOLS (a pooled encoder enters it only by name): the variable it
-    removes is the one the trainers read."""
+def test_the_engine_sets_the_variables_the_trainers_read():
+    """The engine hands its trainings the setting's pools (or removes the caller's; tests/test_engine_extra_pools.py)
+    and a named encoder through the variables the trainers read."""
     from nnunetv2_glrp.finetuning import pretrained_source
     from nnunetv2_glrp.reproduction import training
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier
+from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
 from nnunetv2_glrp.finetuning.recipes import RECIPES
 from nnunetv2_glrp.registry import METHODS, PRETRAINING_SEEDS
 
@@ -43,6 +43,11 @@ def configure(parser) -> None:
                         help="shared: one pretraining (GLRP_PRETRAIN_SEED, default 0) for every seed; per-seed: seed "
                         "S's pretrained rows fine-tune from an encoder pretrained with seed S, so the seeds also draw "
                         "the pretraining and the intervals include its variance (default: shared)")
+    hidden_alias(parser, parser.add_argument(
+        "--extra_pools", nargs="+", default=[], metavar="DATASET",
+        help="other converted datasets (names or ids) whose train/val frames the pretrained rows' pretraining adds "
+        "(as nnUNetv2_glrp pretrain --extra_pools); their models get their own results tree (default: none)"),
+        "--extra-pools")
     add_plans_identifier(parser)
     add_device(parser)
     parser.add_argument("-o", "--out", default=None,
@@ -57,5 +62,6 @@ def run(args) -> int:
     reproduce(args.dataset, args.configuration, table=args.table, methods=args.methods, ks=args.k, folds=args.folds,
               seeds=args.seeds, budget=args.budget, recipe=args.recipe, device=args.device,
               plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
-              pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds)
+              pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds,
+              extra_pools=args.extra_pools)
     return 0

@@ -37,6 +37,16 @@ def extra_pools_from_environment() -> tuple[str, ...]:
     return tuple(p for p in os.environ.get(POOLS_ENV, "").replace(",", " ").split() if p)
 
 
+def pools_used(dataset_name: str) -> tuple[str, ...]:
+    """The dataset names (sorted) of the extra pools a fine-tuning of ``dataset_name`` pretrains with: those of
+    ``$GLRP_EXTRA_POOLS``, none when ``$GLRP_PRETRAINED_ENCODER`` names the encoder (the pools are then unused)."""
+    from nnunetv2_glrp.preparation.extra_pools import pool_names
+
+    if os.environ.get(ENCODER_ENV) or not extra_pools_from_environment():
+        return ()
+    return pool_names(extra_pools_from_environment(), dataset_name)
+
+
 def describe_pretraining(method: str, preset: str, seed: int, overrides: dict | None = None) -> str:
     """One line for the trainer's log before it asks for the encoder: where it will come from and, when
     the cache entry is missing, how long the pretraining that runs first is."""

@@ -45,7 +45,7 @@ from nnunetv2_glrp.finetuning.patient_draw import (
     check_patient_level_split, count_patients, ensure_patient_level_splits, select_cases,
     write_selection,
 )
-from nnunetv2_glrp.finetuning.pretrained_source import describe_pretraining, obtain_pretrained_encoder
+from nnunetv2_glrp.finetuning.pretrained_source import describe_pretraining, obtain_pretrained_encoder, pools_used
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, encoder_frozen_iterations,
     recipe_for_budget, warmup_iterations,
@@ -87,6 +87,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.pretraining_seed = env_seed("GLRP_PRETRAIN_SEED")
         self.pretrained_encoder_path: Path | None = None
         self.pretrained_encoder_source: str | None = None
+        self.extra_pools: tuple[str, ...] = ()  # the datasets whose frames the pretraining added
         self.loaded_encoder_tensors = 0
         self.selected_patients: list[str] | None = None
         self._global_iteration = 0
@@ -106,6 +107,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
                     self.plans_manager.plans_name, self.budget.pretraining_preset, self.device,
                     self.pretraining_seed, dict(self.budget.pretraining_overrides),
                 )
+                self.extra_pools = pools_used(self.plans_manager.dataset_name)
             # seeded after (maybe) pretraining in this process, right before the network is built
             seed_everything(self.seed)
         super().initialize()
@@ -194,7 +196,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             "pretrained_encoder_source": self.pretrained_encoder_source,
             "loaded_encoder_tensors": self.loaded_encoder_tensors, "k_labeled": self.k_labeled,
             "selected_patients": self.selected_patients, "fold": self.fold, "seed": self.seed,
-            "pretraining_seed": self.pretraining_seed, "recipe": asdict(self.recipe), "budget": asdict(self.budget),
+            "pretraining_seed": self.pretraining_seed, "extra_pools": list(self.extra_pools), "recipe": asdict(self.recipe), "budget": asdict(self.budget),
             "num_epochs": self.num_epochs, "num_iterations_per_epoch": self.num_iterations_per_epoch,
             "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
             "warmup_iterations": self._warmup_iterations, "encoder_frozen_iterations": self._frozen_iterations,

@@ -36,7 +36,7 @@ def pool_names(pools: Iterable[str | int], target: str) -> tuple[str, ...]:
     """Sorted, unique dataset names of ``pools`` (ids or names); ValueError when one is the target."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    names = sorted({maybe_convert_to_dataset_name(p) for p in pools})
+    names = sorted({str(maybe_convert_to_dataset_name(p)) for p in pools})  # not numpy str_ (its repr)
     if target in names:
         raise ValueError(f"extra pretraining pool {target} is the target dataset itself")
     return tuple(names)

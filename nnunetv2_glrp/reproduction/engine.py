@@ -4,8 +4,8 @@
 they write from the records). Everything is checked before the first training: the dataset's
 ``imagesTs``/``labelsTs`` (same cases), every trainer name through nnU-Net's own lookup, every k
 against the fold's number of training patients, and the output folder's identity
-(``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder and pretraining seeds; a
-call with other values is refused, its runs would mix). Outputs under ``setting.out``: ``runs/<tag>.json`` per
+(``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder, pretraining seeds and extra
+pretraining pools; a call with other values is refused, its runs would mix). Outputs under ``setting.out``: ``runs/<tag>.json`` per
 run, ``runs.csv`` (every run recorded there), ``predictions/<tag>/``, ``logs/``, ``reproduce.json``.
 """
 
@@ -27,9 +27,10 @@ from nnunetv2_glrp.reproduction.training import Setting, done_fraction, is_train
 
 CALL_FILE = "reproduce.json"
 #: what an output folder belongs to: a call with other values is refused (its runs would mix)
-IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained_encoder", "pretraining_seeds")
+IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained_encoder", "pretraining_seeds",
+            "extra_pools")
 #: the value of an identity key that folders written before the key existed had
-IDENTITY_BEFORE = {"pretraining_seeds": "shared"}
+IDENTITY_BEFORE = {"pretraining_seeds": "shared", "extra_pools": []}
 
 
 def dataset_labels(raw_dataset: Path) -> dict[str, int]:
@@ -44,7 +45,7 @@ def identity(setting: Setting) -> dict:
     return {"dataset": setting.dataset_name, "configuration": setting.configuration, "plans": setting.plans,
             "budget": setting.budget, "recipe": setting.recipe,
             "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
-            "pretraining_seeds": setting.pretraining_seeds}
+            "pretraining_seeds": setting.pretraining_seeds, "extra_pools": list(setting.extra_pools)}
 
 
 def check_out_folder(out: Path, wanted: dict) -> None:
@@ -103,10 +104,14 @@ def check_k(setting: Setting, ks: Sequence[int], folds: Sequence[int]) -> None:
 
 def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike, budget: str = "cpu",
                  recipe: str = "nnunet", device: str = "cpu", plans: str = "nnUNetPlans",
-                 pretrained_encoder: str | os.PathLike | None = None, pretraining_seeds: str = "shared") -> Setting:
+                 pretrained_encoder: str | os.PathLike | None = None, pretraining_seeds: str = "shared",
+                 extra_pools: Sequence[str | int] = ()) -> Setting:
     """The shared part of every run, from the nnU-Net folders of the environment. ``pretraining_seeds``:
-    ``shared`` or ``per-seed`` (``registry.PRETRAINING_SEEDS``)."""
+    ``shared`` or ``per-seed`` (``registry.PRETRAINING_SEEDS``); ``extra_pools``: converted datasets (names or
+    ids) whose train/val frames the pretrained rows' pretraining adds (``nnUNetv2_glrp pretrain --extra_pools``)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    from nnunetv2_glrp.preparation.extra_pools import pool_names, pool_split
 
     if budget == "paper":
         raise ValueError("--budget paper was renamed: the trainers without a budget suffix are budget 'full'")
@@ -118,10 +123,16 @@ def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike,
     encoder = Path(pretrained_encoder).resolve() if pretrained_encoder is not None else None
     if encoder is not None and not encoder.is_file():
         raise FileNotFoundError(f"pretrained encoder {encoder} does not exist")
+    if extra_pools and pretrained_encoder is not None:
+        raise ValueError(f"a named encoder ({pretrained_encoder}) was pretrained already: extra pretraining pools "
+                         f"({', '.join(map(str, extra_pools))}) cannot be added to it")
     name = maybe_convert_to_dataset_name(dataset)
+    pools = pool_names(extra_pools, name)
+    for pool in pools:
+        pool_split(pool)  # a pool that was not converted by this package: the error names it before any training
     return Setting(str(dataset), name, configuration, plans, budget, recipe, device,
                    Path(os.environ["nnUNet_results"]), Path(os.environ["nnUNet_raw"]) / name, Path(out).resolve(),
-                   encoder, pretraining_seeds)
+                   encoder, pretraining_seeds, pools)
 
 
 @dataclass

@@ -156,7 +156,7 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
               "recipe": setting.recipe, "crf": METHODS[run.method].crf, "trainers": [t.trainer for t in todo],
               "training_folds": [t.fold for t in todo],
               "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
-              "pretraining_seeds": setting.pretraining_seeds,
+              "pretraining_seeds": setting.pretraining_seeds, "extra_pools": list(setting.extra_pools),
               "model_folders": [os.fspath(setting.model_folder(t.family, t.trainer, t.fold, t.seed)) for t in todo],
               "models": _fingerprints(setting, run), "trained_now": outcome.trained,
               "resumed_now": outcome.resumed,

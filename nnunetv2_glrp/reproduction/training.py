@@ -16,9 +16,10 @@ that writes the same checkpoints.
 
 Where the models go: the seed trees of ``nnunet_results``; the pretrained families of a setting with a
 named encoder go below ``nnunet_results/glrp_encoder__<the encoder's folder name>`` instead, and those of a
-``per-seed`` setting below ``nnunet_results/glrp_per_seed_pretraining``, so rows of different pretrainings
-never share a model folder, while the Random and nnU-Net rows (which do not depend on it) are trained once
-for all.
+``per-seed`` setting below ``nnunet_results/glrp_per_seed_pretraining``, those of a setting with extra
+pretraining pools below ``nnunet_results/glrp__pools__<pool>[+<pool>...]`` (per-seed and pooled:
+``glrp_per_seed_pretraining__pools__...``), so rows of different pretrainings never share a model folder, while
+the Random and nnU-Net rows (which do not depend on it) are trained once for all.
 
 Pretraining seeds (``registry.PRETRAINING_SEEDS``): ``shared`` (the default, as the paper does) fine-tunes every
 seed's pretrained rows from one encoder (``GLRP_PRETRAIN_SEED`` of the environment, default 0); ``per-seed``
@@ -27,6 +28,12 @@ draws the pretraining, as a user who pretrains once does, and the intervals resa
 pretraining's variance. (On real ACDC two pretrainings of the same preset moved GLRP's mean Dice by 0.021 at
 k = 2 and 0.013 at k = 6, more than its effect: docs/budget_study.md.) The encoders share the one cache;
 each pretraining seed is its own entry.
+
+Extra pretraining pools (``Setting.extra_pools``, dataset names): the pretrained rows' cached pretraining also
+takes the train/val frames of those converted datasets (``GLRP_EXTRA_POOLS`` handed to ``nnUNetv2_train``; its
+own cache entry, ``preparation.extra_pools``); a finished folder must record the same pools. Without them the
+engine removes a ``GLRP_EXTRA_POOLS`` of its own environment from the trainings', so that what a table
+measured is what its output folder says.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
 PRETRAIN_SEED_ENV = "GLRP_PRETRAIN_SEED"  # finetuning.trainer_base reads it
 PER_SEED_TREE = "glrp_per_seed_pretraining"
+POOLS_TREE_INFIX = "__pools__"
 
 
 def _is_pretrained(family: str) -> bool:
@@ -75,6 +83,8 @@ class Setting:
     pretrained_encoder: Path | None = None
     #: "shared": one pretraining for every seed; "per-seed": seed S's pretrained rows from pretraining seed S
     pretraining_seeds: str = "shared"
+    #: dataset names (sorted) whose train/val frames the pretrained rows' pretraining adds (``GLRP_EXTRA_POOLS``)
+    extra_pools: tuple[str, ...] = ()
     #: {(k, seed, fold): fold index of splits_final.json} of the control row (``runner.control_folds``)
     control_folds: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -86,12 +96,17 @@ class Setting:
         """Whether ``family``'s trainings at seed S pretrain (or reuse) an encoder of pretraining seed S."""
         return self.pretraining_seeds == "per-seed" and _is_pretrained(family)
 
+    def pretrains_pooled(self, family: str) -> bool:
+        """Whether ``family``'s pretraining adds the frames of ``extra_pools``."""
+        return bool(self.extra_pools) and _is_pretrained(family) and self.pretrained_encoder is None
+
     def family_base(self, family: str) -> Path:
         if self.uses_encoder(family):
             return self.nnunet_results / f"glrp_encoder__{Path(self.pretrained_encoder).parent.name}"
-        if self.pretrains_per_seed(family):
-            return self.nnunet_results / PER_SEED_TREE
-        return self.nnunet_results
+        tree = PER_SEED_TREE if self.pretrains_per_seed(family) else ""
+        if self.pretrains_pooled(family):
+            tree = f"{tree or 'glrp'}{POOLS_TREE_INFIX}{'+'.join(self.extra_pools)}"
+        return self.nnunet_results / tree if tree else self.nnunet_results
 
     def seed_root(self, seed: int, family: str = "RandomInitTrainer") -> Path:
         return results_root(seed, self.family_base(family))
@@ -156,6 +171,11 @@ def check_setup(setting: Setting, t: Training) -> None:
     if setting.pretrains_per_seed(t.family) and record.get("pretraining_seed") != t.seed:
         raise ValueError(f"{setup} records pretraining seed {record.get('pretraining_seed')}, but this folder holds "
                          f"the seed-{t.seed} run of a per-seed pretraining (pretraining seed {t.seed}): move it away")
+    if _is_pretrained(t.family) and not setting.uses_encoder(t.family):
+        pools = sorted(record.get("extra_pools") or [])  # older records: none
+        if pools != list(setting.extra_pools):
+            raise ValueError(f"{setup} records extra pretraining pools {pools or 'none'}, but this setting's "
+                             f"pretraining uses {list(setting.extra_pools) or 'none'}: move it away")
     if setting.uses_encoder(t.family):
         wanted, used = Path(setting.pretrained_encoder).resolve(), record.get("pretrained_encoder")
         if used is None or Path(used).resolve() != wanted:
@@ -208,7 +228,9 @@ def train(setting: Setting, t: Training) -> float:
         cmd.append("--c")  # resume a killed training
     env = {**os.environ, "nnUNet_results": os.fspath(root), "GLRP_SEED": str(t.seed)}
     env.pop(ENCODER_ENV, None)
-    env.pop(POOLS_ENV, None)  # pooled pretraining enters the engine only as a named encoder (--pretrained_encoder)
+    env.pop(POOLS_ENV, None)  # only the setting's pools, never the caller's environment
+    if setting.pretrains_pooled(t.family):
+        env[POOLS_ENV] = ",".join(setting.extra_pools)
     if setting.uses_encoder(t.family):
         env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
     if setting.pretrains_per_seed(t.family):
@@ -218,7 +240,8 @@ def train(setting: Setting, t: Training) -> float:
     what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
     t0 = time.perf_counter()
     with training_lock(folder, what) as lock, open(log, "a", encoding="utf-8") as f:
-        encoder = "".join(f"{name}={env[name]} " for name in (ENCODER_ENV, PRETRAIN_SEED_ENV) if name in env)
+        encoder = "".join(f"{name}={env[name]} " for name in (ENCODER_ENV, PRETRAIN_SEED_ENV, POOLS_ENV)
+                          if name in env)
         f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
         child = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, pass_fds=(lock,))
