@@ -23,9 +23,9 @@ folder = (pathlib.Path(os.environ["nnUNet_results"]) / "Dataset001_X" / f"{train
           / f"fold_{fold}")
 folder.mkdir(parents=True, exist_ok=True)
 pools = sorted(p for p in os.environ.get("GLRP_EXTRA_POOLS", "").split(",") if p)
-(folder / "glrp_finetuning.json").write_text(json.dumps({"seed": int(os.environ["GLRP_SEED"]),
-                                                        "pretraining_seed": int(os.environ.get("GLRP_PRETRAIN_SEED", 0)),
-                                                        "extra_pools": pools}))
+record = {"seed": int(os.environ["GLRP_SEED"]), "pretraining_seed": int(os.environ.get("GLRP_PRETRAIN_SEED", 0)),
+          "extra_pools": pools}
+(folder / "glrp_finetuning.json").write_text(json.dumps(record))
 (folder / "checkpoint_final.pth").write_bytes(b"fake")
 """
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nnunetv2_glrp.commands.options import add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias
+from nnunetv2_glrp.commands.options import (
+    add_configuration, add_dataset, add_device, add_plans_identifier, hidden_alias,
+)
 from nnunetv2_glrp.finetuning.recipes import RECIPES
 from nnunetv2_glrp.registry import METHODS, PRETRAINING_SEEDS
 
