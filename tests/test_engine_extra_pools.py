@@ -6,49 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
+from fake_engine_training import (
+    GLRP, RANDOM, engine_setting, install_fake_train, recorded, write_finished_folder,
+)
 from nnunetv2_glrp.finetuning.pretrained_source import pools_used
 from nnunetv2_glrp.reproduction import engine
-from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Setting, Training, check_setup, train
+from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup, train
 
-#: records GLRP_SEED, GLRP_PRETRAIN_SEED and the pools of GLRP_EXTRA_POOLS where nnU-Net would train
-FAKE_TRAIN = """\
-import json, os, pathlib, sys
-dataset, configuration, fold, trainer = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
-folder = (pathlib.Path(os.environ["nnUNet_results"]) / "Dataset001_X" / f"{trainer}__nnUNetPlans__{configuration}"
-          / f"fold_{fold}")
-folder.mkdir(parents=True, exist_ok=True)
-pools = sorted(p for p in os.environ.get("GLRP_EXTRA_POOLS", "").split(",") if p)
-record = {"seed": int(os.environ["GLRP_SEED"]), "pretraining_seed": int(os.environ.get("GLRP_PRETRAIN_SEED", 0)),
-          "extra_pools": pools}
-(folder / "glrp_finetuning.json").write_text(json.dumps(record))
-(folder / "checkpoint_final.pth").write_bytes(b"fake")
-"""
-
-GLRP = ("GLRPTrainer", "GLRPTrainer_k2_cpu")
-RANDOM = ("RandomInitTrainer", "RandomInitTrainer_k2_cpu")
 POOL = "Dataset802_Y"
-
-
-def _setting(base: Path, mode: str = "shared", pools: tuple[str, ...] = ()) -> Setting:
-    return Setting("1", "Dataset001_X", "2d", "nnUNetPlans", "cpu", "nnunet", "cpu", base / "results", base,
-                   base / "out", None, mode, pools)
-
-
-def _recorded(setting: Setting, family: tuple[str, str], seed: int) -> tuple[Path, dict]:
-    folder = setting.model_folder(*family, 0, seed)
-    return folder, json.loads((folder / "glrp_finetuning.json").read_text())
-
-
-def _write_folder(setting: Setting, family: tuple[str, str], seed: int, record: dict) -> None:
-    folder = setting.model_folder(*family, 0, seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "glrp_finetuning.json").write_text(json.dumps(record))
-    (folder / "checkpoint_final.pth").write_bytes(b"fake")
 
 
 @pytest.fixture
@@ -70,16 +38,13 @@ def raw(tmp_path, monkeypatch):
 
 @pytest.fixture
 def fake_train(tmp_path, monkeypatch):
-    fake = tmp_path / "nnUNetv2_train"
-    fake.write_text(f"#!{sys.executable}\n" + FAKE_TRAIN)
-    fake.chmod(0o755)
-    monkeypatch.setattr("nnunetv2_glrp.environment.nnunet_command", lambda name: os.fspath(fake))
+    install_fake_train(tmp_path, monkeypatch)
     monkeypatch.setenv("GLRP_EXTRA_POOLS", "Dataset777_Caller")  # the caller's own: never what a table measured
 
 
 def test_pooled_rows_pretrain_with_the_pools_in_a_tree_of_their_own(tmp_path, fake_train):
-    plain, pooled = _setting(tmp_path), _setting(tmp_path, pools=(POOL,))
-    per_seed_pooled = _setting(tmp_path, "per-seed", (POOL,))
+    plain, pooled = engine_setting(tmp_path), engine_setting(tmp_path, pools=(POOL,))
+    per_seed_pooled = engine_setting(tmp_path, "per-seed", (POOL,))
     for seed in (0, 2):
         for setting in (plain, pooled, per_seed_pooled):
             for family in (GLRP, RANDOM):
@@ -88,18 +53,18 @@ def test_pooled_rows_pretrain_with_the_pools_in_a_tree_of_their_own(tmp_path, fa
     results = tmp_path / "results"
     for seed in (0, 2):
         sub = "" if seed == 0 else f"glrp_seed_{seed}"
-        folder, record = _recorded(pooled, GLRP, seed)
+        folder, record = recorded(pooled, GLRP, seed)
         assert record == {"seed": seed, "pretraining_seed": 0, "extra_pools": [POOL]}
         assert folder.is_relative_to(results / f"glrp__pools__{POOL}" / sub), folder
-        folder, record = _recorded(per_seed_pooled, GLRP, seed)
+        folder, record = recorded(per_seed_pooled, GLRP, seed)
         assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": [POOL]}
         assert folder.is_relative_to(results / f"{PER_SEED_TREE}__pools__{POOL}" / sub), folder
         # without pools the caller's GLRP_EXTRA_POOLS is removed, and the rows stay in the plain tree
-        folder, record = _recorded(plain, GLRP, seed)
+        folder, record = recorded(plain, GLRP, seed)
         assert record["extra_pools"] == [] and not folder.is_relative_to(results / f"glrp__pools__{POOL}")
         # Random does not pretrain: one model for every setting, no pools handed to it
-        assert _recorded(pooled, RANDOM, seed) == _recorded(plain, RANDOM, seed)
-        assert _recorded(pooled, RANDOM, seed)[1]["extra_pools"] == []
+        assert recorded(pooled, RANDOM, seed) == recorded(plain, RANDOM, seed)
+        assert recorded(pooled, RANDOM, seed)[1]["extra_pools"] == []
     link = results / f"glrp__pools__{POOL}" / "Dataset001_X" / "glrp_pretraining"
     assert link.is_symlink() and link.resolve() == (results / "Dataset001_X" / "glrp_pretraining").resolve()
     log = (tmp_path / "out" / "logs" / "GLRPTrainer_k2_cpu__fold0__seed2.log").read_text()
@@ -107,18 +72,18 @@ def test_pooled_rows_pretrain_with_the_pools_in_a_tree_of_their_own(tmp_path, fa
 
 
 def test_a_finished_folder_of_other_pools_is_refused(tmp_path):
-    plain, pooled = _setting(tmp_path), _setting(tmp_path, pools=(POOL,))
-    _write_folder(pooled, GLRP, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": []})
+    plain, pooled = engine_setting(tmp_path), engine_setting(tmp_path, pools=(POOL,))
+    write_finished_folder(pooled, GLRP, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": []})
     with pytest.raises(ValueError, match=rf"records extra pretraining pools none, but this setting's pretraining "
                                          rf"uses \['{POOL}'\]"):
         check_setup(pooled, Training(*GLRP, 0, 1))
-    _write_folder(plain, GLRP, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": [POOL]})
+    write_finished_folder(plain, GLRP, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": [POOL]})
     with pytest.raises(ValueError, match=rf"records extra pretraining pools \['{POOL}'\], but this setting's "
                                          r"pretraining uses none"):
         check_setup(plain, Training(*GLRP, 0, 1))
-    _write_folder(plain, GLRP, 2, {"seed": 2, "pretraining_seed": 0})  # written before pools were recorded
+    write_finished_folder(plain, GLRP, 2, {"seed": 2, "pretraining_seed": 0})  # written before pools were recorded
     check_setup(plain, Training(*GLRP, 0, 2))
-    _write_folder(plain, RANDOM, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": [POOL]})
+    write_finished_folder(plain, RANDOM, 1, {"seed": 1, "pretraining_seed": 0, "extra_pools": [POOL]})
     check_setup(pooled, Training(*RANDOM, 0, 1))  # Random's pools do not matter: it never pretrains
 
 

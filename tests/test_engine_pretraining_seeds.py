@@ -4,52 +4,24 @@ pretrained rows from pretraining seed S), with a fake ``nnUNetv2_train`` that re
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
+from fake_engine_training import (
+    GLRP, RANDOM, engine_setting, install_fake_train, recorded, write_finished_folder,
+)
 from nnunetv2_glrp.reproduction import engine
-from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Setting, Training, check_setup, train
-
-#: writes what a plugin trainer records (GLRP_SEED, GLRP_PRETRAIN_SEED, default 0) and where nnU-Net would train
-FAKE_TRAIN = """\
-import json, os, pathlib, sys
-dataset, configuration, fold, trainer = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5]
-folder = (pathlib.Path(os.environ["nnUNet_results"]) / "Dataset001_X" / f"{trainer}__nnUNetPlans__{configuration}"
-          / f"fold_{fold}")
-folder.mkdir(parents=True, exist_ok=True)
-(folder / "glrp_finetuning.json").write_text(json.dumps({"seed": int(os.environ["GLRP_SEED"]),
-                                                        "pretraining_seed": int(os.environ.get("GLRP_PRETRAIN_SEED", 0))}))
-(folder / "checkpoint_final.pth").write_bytes(b"fake")
-"""
-
-GLRP = ("GLRPTrainer", "GLRPTrainer_k2_cpu")
-RANDOM = ("RandomInitTrainer", "RandomInitTrainer_k2_cpu")
-
-
-def _setting(base: Path, mode: str) -> Setting:
-    return Setting("1", "Dataset001_X", "2d", "nnUNetPlans", "cpu", "nnunet", "cpu", base / "results", base,
-                   base / "out", None, mode)
-
-
-def _recorded(setting: Setting, family: tuple[str, str], seed: int) -> tuple[Path, dict]:
-    folder = setting.model_folder(*family, 0, seed)
-    return folder, json.loads((folder / "glrp_finetuning.json").read_text())
+from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup, train
 
 
 @pytest.fixture
 def fake_train(tmp_path, monkeypatch):
-    fake = tmp_path / "nnUNetv2_train"
-    fake.write_text(f"#!{sys.executable}\n" + FAKE_TRAIN)
-    fake.chmod(0o755)
-    monkeypatch.setattr("nnunetv2_glrp.environment.nnunet_command", lambda name: os.fspath(fake))
+    install_fake_train(tmp_path, monkeypatch)
     monkeypatch.setenv("GLRP_PRETRAIN_SEED", "7")  # the user's own choice: what "shared" keeps
 
 
 def test_per_seed_gives_each_seed_its_pretraining_seed_and_a_tree_of_its_own(tmp_path, fake_train):
-    shared, per_seed = _setting(tmp_path, "shared"), _setting(tmp_path, "per-seed")
+    shared, per_seed = engine_setting(tmp_path, "shared"), engine_setting(tmp_path, "per-seed")
     for seed in (0, 2):
         for setting in (shared, per_seed):
             for family in (GLRP, RANDOM):
@@ -57,15 +29,15 @@ def test_per_seed_gives_each_seed_its_pretraining_seed_and_a_tree_of_its_own(tmp
                     train(setting, Training(*family, 0, seed))
     results = tmp_path / "results"
     for seed in (0, 2):
-        folder, record = _recorded(per_seed, GLRP, seed)
-        assert record == {"seed": seed, "pretraining_seed": seed}
+        folder, record = recorded(per_seed, GLRP, seed)
+        assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": []}
         tree = results / PER_SEED_TREE if seed == 0 else results / PER_SEED_TREE / f"glrp_seed_{seed}"
         assert folder.is_relative_to(tree), folder
-        shared_folder, shared_record = _recorded(shared, GLRP, seed)
-        assert shared_record == {"seed": seed, "pretraining_seed": 7} and shared_folder != folder
+        shared_folder, shared_record = recorded(shared, GLRP, seed)
+        assert shared_record == {"seed": seed, "pretraining_seed": 7, "extra_pools": []} and shared_folder != folder
         # Random does not depend on the pretraining: one model for both settings, the environment's seed untouched
-        assert _recorded(per_seed, RANDOM, seed) == _recorded(shared, RANDOM, seed)
-        assert _recorded(per_seed, RANDOM, seed)[1]["pretraining_seed"] == 7
+        assert recorded(per_seed, RANDOM, seed) == recorded(shared, RANDOM, seed)
+        assert recorded(per_seed, RANDOM, seed)[1]["pretraining_seed"] == 7
     # every per-seed tree reads and writes the one pretraining cache (a seed = its own entry in it)
     link = results / PER_SEED_TREE / "Dataset001_X" / "glrp_pretraining"
     assert link.is_symlink() and link.resolve() == (results / "Dataset001_X" / "glrp_pretraining").resolve()
@@ -73,12 +45,9 @@ def test_per_seed_gives_each_seed_its_pretraining_seed_and_a_tree_of_its_own(tmp
 
 
 def test_a_per_seed_folder_trained_from_another_pretraining_seed_is_refused(tmp_path):
-    per_seed, shared = _setting(tmp_path, "per-seed"), _setting(tmp_path, "shared")
+    per_seed, shared = engine_setting(tmp_path, "per-seed"), engine_setting(tmp_path, "shared")
     for setting in (per_seed, shared):
-        folder = setting.model_folder(*GLRP, 0, 2)
-        folder.mkdir(parents=True)
-        (folder / "glrp_finetuning.json").write_text(json.dumps({"seed": 2, "pretraining_seed": 0}))
-        (folder / "checkpoint_final.pth").write_bytes(b"fake")
+        write_finished_folder(setting, GLRP, 2, {"seed": 2, "pretraining_seed": 0})
     with pytest.raises(ValueError, match=r"records pretraining seed 0, but this folder holds the seed-2 run of a "
                                          r"per-seed pretraining"):
         check_setup(per_seed, Training(*GLRP, 0, 2))
