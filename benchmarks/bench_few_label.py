@@ -17,7 +17,7 @@ bootstrap interval (seeds and cases resampled) and the Wilcoxon p (``reproductio
 
     .venv/bin/python benchmarks/bench_few_label.py [--root DIR] [--patients 40] [--k 2 6]
         [--seeds 0 1 2] [--plans nnunet_cpu] [--budget cpu] [--recipe nnunet] [--pretrained-encoder PTH]
-        [--pretraining-seeds per-seed] [--extra-pools 802]
+        [--pretraining-seeds per-seed] [--extra-pools 802] [--pretraining-epochs 60]
 
 ``--pretrained-encoder`` fine-tunes the pretrained rows from one encoder pretrained beforehand with
 settings of one's own (``nnUNetv2_glrp pretrain ... --epochs 60``; the engine passes it as
@@ -32,6 +32,8 @@ pretrainings instead of one; engine folder ``engine_<budget>_<recipe>__per_seed_
 seeds also sample the pretraining draw, as each user's single pretraining does, and the intervals include it.
 ``--extra-pools 802`` adds the train/val frames of other converted datasets (e.g. Sunnybrook, ``convert-sunnybrook``)
 to the pretrained rows' pretraining (engine folder suffix ``__pools_<dataset names>``, its own results tree).
+``--pretraining-epochs 60`` pretrains them 60 epochs instead of the preset's (3,000 iterations instead of the cpu
+preset's 1,500; engine folder suffix ``__pretrain_60ep``, its own results tree).
 """
 
 from __future__ import annotations
@@ -120,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra-pools", nargs="+", default=[], metavar="DATASET",
                         help="converted datasets (names or ids) whose train/val frames the pretrained rows' "
                         "pretraining adds (engine folder suffix __pools_<names>)")
+    parser.add_argument("--pretraining-epochs", type=int, default=None, metavar="N",
+                        help="epochs of the pretrained rows' pretraining instead of the preset's (engine folder "
+                        "suffix __pretrain_<N>ep)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=Path("bench_output") / "few_label.json")
     args = parser.parse_args(argv)
@@ -153,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         encoder = "__per_seed_pretraining"
     setting = engine.make_setting(args.dataset, configuration, root / "engine", args.budget, args.recipe, args.device,
                                   pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds,
-                                  extra_pools=args.extra_pools)
+                                  extra_pools=args.extra_pools, pretraining_epochs=args.pretraining_epochs)
     if setting.extra_pools:
         encoder += f"__pools_{'+'.join(setting.extra_pools)}"
+    if setting.pretraining_epochs is not None:
+        encoder += f"__pretrain_{setting.pretraining_epochs}ep"
     out = root / f"engine_{args.budget}_{args.recipe}{encoder}"
     setting = replace(setting, out=out)
     runs = plan_runs(methods, args.k, (args.fold,), args.seeds)

@@ -1,5 +1,5 @@
 """A fake ``nnUNetv2_train`` for the run engine's tests: it records what the engine handed it (``GLRP_SEED``,
-``GLRP_PRETRAIN_SEED`` (default 0) and the pools of ``GLRP_EXTRA_POOLS``) in ``glrp_finetuning.json`` where nnU-Net
+``GLRP_PRETRAIN_SEED`` (default 0), the pools of ``GLRP_EXTRA_POOLS`` and ``GLRP_PRETRAIN_EPOCHS``) in ``glrp_finetuning.json`` where nnU-Net
 would train, and writes a ``checkpoint_final.pth``."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ folder = (pathlib.Path(os.environ["nnUNet_results"]) / "Dataset001_X" / f"{train
 folder.mkdir(parents=True, exist_ok=True)
 pools = sorted(p for p in os.environ.get("GLRP_EXTRA_POOLS", "").split(",") if p)
 record = {"seed": int(os.environ["GLRP_SEED"]), "pretraining_seed": int(os.environ.get("GLRP_PRETRAIN_SEED", 0)),
-          "extra_pools": pools}
+          "extra_pools": pools, "pretraining_epochs": int(os.environ.get("GLRP_PRETRAIN_EPOCHS", 0)) or None}
 (folder / "glrp_finetuning.json").write_text(json.dumps(record))
 (folder / "checkpoint_final.pth").write_bytes(b"fake")
 """
@@ -36,10 +36,10 @@ def install_fake_train(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("nnunetv2_glrp.environment.nnunet_command", lambda name: os.fspath(fake))
 
 
-def engine_setting(base: Path, mode: str = "shared", pools: tuple[str, ...] = ()) -> Setting:
+def engine_setting(base: Path, mode: str = "shared", pools: tuple[str, ...] = (), epochs: int | None = None) -> Setting:
     """The setting of dataset ``Dataset001_X`` with its results tree, raw folder and output folder under ``base``."""
     return Setting("1", "Dataset001_X", "2d", "nnUNetPlans", "cpu", "nnunet", "cpu", base / "results", base,
-                   base / "out", None, mode, pools)
+                   base / "out", None, mode, pools, epochs)
 
 
 def recorded(setting: Setting, family: tuple[str, str], seed: int) -> tuple[Path, dict]:

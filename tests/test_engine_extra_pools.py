@@ -54,10 +54,10 @@ def test_pooled_rows_pretrain_with_the_pools_in_a_tree_of_their_own(tmp_path, fa
     for seed in (0, 2):
         sub = "" if seed == 0 else f"glrp_seed_{seed}"
         folder, record = recorded(pooled, GLRP, seed)
-        assert record == {"seed": seed, "pretraining_seed": 0, "extra_pools": [POOL]}
+        assert record == {"seed": seed, "pretraining_seed": 0, "extra_pools": [POOL], "pretraining_epochs": None}
         assert folder.is_relative_to(results / f"glrp__pools__{POOL}" / sub), folder
         folder, record = recorded(per_seed_pooled, GLRP, seed)
-        assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": [POOL]}
+        assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": [POOL], "pretraining_epochs": None}
         assert folder.is_relative_to(results / f"{PER_SEED_TREE}__pools__{POOL}" / sub), folder
         # without pools the caller's GLRP_EXTRA_POOLS is removed, and the rows stay in the plain tree
         folder, record = recorded(plain, GLRP, seed)

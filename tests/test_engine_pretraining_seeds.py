@@ -30,11 +30,12 @@ def test_per_seed_gives_each_seed_its_pretraining_seed_and_a_tree_of_its_own(tmp
     results = tmp_path / "results"
     for seed in (0, 2):
         folder, record = recorded(per_seed, GLRP, seed)
-        assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": []}
+        assert record == {"seed": seed, "pretraining_seed": seed, "extra_pools": [], "pretraining_epochs": None}
         tree = results / PER_SEED_TREE if seed == 0 else results / PER_SEED_TREE / f"glrp_seed_{seed}"
         assert folder.is_relative_to(tree), folder
         shared_folder, shared_record = recorded(shared, GLRP, seed)
-        assert shared_record == {"seed": seed, "pretraining_seed": 7, "extra_pools": []} and shared_folder != folder
+        assert shared_record == {"seed": seed, "pretraining_seed": 7, "extra_pools": [], "pretraining_epochs": None}
+        assert shared_folder != folder
         # Random does not depend on the pretraining: one model for both settings, the environment's seed untouched
         assert recorded(per_seed, RANDOM, seed) == recorded(shared, RANDOM, seed)
         assert recorded(per_seed, RANDOM, seed)[1]["pretraining_seed"] == 7

@@ -50,6 +50,12 @@ def configure(parser) -> None:
         help="other converted datasets (names or ids) whose train/val frames the pretrained rows' pretraining adds "
         "(as nnUNetv2_glrp pretrain --extra_pools); their models get their own results tree (default: none)"),
         "--extra-pools")
+    hidden_alias(parser, parser.add_argument(
+        "--pretraining_epochs", type=int, default=None, metavar="N",
+        help="epochs of the pretrained rows' pretraining instead of the budget's preset's (as nnUNetv2_glrp pretrain "
+        "--epochs; the cpu preset's 30 epochs are 1,500 iterations); their models get their own results tree "
+        "(default: the preset's)"),
+        "--pretraining-epochs")
     add_plans_identifier(parser)
     add_device(parser)
     parser.add_argument("-o", "--out", default=None,
@@ -65,5 +71,5 @@ def run(args) -> int:
               seeds=args.seeds, budget=args.budget, recipe=args.recipe, device=args.device,
               plans=args.plans_identifier, out=args.out, n_boot=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
               pretrained_encoder=args.pretrained_encoder, pretraining_seeds=args.pretraining_seeds,
-              extra_pools=args.extra_pools)
+              extra_pools=args.extra_pools, pretraining_epochs=args.pretraining_epochs)
     return 0

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"
 #: environment variable naming extra unlabeled pools (datasets, comma-separated) the cached pretraining adds
 POOLS_ENV = "GLRP_EXTRA_POOLS"
+#: environment variable: pretraining epochs instead of the budget's preset's (a longer pretraining)
+EPOCHS_ENV = "GLRP_PRETRAIN_EPOCHS"
 
 
 def extra_pools_from_environment() -> tuple[str, ...]:
@@ -45,6 +47,27 @@ def pools_used(dataset_name: str) -> tuple[str, ...]:
     if os.environ.get(ENCODER_ENV) or not extra_pools_from_environment():
         return ()
     return pool_names(extra_pools_from_environment(), dataset_name)
+
+
+def epochs_from_environment() -> int | None:
+    """``$GLRP_PRETRAIN_EPOCHS`` as a positive int (None when unset or empty); ValueError naming it otherwise."""
+    text = os.environ.get(EPOCHS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        epochs = int(text)
+    except ValueError:
+        epochs = 0
+    if epochs < 1:
+        raise ValueError(f"{EPOCHS_ENV}={text!r}: expected a positive number of pretraining epochs")
+    return epochs
+
+
+def pretraining_overrides(budget_overrides: dict) -> dict:
+    """The pretraining config overrides of a fine-tuning: the budget's, with ``epochs`` from
+    ``$GLRP_PRETRAIN_EPOCHS`` when it is set."""
+    epochs = epochs_from_environment()
+    return {**budget_overrides, "epochs": epochs} if epochs is not None else dict(budget_overrides)
 
 
 def describe_pretraining(method: str, preset: str, seed: int, overrides: dict | None = None) -> str:

@@ -23,7 +23,7 @@ Inference (``nnUNetv2_predict -tr``) only calls the inherited ``build_network_ar
 never needs the pretraining cache or the projection heads.
 Environment: ``GLRP_SEED`` (k-patient draw and fine-tuning init, default 0), ``GLRP_PRETRAIN_SEED``
 (pretraining, default 0), ``GLRP_PRETRAINED_ENCODER`` (a ``pretrained_encoder.pth`` to start from instead
-of the budget's pretraining preset; see pretrained_source).
+of the budget's pretraining preset), ``GLRP_EXTRA_POOLS`` and ``GLRP_PRETRAIN_EPOCHS`` (see pretrained_source).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ from nnunetv2_glrp.finetuning.patient_draw import (
     check_patient_level_split, count_patients, ensure_patient_level_splits, select_cases,
     write_selection,
 )
-from nnunetv2_glrp.finetuning.pretrained_source import describe_pretraining, obtain_pretrained_encoder, pools_used
+from nnunetv2_glrp.finetuning.pretrained_source import (
+    ENCODER_ENV, describe_pretraining, epochs_from_environment, obtain_pretrained_encoder, pools_used,
+    pretraining_overrides,
+)
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, encoder_frozen_iterations,
     recipe_for_budget, warmup_iterations,
@@ -88,6 +91,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
         self.pretrained_encoder_path: Path | None = None
         self.pretrained_encoder_source: str | None = None
         self.extra_pools: tuple[str, ...] = ()  # the datasets whose frames the pretraining added
+        self.pretraining_epochs: int | None = None  # $GLRP_PRETRAIN_EPOCHS (None: the preset's, or a named encoder)
         self.loaded_encoder_tensors = 0
         self.selected_patients: list[str] | None = None
         self._global_iteration = 0
@@ -99,15 +103,17 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
     def initialize(self):
         if not self.was_initialized:
             if self.pretraining_method is not None:
+                overrides = pretraining_overrides(dict(self.budget.pretraining_overrides))
                 self.print_to_log_file(describe_pretraining(self.pretraining_method, self.budget.pretraining_preset,
-                                                            self.pretraining_seed,
-                                                            dict(self.budget.pretraining_overrides)))
+                                                            self.pretraining_seed, overrides))
                 self.pretrained_encoder_path, self.pretrained_encoder_source = obtain_pretrained_encoder(
                     self.plans_manager.dataset_name, self.configuration_name, self.pretraining_method,
                     self.plans_manager.plans_name, self.budget.pretraining_preset, self.device,
-                    self.pretraining_seed, dict(self.budget.pretraining_overrides),
+                    self.pretraining_seed, overrides,
                 )
                 self.extra_pools = pools_used(self.plans_manager.dataset_name)
+                if not os.environ.get(ENCODER_ENV):
+                    self.pretraining_epochs = epochs_from_environment()
             # seeded after (maybe) pretraining in this process, right before the network is built
             seed_everything(self.seed)
         super().initialize()

@@ -66,7 +66,7 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
               out: str | os.PathLike | None = None, n_boot: int = DEFAULT_BOOTSTRAP,
               bootstrap_seed: int = DEFAULT_BOOTSTRAP_SEED, pretrained_encoder: str | os.PathLike | None = None,
               on_run: Callable | None = None, pretraining_seeds: str = "shared",
-              extra_pools: Sequence[str | int] = ()) -> Outcome:
+              extra_pools: Sequence[str | int] = (), pretraining_epochs: int | None = None) -> Outcome:
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     if table not in TABLES:
@@ -76,7 +76,7 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
     if out is None:
         out = engine.default_out(maybe_convert_to_dataset_name(dataset), configuration, budget)
     setting = engine.make_setting(dataset, configuration, out, budget, recipe, device, plans, pretrained_encoder,
-                                  pretraining_seeds, extra_pools)
+                                  pretraining_seeds, extra_pools, pretraining_epochs)
     runs = plan_runs(methods, ks, folds, seeds)
     title = (f"reproduce Table {table}: methods {', '.join(methods)}; k {list(ks)}; folds {list(folds)}; "
              f"seeds {list(seeds)}")
@@ -90,7 +90,8 @@ def reproduce(dataset: str, configuration: str, table: int = 1, methods: Sequenc
                + (" Each seed's pretrained rows from their own pretraining (pretraining seed = seed)."
                   if setting.pretraining_seeds == "per-seed" else "")
                + (f" Pretraining adds the train/val frames of {', '.join(setting.extra_pools)}."
-                  if setting.extra_pools else ""))
+                  if setting.extra_pools else "")
+               + (f" Pretraining runs {setting.pretraining_epochs} epochs." if setting.pretraining_epochs else ""))
     files = [setting.out / results.CSV_NAME]
     files += write_outputs(done.records, table, methods, ks, setting.out, setting.raw_dataset, done.labels, context,
                            n_boot=n_boot, bootstrap_seed=bootstrap_seed)

@@ -4,8 +4,8 @@
 they write from the records). Everything is checked before the first training: the dataset's
 ``imagesTs``/``labelsTs`` (same cases), every trainer name through nnU-Net's own lookup, every k
 against the fold's number of training patients, and the output folder's identity
-(``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder, pretraining seeds and extra
-pretraining pools; a call with other values is refused, its runs would mix). Outputs under ``setting.out``:
+(``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder, pretraining seeds, extra
+pretraining pools and pretraining epochs; a call with other values is refused, its runs would mix). Outputs under ``setting.out``:
 ``runs/<tag>.json`` per run, ``runs.csv`` (every run recorded there), ``predictions/<tag>/``, ``logs/``,
 ``reproduce.json``.
 """
@@ -29,9 +29,9 @@ from nnunetv2_glrp.reproduction.training import Setting, done_fraction, is_train
 CALL_FILE = "reproduce.json"
 #: what an output folder belongs to: a call with other values is refused (its runs would mix)
 IDENTITY = ("dataset", "configuration", "plans", "budget", "recipe", "pretrained_encoder", "pretraining_seeds",
-            "extra_pools")
+            "extra_pools", "pretraining_epochs")
 #: the value of an identity key that folders written before the key existed had
-IDENTITY_BEFORE = {"pretraining_seeds": "shared", "extra_pools": []}
+IDENTITY_BEFORE = {"pretraining_seeds": "shared", "extra_pools": [], "pretraining_epochs": None}
 
 
 def dataset_labels(raw_dataset: Path) -> dict[str, int]:
@@ -46,7 +46,8 @@ def identity(setting: Setting) -> dict:
     return {"dataset": setting.dataset_name, "configuration": setting.configuration, "plans": setting.plans,
             "budget": setting.budget, "recipe": setting.recipe,
             "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
-            "pretraining_seeds": setting.pretraining_seeds, "extra_pools": list(setting.extra_pools)}
+            "pretraining_seeds": setting.pretraining_seeds, "extra_pools": list(setting.extra_pools),
+            "pretraining_epochs": setting.pretraining_epochs}
 
 
 def check_out_folder(out: Path, wanted: dict) -> None:
@@ -106,10 +107,11 @@ def check_k(setting: Setting, ks: Sequence[int], folds: Sequence[int]) -> None:
 def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike, budget: str = "cpu",
                  recipe: str = "nnunet", device: str = "cpu", plans: str = "nnUNetPlans",
                  pretrained_encoder: str | os.PathLike | None = None, pretraining_seeds: str = "shared",
-                 extra_pools: Sequence[str | int] = ()) -> Setting:
+                 extra_pools: Sequence[str | int] = (), pretraining_epochs: int | None = None) -> Setting:
     """The shared part of every run, from the nnU-Net folders of the environment. ``pretraining_seeds``:
     ``shared`` or ``per-seed`` (``registry.PRETRAINING_SEEDS``); ``extra_pools``: converted datasets (names or
-    ids) whose train/val frames the pretrained rows' pretraining adds (``nnUNetv2_glrp pretrain --extra_pools``)."""
+    ids) whose train/val frames the pretrained rows' pretraining adds (``nnUNetv2_glrp pretrain --extra_pools``);
+    ``pretraining_epochs``: their pretraining's epochs instead of the budget's preset's (``pretrain --epochs``)."""
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
     from nnunetv2_glrp.preparation.extra_pools import pool_names, pool_split
@@ -127,13 +129,18 @@ def make_setting(dataset: str | int, configuration: str, out: str | os.PathLike,
     if extra_pools and pretrained_encoder is not None:
         raise ValueError(f"a named encoder ({pretrained_encoder}) was pretrained already: extra pretraining pools "
                          f"({', '.join(map(str, extra_pools))}) cannot be added to it")
+    if pretraining_epochs is not None and pretrained_encoder is not None:
+        raise ValueError(f"a named encoder ({pretrained_encoder}) was pretrained already: its pretraining epochs "
+                         f"cannot be set ({pretraining_epochs})")
+    if pretraining_epochs is not None and int(pretraining_epochs) < 1:
+        raise ValueError(f"pretraining epochs must be a positive number, not {pretraining_epochs}")
     name = maybe_convert_to_dataset_name(dataset)
     pools = pool_names(extra_pools, name)
     for pool in pools:
         pool_split(pool)  # a pool that was not converted by this package: the error names it before any training
     return Setting(str(dataset), name, configuration, plans, budget, recipe, device,
                    Path(os.environ["nnUNet_results"]), Path(os.environ["nnUNet_raw"]) / name, Path(out).resolve(),
-                   encoder, pretraining_seeds, pools)
+                   encoder, pretraining_seeds, pools, None if pretraining_epochs is None else int(pretraining_epochs))
 
 
 @dataclass

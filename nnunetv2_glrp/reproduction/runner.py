@@ -157,6 +157,7 @@ def execute(setting: Setting, run: Run, labels: dict[str, int]) -> RunOutcome:
               "training_folds": [t.fold for t in todo],
               "pretrained_encoder": os.fspath(setting.pretrained_encoder) if setting.pretrained_encoder else None,
               "pretraining_seeds": setting.pretraining_seeds, "extra_pools": list(setting.extra_pools),
+              "pretraining_epochs": setting.pretraining_epochs,
               "model_folders": [os.fspath(setting.model_folder(t.family, t.trainer, t.fold, t.seed)) for t in todo],
               "models": _fingerprints(setting, run), "trained_now": outcome.trained,
               "resumed_now": outcome.resumed,

@@ -34,6 +34,11 @@ takes the train/val frames of those converted datasets (``GLRP_EXTRA_POOLS`` han
 own cache entry, ``preparation.extra_pools``); a finished folder must record the same pools. Without them the
 engine removes a ``GLRP_EXTRA_POOLS`` of its own environment from the trainings', so that what a table
 measured is what its output folder says.
+
+Pretraining epochs (``Setting.pretraining_epochs``; None: the budget's preset): the pretrained rows pretrain that
+many epochs (``GLRP_PRETRAIN_EPOCHS``, the cache entry of ``nnUNetv2_glrp pretrain --epochs N``), below
+``nnunet_results/glrp__pretrain_<N>ep`` (after the per-seed and pools parts when those are set too); handled as
+the pools are: the caller's own variable removed otherwise, a finished folder recording other epochs refused.
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ CHECKPOINT = "checkpoint_final.pth"
 LOCK_FILE = ".glrp_engine_training.lock"
 ENCODER_ENV = "GLRP_PRETRAINED_ENCODER"  # finetuning.pretrained_source reads it
 POOLS_ENV = "GLRP_EXTRA_POOLS"  # finetuning.pretrained_source reads it
+EPOCHS_ENV = "GLRP_PRETRAIN_EPOCHS"  # finetuning.pretrained_source reads it
 PRETRAIN_SEED_ENV = "GLRP_PRETRAIN_SEED"  # finetuning.trainer_base reads it
 PER_SEED_TREE = "glrp_per_seed_pretraining"
 POOLS_TREE_INFIX = "__pools__"
+EPOCHS_TREE_INFIX = "__pretrain_"
 
 
 def _is_pretrained(family: str) -> bool:
@@ -85,6 +92,8 @@ class Setting:
     pretraining_seeds: str = "shared"
     #: dataset names (sorted) whose train/val frames the pretrained rows' pretraining adds (``GLRP_EXTRA_POOLS``)
     extra_pools: tuple[str, ...] = ()
+    #: pretraining epochs of the pretrained rows instead of the budget's preset's (``GLRP_PRETRAIN_EPOCHS``)
+    pretraining_epochs: int | None = None
     #: {(k, seed, fold): fold index of splits_final.json} of the control row (``runner.control_folds``)
     control_folds: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -100,12 +109,18 @@ class Setting:
         """Whether ``family``'s pretraining adds the frames of ``extra_pools``."""
         return bool(self.extra_pools) and _is_pretrained(family) and self.pretrained_encoder is None
 
+    def pretrains_longer(self, family: str) -> bool:
+        """Whether ``family``'s pretraining runs ``pretraining_epochs`` instead of the preset's epochs."""
+        return self.pretraining_epochs is not None and _is_pretrained(family) and self.pretrained_encoder is None
+
     def family_base(self, family: str) -> Path:
         if self.uses_encoder(family):
             return self.nnunet_results / f"glrp_encoder__{Path(self.pretrained_encoder).parent.name}"
         tree = PER_SEED_TREE if self.pretrains_per_seed(family) else ""
         if self.pretrains_pooled(family):
             tree = f"{tree or 'glrp'}{POOLS_TREE_INFIX}{'+'.join(self.extra_pools)}"
+        if self.pretrains_longer(family):
+            tree = f"{tree or 'glrp'}{EPOCHS_TREE_INFIX}{self.pretraining_epochs}ep"
         return self.nnunet_results / tree if tree else self.nnunet_results
 
     def seed_root(self, seed: int, family: str = "RandomInitTrainer") -> Path:
@@ -176,6 +191,11 @@ def check_setup(setting: Setting, t: Training) -> None:
         if pools != list(setting.extra_pools):
             raise ValueError(f"{setup} records extra pretraining pools {pools or 'none'}, but this setting's "
                              f"pretraining uses {list(setting.extra_pools) or 'none'}: move it away")
+        epochs = record.get("pretraining_epochs")  # None (older records too): the budget's preset's
+        if epochs != setting.pretraining_epochs:
+            preset = "the budget's preset's"
+            raise ValueError(f"{setup} records pretraining epochs {epochs or preset}, but this setting's pretraining "
+                             f"runs {setting.pretraining_epochs or preset}: move it away")
     if setting.uses_encoder(t.family):
         wanted, used = Path(setting.pretrained_encoder).resolve(), record.get("pretrained_encoder")
         if used is None or Path(used).resolve() != wanted:
@@ -231,6 +251,9 @@ def train(setting: Setting, t: Training) -> float:
     env.pop(POOLS_ENV, None)  # only the setting's pools, never the caller's environment
     if setting.pretrains_pooled(t.family):
         env[POOLS_ENV] = ",".join(setting.extra_pools)
+    env.pop(EPOCHS_ENV, None)  # likewise
+    if setting.pretrains_longer(t.family):
+        env[EPOCHS_ENV] = str(setting.pretraining_epochs)
     if setting.uses_encoder(t.family):
         env[ENCODER_ENV] = os.fspath(Path(setting.pretrained_encoder).resolve())
     if setting.pretrains_per_seed(t.family):
@@ -240,8 +263,8 @@ def train(setting: Setting, t: Training) -> float:
     what = f"training {t.trainer} fold {t.fold} seed {t.seed}"
     t0 = time.perf_counter()
     with training_lock(folder, what) as lock, open(log, "a", encoding="utf-8") as f:
-        encoder = "".join(f"{name}={env[name]} " for name in (ENCODER_ENV, PRETRAIN_SEED_ENV, POOLS_ENV)
-                          if name in env)
+        handed = (ENCODER_ENV, PRETRAIN_SEED_ENV, POOLS_ENV, EPOCHS_ENV)
+        encoder = "".join(f"{name}={env[name]} " for name in handed if name in env)
         f.write(f"$ GLRP_SEED={t.seed} nnUNet_results={root} {encoder}{' '.join(cmd)}\n")
         f.flush()
         child = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, pass_fds=(lock,))
