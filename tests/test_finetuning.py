@@ -226,6 +226,27 @@ def test_named_encoder_is_used_without_pretraining_and_checked(trained, tmp_path
         _in_process_trainer("GLRPTrainer_k6_tiny", config).initialize()
 
 
+def test_pretraining_epochs_of_the_environment_pretrain_longer_and_are_recorded(trained, monkeypatch):
+    """GLRP_PRETRAIN_EPOCHS: the trainer pretrains (or reuses) the cache entry of ``pretrain --epochs N``, not the
+    preset's, and records N in glrp_finetuning.json (the run engine refuses a finished folder of other epochs)."""
+    monkeypatch.setenv("GLRP_PRETRAIN_EPOCHS", "2")  # the tiny preset pretrains 1 epoch
+    glrp = _in_process_trainer("GLRPTrainer_k2_tiny", trained["config"])
+    before = set(_pretraining_folders())
+    glrp.initialize()
+    (folder,) = sorted(set(_pretraining_folders()) - before)
+    assert glrp.pretrained_encoder_path == folder / "pretrained_encoder.pth" != trained["encoder"]
+    assert json.loads((folder / "config.json").read_text())["config"]["epochs"] == 2
+    glrp._write_setup()
+    setup = json.loads((Path(glrp.output_folder) / "glrp_finetuning.json").read_text())
+    assert setup["pretraining_epochs"] == 2 and "overrides {'epochs': 2, " in setup["pretrained_encoder_source"]
+    monkeypatch.delenv("GLRP_PRETRAIN_EPOCHS")
+    preset = _in_process_trainer("GLRPTrainer_k2_tiny", trained["config"])
+    preset.initialize()  # the preset's entry again, recorded as no override
+    preset._write_setup()
+    setup = json.loads((Path(preset.output_folder) / "glrp_finetuning.json").read_text())
+    assert preset.pretrained_encoder_path == trained["encoder"] and setup["pretraining_epochs"] is None
+
+
 def test_paper_recipe_and_too_large_k(trained):
     from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
 

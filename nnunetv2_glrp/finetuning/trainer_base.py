@@ -203,7 +203,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
             "loaded_encoder_tensors": self.loaded_encoder_tensors, "k_labeled": self.k_labeled,
             "selected_patients": self.selected_patients, "fold": self.fold, "seed": self.seed,
             "pretraining_seed": self.pretraining_seed, "extra_pools": list(self.extra_pools),
-            "recipe": asdict(self.recipe), "budget": asdict(self.budget),
+            "pretraining_epochs": self.pretraining_epochs, "recipe": asdict(self.recipe), "budget": asdict(self.budget),
             "num_epochs": self.num_epochs, "num_iterations_per_epoch": self.num_iterations_per_epoch,
             "num_val_iterations_per_epoch": self.num_val_iterations_per_epoch, "batch_size": self.batch_size,
             "warmup_iterations": self._warmup_iterations, "encoder_frozen_iterations": self._frozen_iterations,
