@@ -1,6 +1,6 @@
 """A fake ``nnUNetv2_train`` for the run engine's tests: it records what the engine handed it (``GLRP_SEED``,
-``GLRP_PRETRAIN_SEED`` (default 0), the pools of ``GLRP_EXTRA_POOLS`` and ``GLRP_PRETRAIN_EPOCHS``) in ``glrp_finetuning.json`` where nnU-Net
-would train, and writes a ``checkpoint_final.pth``."""
+``GLRP_PRETRAIN_SEED`` (default 0), the pools of ``GLRP_EXTRA_POOLS`` and ``GLRP_PRETRAIN_EPOCHS``) in
+``glrp_finetuning.json`` where nnU-Net would train, and writes a ``checkpoint_final.pth``."""
 
 from __future__ import annotations
 

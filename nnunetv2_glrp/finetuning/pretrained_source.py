@@ -10,8 +10,10 @@ file into its unwrapped network.
 A user who pretrained once with settings of their own (``nnUNetv2_glrp pretrain ... --epochs 60``)
 points every fine-tuning at exactly that encoder with ``GLRP_PRETRAINED_ENCODER=<its
 pretrained_encoder.pth>``. ``GLRP_EXTRA_POOLS=802,803`` makes the cached pretraining also use the train/val
-frames of those converted datasets (``preparation.extra_pools``; its own cache entry). With a named encoder: the trainer then never pretrains, and refuses a file of another method,
-plans identifier or configuration, or one pretrained on other patients (see
+frames of those converted datasets (``preparation.extra_pools``; its own cache entry), and
+``GLRP_PRETRAIN_EPOCHS=60`` makes it run 60 epochs instead of the budget's preset's (the cache entry of
+``nnUNetv2_glrp pretrain --epochs 60``). With a named encoder both are unused: the trainer then never pretrains, and refuses a file of
+another method, plans identifier or configuration, or one pretrained on other patients (see
 ``pretraining.check_named_encoder``). The trainer's log and ``glrp_finetuning.json`` say which encoder
 it used and why.
 """

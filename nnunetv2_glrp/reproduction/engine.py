@@ -5,9 +5,9 @@ they write from the records). Everything is checked before the first training: t
 ``imagesTs``/``labelsTs`` (same cases), every trainer name through nnU-Net's own lookup, every k
 against the fold's number of training patients, and the output folder's identity
 (``reproduce.json``: dataset, configuration, plans, budget, recipe, named encoder, pretraining seeds, extra
-pretraining pools and pretraining epochs; a call with other values is refused, its runs would mix). Outputs under ``setting.out``:
-``runs/<tag>.json`` per run, ``runs.csv`` (every run recorded there), ``predictions/<tag>/``, ``logs/``,
-``reproduce.json``.
+pretraining pools and pretraining epochs; a call with other values is refused, its runs would mix). Outputs under
+``setting.out``: ``runs/<tag>.json`` per run, ``runs.csv`` (every run recorded there), ``predictions/<tag>/``,
+``logs/``, ``reproduce.json``.
 """
 
 from __future__ import annotations
