@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from nnunetv2_glrp.reproduction.training import Setting
+from nnunetv2_glrp.reproduction.training import Setting, Training, train
 
 FAKE_TRAIN = """\
 import json, os, pathlib, sys
@@ -54,3 +54,13 @@ def write_finished_folder(setting: Setting, family: tuple[str, str], seed: int, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "glrp_finetuning.json").write_text(json.dumps(record))
     (folder / "checkpoint_final.pth").write_bytes(b"fake")
+
+
+def train_all(settings: tuple[Setting, ...], seeds: tuple[int, ...] = (0, 2)) -> None:
+    """Train GLRP and RANDOM at fold 0 for every setting and seed through the engine, skipping finished folders
+    (settings that share a model folder, e.g. Random's, train it once)."""
+    for seed in seeds:
+        for setting in settings:
+            for family in (GLRP, RANDOM):
+                if not (setting.model_folder(*family, 0, seed) / "checkpoint_final.pth").is_file():
+                    train(setting, Training(*family, 0, seed))

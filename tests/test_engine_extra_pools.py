@@ -10,11 +10,11 @@ import os
 import pytest
 
 from fake_engine_training import (
-    GLRP, RANDOM, engine_setting, install_fake_train, recorded, write_finished_folder,
+    GLRP, RANDOM, engine_setting, install_fake_train, recorded, train_all, write_finished_folder,
 )
 from nnunetv2_glrp.finetuning.pretrained_source import pools_used
 from nnunetv2_glrp.reproduction import engine
-from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup, train
+from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup
 
 POOL = "Dataset802_Y"
 
@@ -45,11 +45,7 @@ def fake_train(tmp_path, monkeypatch):
 def test_pooled_rows_pretrain_with_the_pools_in_a_tree_of_their_own(tmp_path, fake_train):
     plain, pooled = engine_setting(tmp_path), engine_setting(tmp_path, pools=(POOL,))
     per_seed_pooled = engine_setting(tmp_path, "per-seed", (POOL,))
-    for seed in (0, 2):
-        for setting in (plain, pooled, per_seed_pooled):
-            for family in (GLRP, RANDOM):
-                if not (setting.model_folder(*family, 0, seed) / "checkpoint_final.pth").is_file():
-                    train(setting, Training(*family, 0, seed))
+    train_all((plain, pooled, per_seed_pooled))
     results = tmp_path / "results"
     for seed in (0, 2):
         sub = "" if seed == 0 else f"glrp_seed_{seed}"

@@ -10,14 +10,14 @@ import json
 import pytest
 
 from fake_engine_training import (
-    GLRP, RANDOM, engine_setting, install_fake_train, recorded, write_finished_folder,
+    GLRP, RANDOM, engine_setting, install_fake_train, recorded, train_all, write_finished_folder,
 )
 from nnunetv2_glrp.cli import build_parser
 from nnunetv2_glrp.commands import pretrain as pretrain_command
 from nnunetv2_glrp.finetuning.pretrained_source import epochs_from_environment, pretraining_overrides
 from nnunetv2_glrp.pretraining import make_config
 from nnunetv2_glrp.reproduction import engine
-from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup, train
+from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup
 
 
 @pytest.fixture
@@ -30,11 +30,7 @@ def fake_train(tmp_path, monkeypatch):
 def test_longer_rows_pretrain_longer_in_a_tree_of_their_own(tmp_path, fake_train):
     plain, longer = engine_setting(tmp_path), engine_setting(tmp_path, epochs=60)
     per_seed_pooled_longer = engine_setting(tmp_path, "per-seed", ("Dataset802_Y",), 60)
-    for seed in (0, 2):
-        for setting in (plain, longer, per_seed_pooled_longer):
-            for family in (GLRP, RANDOM):
-                if not (setting.model_folder(*family, 0, seed) / "checkpoint_final.pth").is_file():
-                    train(setting, Training(*family, 0, seed))
+    train_all((plain, longer, per_seed_pooled_longer))
     results = tmp_path / "results"
     for seed in (0, 2):
         sub = "" if seed == 0 else f"glrp_seed_{seed}"

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from fake_engine_training import (
-    GLRP, RANDOM, engine_setting, install_fake_train, recorded, write_finished_folder,
+    GLRP, RANDOM, engine_setting, install_fake_train, recorded, train_all, write_finished_folder,
 )
 from nnunetv2_glrp.reproduction import engine
-from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup, train
+from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup
 
 
 @pytest.fixture
@@ -22,11 +22,7 @@ def fake_train(tmp_path, monkeypatch):
 
 def test_per_seed_gives_each_seed_its_pretraining_seed_and_a_tree_of_its_own(tmp_path, fake_train):
     shared, per_seed = engine_setting(tmp_path, "shared"), engine_setting(tmp_path, "per-seed")
-    for seed in (0, 2):
-        for setting in (shared, per_seed):
-            for family in (GLRP, RANDOM):
-                if not (setting.model_folder(*family, 0, seed) / "checkpoint_final.pth").is_file():
-                    train(setting, Training(*family, 0, seed))
+    train_all((shared, per_seed))
     results = tmp_path / "results"
     for seed in (0, 2):
         folder, record = recorded(per_seed, GLRP, seed)
