@@ -14,7 +14,7 @@ from fake_engine_training import (
 )
 from nnunetv2_glrp.cli import build_parser
 from nnunetv2_glrp.commands import pretrain as pretrain_command
-from nnunetv2_glrp.finetuning.pretrained_source import epochs_from_environment, pretraining_overrides
+from nnunetv2_glrp.finetuning.pretrained_source import epochs_from_environment, epochs_used, pretraining_overrides
 from nnunetv2_glrp.pretraining import make_config
 from nnunetv2_glrp.reproduction import engine
 from nnunetv2_glrp.reproduction.training import PER_SEED_TREE, Training, check_setup
@@ -104,6 +104,10 @@ def test_the_trainers_epochs_are_the_cache_entry_of_pretrain_epochs(monkeypatch)
     trainer_config, cli_config = make_config("GLRP", "cpu", 1, **overrides), make_config("GLRP", "cpu", 1, **cli)
     assert trainer_config.epochs == 60 and trainer_config.digest() == cli_config.digest()
     assert trainer_config.digest() != make_config("GLRP", "cpu", 1).digest()  # not the preset's cache entry
+    assert epochs_used() == 60
+    monkeypatch.setenv("GLRP_PRETRAINED_ENCODER", "/some/pretrained_encoder.pth")  # a named encoder: epochs unused
+    assert epochs_used() is None
+    monkeypatch.delenv("GLRP_PRETRAINED_ENCODER")
     for bad in ("0", "-3", "sixty"):
         monkeypatch.setenv("GLRP_PRETRAIN_EPOCHS", bad)
         with pytest.raises(ValueError, match=f"GLRP_PRETRAIN_EPOCHS='{bad}': expected a positive number"):

@@ -12,8 +12,8 @@ points every fine-tuning at exactly that encoder with ``GLRP_PRETRAINED_ENCODER=
 pretrained_encoder.pth>``. ``GLRP_EXTRA_POOLS=802,803`` makes the cached pretraining also use the train/val
 frames of those converted datasets (``preparation.extra_pools``; its own cache entry), and
 ``GLRP_PRETRAIN_EPOCHS=60`` makes it run 60 epochs instead of the budget's preset's (the cache entry of
-``nnUNetv2_glrp pretrain --epochs 60``). With a named encoder both are unused: the trainer then never pretrains, and refuses a file of
-another method, plans identifier or configuration, or one pretrained on other patients (see
+``nnUNetv2_glrp pretrain --epochs 60``). With a named encoder both are unused: the trainer then never pretrains,
+and refuses a file of another method, plans identifier or configuration, or one pretrained on other patients (see
 ``pretraining.check_named_encoder``). The trainer's log and ``glrp_finetuning.json`` say which encoder
 it used and why.
 """
@@ -63,6 +63,12 @@ def epochs_from_environment() -> int | None:
     if epochs < 1:
         raise ValueError(f"{EPOCHS_ENV}={text!r}: expected a positive number of pretraining epochs")
     return epochs
+
+
+def epochs_used() -> int | None:
+    """The pretraining epochs a fine-tuning records: ``$GLRP_PRETRAIN_EPOCHS``, None when unset (the preset's) or
+    when ``$GLRP_PRETRAINED_ENCODER`` names the encoder (the variable is then unused), as :func:`pools_used`."""
+    return None if os.environ.get(ENCODER_ENV) else epochs_from_environment()
 
 
 def pretraining_overrides(budget_overrides: dict) -> dict:

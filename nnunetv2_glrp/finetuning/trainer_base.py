@@ -46,8 +46,7 @@ from nnunetv2_glrp.finetuning.patient_draw import (
     write_selection,
 )
 from nnunetv2_glrp.finetuning.pretrained_source import (
-    ENCODER_ENV, describe_pretraining, epochs_from_environment, obtain_pretrained_encoder, pools_used,
-    pretraining_overrides,
+    describe_pretraining, epochs_used, obtain_pretrained_encoder, pools_used, pretraining_overrides,
 )
 from nnunetv2_glrp.finetuning.recipes import (
     FULL_BUDGET, NNUNET_RECIPE, FineTuningBudget, FineTuningRecipe, ResolvedSchedule, encoder_frozen_iterations,
@@ -112,8 +111,7 @@ class GLRPFineTuningTrainer(nnUNetTrainer):
                     self.pretraining_seed, overrides,
                 )
                 self.extra_pools = pools_used(self.plans_manager.dataset_name)
-                if not os.environ.get(ENCODER_ENV):
-                    self.pretraining_epochs = epochs_from_environment()
+                self.pretraining_epochs = epochs_used()
             # seeded after (maybe) pretraining in this process, right before the network is built
             seed_everything(self.seed)
         super().initialize()
