@@ -89,8 +89,8 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
                            for head, v in clinical_cells(records, [method], [k])[(method, k)].items()}
         rows.append(row)
     curves = []
-    for record in records:
-        if record.method == CONTROL and not with_control:
+    for record in records:  # the curves of the methods asked for only, as the rows
+        if record.method not in present or (record.method == CONTROL and not with_control):
             continue
         for trainer, model in zip(record.trainers, record.raw.get("model_folders", [])):
             c = training_curves(Path(model))

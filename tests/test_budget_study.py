@@ -19,7 +19,8 @@ def study():
     return load_benchmark("budget_study")
 
 
-def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_mae: float | None, train_s: float):
+def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_mae: float | None, train_s: float,
+                  model_folders: list[str] = ()):
     """A finished run of k = 2 whose case i has Dice dice[i] in every class."""
     cases = {f"p{i}_ED": {c: {"dice": d, "hd": 5.0, "hd95": 5.0, "assd": 1.0} for c in CLASSES}
              for i, d in enumerate(dice)}
@@ -27,7 +28,8 @@ def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_ma
         "LV_EF_pct": {"mae": ef_mae, "bias": -ef_mae}, "LV_EDV_ml": {"mae": 10.0, "bias": 0.0}}, "skipped": {}}}
     tag = f"{method}__k2__fold0__seed{seed}"
     record = {"method": method, "k": 2, "fold": 0, "seed": seed, "tag": tag, "budget": "cpulong", "cases": cases,
-              "summary": encode(summary), "wall_seconds": {"train": train_s}, "model_folders": []}
+              "summary": encode(summary), "wall_seconds": {"train": train_s}, "model_folders": list(model_folders),
+              "trainers": [f"{method}Trainer"] * len(model_folders)}
     (folder / "runs").mkdir(parents=True, exist_ok=True)
     (folder / "runs" / f"{tag}.json").write_text(json.dumps(record), encoding="utf-8")
 
@@ -71,3 +73,25 @@ def test_recipes_in_one_table_each_paired_with_its_own_nnunet_runs(study, tmp_pa
     assert "| cpulong | GLRP_semi k=2 | 5.0 (2) | -5.0 (2) | 10.0 (2) | - |" in text
     assert "| cpulong | GLRP k=2 | - | - | - | - |" in text
     assert "+0.400 [+0.400, +0.400] | +0.067 [+0.050, +0.100] (0) | 70 |" in text
+
+
+def _fake_model(folder: Path, ema: float) -> str:
+    """A finished nnU-Net model folder whose checkpoint_final.pth logs two epochs ending at EMA Dice ``ema``."""
+    import torch
+
+    folder.mkdir(parents=True)
+    log = {"train_losses": [1.0, 0.5], "val_losses": [0.9, 0.6], "mean_fg_dice": [0.1, ema], "ema_fg_dice": [0.1, ema]}
+    torch.save({"logging": log}, folder / "checkpoint_final.pth")
+    return str(folder)
+
+
+def test_curves_only_of_the_methods_asked_for(study, tmp_path):
+    """--methods nnU-Net: the GLRP runs of the same folder give neither a row nor a curve."""
+    folder = tmp_path / "engine_cpulong_nnunet"
+    _write_record(folder, "nnU-Net", 0, [0.5] * 3, None, 60.0, [_fake_model(tmp_path / "m_nnunet", 0.4)])
+    _write_record(folder, "GLRP", 0, [0.6] * 3, None, 60.0, [_fake_model(tmp_path / "m_glrp", 0.7)])
+    rows, curves = study.budget_rows(folder, "cpulong", [2], ["nnU-Net"])
+    assert [r["method"] for r in rows] == ["nnU-Net"]
+    assert [(c["method"], c["ema_dice"][-1]) for c in curves] == [("nnU-Net", pytest.approx(0.4))]
+    rows, curves = study.budget_rows(folder, "cpulong", [2], ["nnU-Net", "GLRP"])
+    assert sorted((c["method"], round(c["ema_dice"][-1], 3)) for c in curves) == [("GLRP", 0.7), ("nnU-Net", 0.4)]
