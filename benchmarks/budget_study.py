@@ -153,8 +153,8 @@ def plot_curves(curves: list[dict], k: int, path: Path) -> Path | None:
     top.set_ylabel("validation pseudo Dice (EMA)")
     bottom.set_ylabel("validation loss (Dice + CE)")
     bottom.set_xlabel("training iteration")
-    top.set_title(f"k = {k}: validation curves, colour per {by} (solid: nnU-Net from scratch; "
-                  f"{', '.join(f'{styles[m]} {m}' for m in others)})")
+    legend = "; ".join(["solid: nnU-Net from scratch"] + [f"{styles[m]} {m}" for m in others])
+    top.set_title(f"k = {k}: validation curves, colour per {by} ({legend})")
     top.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
