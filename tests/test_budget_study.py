@@ -20,7 +20,7 @@ def study():
 
 
 def _write_record(folder: Path, method: str, seed: int, dice: list[float], ef_mae: float | None, train_s: float,
-                  model_folders: list[str] = ()):
+                  model_folders: tuple[str, ...] | list[str] = ()):
     """A finished run of k = 2 whose case i has Dice dice[i] in every class."""
     cases = {f"p{i}_ED": {c: {"dice": d, "hd": 5.0, "hd95": 5.0, "assd": 1.0} for c in CLASSES}
              for i, d in enumerate(dice)}
