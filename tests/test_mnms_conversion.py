@@ -175,15 +175,17 @@ def test_missing_3d_label_file_is_named(tmp_path):
     assert_nothing_left(tmp_path / "raw")
 
 
-@pytest.mark.parametrize("layout", ["acdc", "folder", "mnms", "mnms3d"])
+@pytest.mark.parametrize("layout", ["acdc", "folder", "mnms", "mnms3d", "mnms2"])
 def test_make_phantom_writes_every_layout(tmp_path, capsys, layout):
     out = tmp_path / layout
     assert main(["make-phantom", str(out), "--layout", layout, "--patients", "2", "--frames", "3",
                  "--difficulty", "easy"]) == 0
     expected = {"acdc": "training/patient001/patient001_4d.nii.gz", "folder": "cases.csv",
-                "mnms": "Training/Labeled/M001/M001_sa_gt.nii.gz", "mnms3d": "better_M001_sa_ED_gt.nii.gz"}
+                "mnms": "Training/Labeled/M001/M001_sa_gt.nii.gz", "mnms3d": "better_M001_sa_ED_gt.nii.gz",
+                "mnms2": "001/001_SA_CINE.nii.gz"}
     assert (out / expected[layout]).is_file()
-    names = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout "}
+    names = {"acdc": "", "folder": "folder-layout ", "mnms": "M&Ms-layout ", "mnms3d": "M&Ms 3D-layout ",
+             "mnms2": "M&Ms-2-layout "}
     assert f"2 easy {names[layout]}phantom patients written" in capsys.readouterr().out
 
 
@@ -194,4 +196,5 @@ def test_subject_without_labels_is_skipped_and_recorded(copy, tmp_path, caplog):
     record = _record(out)
     assert "M005" not in record["mnms"] and len(record["mnms"]) == N_PATIENTS - 1
     assert record["mnms_source"]["unlabeled_skipped"] == ["M005"]
-    assert "skipped 1 M&Ms subject(s) without a _sa_gt.nii.gz label file: M005" in caplog.text
+    assert "skipped 1 M&Ms subject(s) without labels (no _sa_gt.nii.gz, or a cine without ED/ES files): M005" \
+        in caplog.text

@@ -5,15 +5,16 @@ from __future__ import annotations
 from nnunetv2_glrp.commands.options import add_conversion_options
 
 HELP = ("convert an M&Ms-layout folder (<id>/<id>_sa.nii.gz + _sa_gt.nii.gz and the information CSV, or 3D "
-        "<id>_sa_ED/ES[_gt].nii.gz) to $nnUNet_raw/DatasetXXX_NAME in ACDC's label numbering")
+        "<id>_sa_ED/ES[_gt].nii.gz, or M&Ms-2's <id>_SA_ED/ES[_gt].nii.gz + _SA_CINE.nii.gz) to "
+        "$nnUNet_raw/DatasetXXX_NAME in ACDC's label numbering")
 
 
 def configure(parser) -> None:
     parser.add_argument("root", help="M&Ms folder (searched recursively for subjects and the information CSV)")
     add_conversion_options(parser, default_name="MnMs", split_forms=" or 'vendor:X': every subject of vendor X is "
                            "the test set, the rest train:val 7:1")
-    parser.add_argument("--info", default=None, help="the information CSV (subject, Vendor, Centre, ED, ES 0-based); "
-                        "default: the one CSV under root with a Vendor column")
+    parser.add_argument("--info", default=None, help="the information CSV (subject, Vendor, Centre, ED, ES 0-based; "
+                        "M&Ms-2's SUBJECT_CODE, VENDOR); default: the one CSV under root with a Vendor column")
 
 
 def run(args) -> int:

@@ -80,3 +80,17 @@ def cine_arrays(path: Path, reference: sitk.Image, patient: str,
     if array.shape[0] == 0:
         raise ValueError(f"{patient}: cine {path.name} has no frames")
     return [array[t] for t in range(array.shape[0])]
+
+
+def matching_frame(image: np.ndarray, frames: list[np.ndarray], tolerance: float = 1e-3) -> tuple[int | None, float]:
+    """(1-based number of the frame of ``frames`` that equals ``image``, or None; the smallest difference).
+
+    The difference of a frame is max |image - frame| over the image's intensity range (max - min), so a
+    3D ED file stored as float64 still matches its int16 cine frame; a frame matches when its difference
+    is at most ``tolerance`` and it is the only one that does (two matching frames: None, ambiguous)."""
+    reference = np.asarray(image, dtype=np.float64)
+    scale = float(reference.max() - reference.min()) or 1.0
+    differences = [float(np.abs(reference - np.asarray(f, dtype=np.float64)).max()) / scale
+                   if np.shape(f) == reference.shape else np.inf for f in frames]
+    matching = [n for n, d in enumerate(differences, start=1) if d <= tolerance]
+    return (matching[0] if len(matching) == 1 else None), min(differences, default=np.inf)

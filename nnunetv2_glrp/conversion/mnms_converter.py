@@ -2,7 +2,8 @@
 
 Read by :mod:`nnunetv2_glrp.conversion.mnms_reader`; written by the conversion core as ACDC is:
 ``<subject>_ED``/``<subject>_ES`` labeled cases, every cine frame of train/val subjects in
-``unlabeledTr`` (the 3D ED/ES layout has no cine: ED and ES are the unlabeled images), stacks stored
+``unlabeledTr`` (the 3D ED/ES layout without a ``_SA_CINE`` file has no cine: ED and ES are the unlabeled
+images; with one, its frames, ED/ES numbered by the CSV or by the cine frame each image equals), stacks stored
 base-first (M&Ms vendors store apex-first or base-first: detected per subject from the labels). Labels
 M&Ms 1 LV, 2 MYO, 3 RV are written as ACDC's 1 RV, 2 MYO, 3 LV. ``split="vendor:X"`` holds out every
 subject of vendor X as the test set; the others are split train:val 7:1 by a seeded shuffle.
@@ -18,10 +19,11 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from nnunetv2_glrp.conversion.core import CineFrame, LabeledCase, dataset_target, write_dataset, write_patient
-from nnunetv2_glrp.conversion.frames import cine_arrays, read_labeled_pair
+from nnunetv2_glrp.conversion.frames import cine_arrays, matching_frame, read_labeled_pair
 from nnunetv2_glrp.conversion.label_map import MNMS_LABELS
 from nnunetv2_glrp.conversion.mnms_reader import PHASES, MnmsSubject, find_subjects
 from nnunetv2_glrp.conversion.split_file import read_split_file
@@ -31,45 +33,77 @@ from nnunetv2_glrp.conversion.writer import RawDatasetBuilder
 logger = logging.getLogger(__name__)
 
 
-def _labeled(subject: MnmsSubject) -> list[LabeledCase]:
-    sid, cases = subject.subject_id, []
-    frames = subject.frames if len(subject.frames) == 2 else {"ED": 1, "ES": 2}
-    if frames["ED"] == frames["ES"]:
-        raise ValueError(f"{sid}: ED and ES are the same frame ({frames['ED']}); they must differ")
+def _cine_frames(subject: MnmsSubject, images: dict[str, sitk.Image], cine: list[np.ndarray] | None
+                 ) -> tuple[dict[str, int], str | None]:
+    """({phase: 1-based frame}, where they came from: "csv", "cine" (the frame of the 3D layout's ``cine``
+    each 3D image equals) or None: unknown, ED 1 and ES 2)."""
+    sid = subject.subject_id
+    if len(subject.frames) == 2:
+        return dict(subject.frames), "csv"
+    if cine is None:
+        return {"ED": 1, "ES": 2}, None
+    frames = {}
+    for phase in PHASES:
+        number, difference = matching_frame(sitk.GetArrayViewFromImage(images[phase]), cine)
+        if number is None:
+            image = subject.files_3d[(phase, "image")].name
+            raise ValueError(f"{sid}: the {phase} image {image} equals no single frame of the cine {subject.cine.name} "
+                             f"(closest: {difference:.2%} of its intensity range); "
+                             "give ED and ES (0-based frame indices) in the information CSV (--info)")
+        frames[phase] = number
+    return frames, "cine"
+
+
+def _labeled(subject: MnmsSubject) -> tuple[list[LabeledCase], str | None, list[np.ndarray] | None]:
+    """The ED and ES cases, where their frame numbers came from (``_cine_frames``) and, for the 3D layout
+    with a cine file, its frames."""
+    sid, pairs = subject.subject_id, {}
     for phase in PHASES:
         if subject.layout == "4d":
-            image_path, label_path, frame = subject.cine, subject.cine_label, frames[phase]
+            image_path, label_path, frame = subject.cine, subject.cine_label, subject.frames[phase]
         else:
             image_path, label_path, frame = subject.files_3d[(phase, "image")], subject.files_3d[(phase, "label")], None
         image, label = read_labeled_pair(image_path, label_path, frame, sid, phase, MNMS_LABELS.remap)
         if not sitk.GetArrayViewFromImage(label).any():
-            where = f"frame {frames[phase]} (CSV index {frames[phase] - 1})" if frame else label_path.name
+            where = f"frame {frame} (CSV index {frame - 1})" if frame else label_path.name
             raise ValueError(f"{sid}: no labeled voxel at {phase} {where} of {label_path.name}; are the CSV's ED/ES "
                              "0-based frame indices?")
-        cases.append(LabeledCase(phase, frames[phase], image, label, image_path))
-    return cases
+        pairs[phase] = (image, label, image_path)
+    cine = None
+    if subject.layout == "3d" and subject.cine is not None:
+        cine = cine_arrays(subject.cine, pairs["ED"][0], sid, "the ED image")
+    frames, frames_from = _cine_frames(subject, {p: pair[0] for p, pair in pairs.items()}, cine)
+    if frames["ED"] == frames["ES"]:
+        raise ValueError(f"{sid}: ED and ES are the same frame ({frames['ED']}); they must differ")
+    return [LabeledCase(p, frames[p], *pairs[p]) for p in PHASES], frames_from, cine
 
 
 def _convert_subject(builder: RawDatasetBuilder, subject: MnmsSubject, subset: str, record: dict) -> None:
     sid = subject.subject_id
-    labeled = _labeled(subject)
+    labeled, frames_from, cine_3d = _labeled(subject)
 
     def read_cine(reference: sitk.Image) -> list[CineFrame]:
-        if subject.layout == "3d":
+        if subject.layout == "3d" and subject.cine is None:
             record["missing_cine"].append(sid)
             return [(c.frame, sitk.GetArrayFromImage(c.image), c.source) for c in labeled]
-        return [(n, a, subject.cine) for n, a in enumerate(cine_arrays(subject.cine, reference, sid), start=1)]
+        arrays = cine_3d if subject.layout == "3d" else cine_arrays(subject.cine, reference, sid)
+        return [(n, a, subject.cine) for n, a in enumerate(arrays, start=1)]
 
     write_patient(builder, sid, subset, record, labeled, read_cine, lv_myo_labels=MNMS_LABELS.values_of("LV", "MYO"),
                   rv_labels=MNMS_LABELS.values_of("RV"))
     for case in record["cases"].values():
         if case["patient"] == sid:
             case.update(vendor=subject.vendor, centre=subject.centre)
-    files = ({"cine": os.fspath(subject.cine.resolve()), "cine_label": os.fspath(subject.cine_label.resolve())}
-             if subject.layout == "4d" else {f"{p}_{k}": os.fspath(v.resolve()) for (p, k), v in subject.files_3d.items()})
+    if subject.layout == "4d":
+        files = {"cine": os.fspath(subject.cine.resolve()), "cine_label": os.fspath(subject.cine_label.resolve())}
+    else:
+        files = {f"{p}_{k}": os.fspath(v.resolve()) for (p, k), v in subject.files_3d.items()}
+        if subject.cine is not None:
+            files["cine"] = os.fspath(subject.cine.resolve())
     record.setdefault("mnms", {})[sid] = {"layout": subject.layout, "vendor": subject.vendor, "centre": subject.centre,
                                           "ed_frame": labeled[0].frame, "es_frame": labeled[1].frame,
-                                          "frames_known": len(subject.frames) == 2, "files": files}
+                                          "frames_known": frames_from is not None, "frames_from": frames_from,
+                                          "files": files}
 
 
 def vendor_split(subjects: list[MnmsSubject], vendor: str, seed: int) -> dict[str, list[str]]:

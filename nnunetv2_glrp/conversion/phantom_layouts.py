@@ -16,6 +16,11 @@ seed, same images), written again:
   ``<id>/<id>_sa_gt.nii.gz`` (4D, labels 1 LV, 2 MYO, 3 RV at ED and ES only), ``mnms_info.csv``
   (``External code,VendorName,Vendor,Centre,ED,ES``, ED/ES 0-based). ``variant="3d"``: flat
   ``<id>_sa_ED.nii.gz``, ``<id>_sa_ED_gt.nii.gz``, ES alike, and ``results.csv`` (``Name,ED/ES,Vendor,Centre``).
+  ``variant="mnms2"`` (the M&Ms-2 release's layout): subject ``<NNN>``, ``<NNN>/<NNN>_SA_ED.nii.gz`` and
+  ``_SA_ED_gt`` (float64, as the public sample stores them), ES alike, the 4D ``<NNN>/<NNN>_SA_CINE.nii.gz``
+  (int16), long-axis ``<NNN>_LA_ED.nii.gz`` + ``_LA_ED_gt`` files that the converter must ignore, and
+  ``dataSet_info.csv`` (``SUBJECT_CODE,DISEASE,VENDOR,SCANNER,FIELD``, codes without zero padding, no ED/ES:
+  the converter finds them in the cine).
 
 ``phantom.json`` records the seed, the layout and every patient (``apex_first`` = as stored here).
 """
@@ -103,15 +108,17 @@ def make_folder_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: 
 def make_mnms_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: int = 0, n_frames: int = 8,
                       first_patient: int = 1, difficulty: str = "easy", overwrite: bool = False,
                       variant: str = "4d") -> list[PhantomPatient]:
-    """Write the phantom in the M&Ms layout (``variant`` "4d": official, "3d": ED/ES files); see the module docstring."""
-    if variant not in ("4d", "3d"):
-        raise ValueError(f"variant must be '4d' or '3d', got {variant!r}")
+    """Write the phantom in the M&Ms layout (``variant`` "4d": official, "3d": ED/ES files, "mnms2": M&Ms-2's ED/ES
+    files + cine); see the module docstring."""
+    if variant not in ("4d", "3d", "mnms2"):
+        raise ValueError(f"variant must be '4d', '3d' or 'mnms2', got {variant!r}")
 
     def write(out: Path, acdc: Path, metas: list[PhantomPatient]) -> list[PhantomPatient]:
         written, rows = [], []
         for i, meta in enumerate(metas):
             vendor = VENDORS[i % len(VENDORS)]
-            sid = f"M{int(meta.patient_id[len('patient'):]):03d}"
+            number = int(meta.patient_id[len('patient'):])
+            sid = f"{number:03d}" if variant == "mnms2" else f"M{number:03d}"
             cine, cine_image, labels, frame_image = _acdc_files(acdc, meta)
             apex_first = vendor != "D"
             if meta.apex_first != apex_first:  # store the vendor's order
@@ -125,6 +132,17 @@ def make_mnms_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: in
                 _write(cine, cine_image, folder / f"{sid}_sa.nii.gz")
                 _write(gt, cine_image, folder / f"{sid}_sa_gt.nii.gz")
                 rows.append([sid, VENDOR_NAMES[vendor], vendor, VENDORS.index(vendor) + 1, ed, es])
+            elif variant == "mnms2":
+                folder = out / sid
+                _write(cine.astype(np.int16), cine_image, folder / f"{sid}_SA_CINE.nii.gz")
+                for phase, frame in (("ED", meta.ed_frame), ("ES", meta.es_frame)):
+                    _write(cine[frame - 1].astype(np.float64), frame_image, folder / f"{sid}_SA_{phase}.nii.gz")
+                    _write(ACDC_TO_MNMS[labels[frame]].astype(np.float64), frame_image,
+                           folder / f"{sid}_SA_{phase}_gt.nii.gz")
+                decoy = cine[meta.ed_frame - 1, :, cine.shape[2] // 2][None]  # a long-axis stand-in: 1 x Z x X
+                for suffix, array in (("", decoy), ("_gt", np.ones_like(decoy, dtype=np.float64))):
+                    sitk.WriteImage(sitk.GetImageFromArray(array), os.fspath(folder / f"{sid}_LA_ED{suffix}.nii.gz"))
+                rows.append([number, "NOR", VENDOR_NAMES[vendor], f"{VENDOR_NAMES[vendor]} scanner", 1.5])
             else:
                 prefix = "better_" if i % 2 == 0 else "worse_"
                 for phase, frame in (("ED", meta.ed_frame), ("ES", meta.es_frame)):
@@ -132,13 +150,15 @@ def make_mnms_phantom(out_dir: str | os.PathLike, n_patients: int = 20, seed: in
                     _write(ACDC_TO_MNMS[labels[frame]], frame_image, out / f"{prefix}{sid}_sa_{phase}_gt.nii.gz")
                     rows.append([f"{sid}_sa_{phase}_gt", phase, vendor, VENDORS.index(vendor) + 1])
             written.append(replace(meta, patient_id=sid, apex_first=apex_first))
-        header = (["External code", "VendorName", "Vendor", "Centre", "ED", "ES"] if variant == "4d"
-                  else ["Name", "ED/ES", "Vendor", "Centre"])
-        name = "mnms_info.csv" if variant == "4d" else "results.csv"
+        header, name = {"4d": (["External code", "VendorName", "Vendor", "Centre", "ED", "ES"], "mnms_info.csv"),
+                        "3d": (["Name", "ED/ES", "Vendor", "Centre"], "results.csv"),
+                        "mnms2": (["SUBJECT_CODE", "DISEASE", "VENDOR", "SCANNER", "FIELD"], "dataSet_info.csv"),
+                        }[variant]
         with open(out / name, "w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows([header, *rows])
         _record(out, f"mnms-{variant}", seed, written,
-                {"vendors": {p.patient_id: VENDORS[i % len(VENDORS)] for i, p in enumerate(written)}})
+                {"vendors": {p.patient_id: VENDOR_NAMES[VENDORS[i % len(VENDORS)]] if variant == "mnms2"
+                             else VENDORS[i % len(VENDORS)] for i, p in enumerate(written)}})
         return written
 
     return _with_acdc_phantom(out_dir, overwrite, n_patients, seed, n_frames, first_patient, difficulty, write)
