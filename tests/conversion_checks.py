@@ -1,12 +1,26 @@
 """Checks shared by the converter tests: bad input ends a ``convert-*`` command with one clear error line and
-leaves nothing behind in nnUNet_raw."""
+leaves nothing behind in nnUNet_raw; reading a converted dataset's images and split record."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
+import numpy as np
+import SimpleITK as sitk
+
 from nnunetv2_glrp.cli import main
+
+
+def read_array(path: Path) -> np.ndarray:
+    """The voxel array [Z, Y, X] (or [T, Z, Y, X]) of an image file."""
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def split_record(out: Path) -> dict:
+    """The ``glrp_split.json`` record of a converted dataset folder."""
+    return json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
 
 
 def assert_nothing_left(raw: Path) -> None:

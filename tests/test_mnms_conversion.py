@@ -16,16 +16,9 @@ from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_mnms
 from nnunetv2_glrp.conversion.phantom_layouts import make_mnms_phantom
 from conversion_checks import assert_nothing_left, assert_one_line_error_and_nothing_left
+from conversion_checks import read_array as _array, split_record as _record
 
 N_PATIENTS, N_FRAMES = 8, 3
-
-
-def _array(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-
-
-def _record(out: Path) -> dict:
-    return json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
