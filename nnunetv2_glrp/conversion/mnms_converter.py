@@ -55,8 +55,8 @@ def _cine_frames(subject: MnmsSubject, images: dict[str, sitk.Image], cine: list
 
 
 def _labeled(subject: MnmsSubject) -> tuple[list[LabeledCase], str | None, list[np.ndarray] | None]:
-    """The ED and ES cases, where their frame numbers came from (``_cine_frames``) and, for the 3D layout
-    with a cine file, its frames."""
+    """The ED and ES cases, where their frame numbers came from (``_cine_frames``) and the cine's frames when
+    they had to be read to find them (3D layout with a cine file, no ED/ES in the CSV); else None."""
     sid, pairs = subject.subject_id, {}
     for phase in PHASES:
         if subject.layout == "4d":
@@ -70,8 +70,8 @@ def _labeled(subject: MnmsSubject) -> tuple[list[LabeledCase], str | None, list[
                              "0-based frame indices?")
         pairs[phase] = (image, label, image_path)
     cine = None
-    if subject.layout == "3d" and subject.cine is not None:
-        cine = cine_arrays(subject.cine, pairs["ED"][0], sid, "the ED image")
+    if subject.layout == "3d" and subject.cine is not None and len(subject.frames) != 2:
+        cine = cine_arrays(subject.cine, pairs["ED"][0], sid)
     frames, frames_from = _cine_frames(subject, {p: pair[0] for p, pair in pairs.items()}, cine)
     if frames["ED"] == frames["ES"]:
         raise ValueError(f"{sid}: ED and ES are the same frame ({frames['ED']}); they must differ")
@@ -86,7 +86,7 @@ def _convert_subject(builder: RawDatasetBuilder, subject: MnmsSubject, subset: s
         if subject.layout == "3d" and subject.cine is None:
             record["missing_cine"].append(sid)
             return [(c.frame, sitk.GetArrayFromImage(c.image), c.source) for c in labeled]
-        arrays = cine_3d if subject.layout == "3d" else cine_arrays(subject.cine, reference, sid)
+        arrays = cine_3d if cine_3d is not None else cine_arrays(subject.cine, reference, sid)
         return [(n, a, subject.cine) for n, a in enumerate(arrays, start=1)]
 
     write_patient(builder, sid, subset, record, labeled, read_cine, lv_myo_labels=MNMS_LABELS.values_of("LV", "MYO"),
