@@ -220,7 +220,7 @@ def test_a_run_cut_short_completes_the_same_table_and_a_new_model_is_predicted_a
 
     # a model replaced since (here: its checkpoint touched) makes its run predict again from scratch
     other = plan_runs(RUN_ORDER, KS, (0,), SEEDS)[0]
-    checkpoint = next(p for p in _checkpoints() if f"RandomInitTrainer_k2_tiny__" in p and "glrp_seed_1" in p)
+    checkpoint = next(p for p in _checkpoints() if "RandomInitTrainer_k2_tiny__" in p and "glrp_seed_1" in p)
     os.utime(checkpoint, ns=(Path(checkpoint).stat().st_atime_ns, Path(checkpoint).stat().st_mtime_ns + 10**9))
     stamp = (out / "predictions" / other.tag / sorted(os.listdir(out / "predictions" / other.tag))[0]).stat().st_mtime_ns
     assert main(_argv(config, out)) == 0

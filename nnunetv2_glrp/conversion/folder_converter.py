@@ -27,7 +27,6 @@ from nnunetv2_glrp.conversion.frames import cine_arrays, n_frames, read_labeled_
 from nnunetv2_glrp.conversion.label_map import LabelMap, parse_labels
 from nnunetv2_glrp.conversion.split_file import read_split_file
 from nnunetv2_glrp.conversion.splits import split_patients
-from nnunetv2_glrp.conversion.validation import read_image
 from nnunetv2_glrp.conversion.writer import RawDatasetBuilder
 from nnunetv2_glrp.image_io import read_header
 
