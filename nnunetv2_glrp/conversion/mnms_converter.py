@@ -33,15 +33,17 @@ from nnunetv2_glrp.conversion.writer import RawDatasetBuilder
 logger = logging.getLogger(__name__)
 
 
-def _cine_frames(subject: MnmsSubject, images: dict[str, sitk.Image], cine: list[np.ndarray] | None
-                 ) -> tuple[dict[str, int], str | None]:
-    """({phase: 1-based frame}, where they came from: "csv", "cine" (the frame of the 3D layout's ``cine``
-    each 3D image equals) or None: unknown, ED 1 and ES 2)."""
+def _cine_frames(subject: MnmsSubject, images: dict[str, sitk.Image]
+                 ) -> tuple[dict[str, int], str | None, list[np.ndarray] | None]:
+    """({phase: 1-based frame}, where they came from: "csv", "cine" (the frame of the 3D layout's cine each 3D
+    image equals) or None: unknown, ED 1 and ES 2; the cine's frames when they were read to find them, else None).
+    The cine is read here only when the CSV has no ED/ES for a 3D-layout subject with a cine file."""
     sid = subject.subject_id
     if len(subject.frames) == 2:
-        return dict(subject.frames), "csv"
-    if cine is None:
-        return {"ED": 1, "ES": 2}, None
+        return dict(subject.frames), "csv", None
+    if subject.layout != "3d" or subject.cine is None:
+        return {"ED": 1, "ES": 2}, None, None
+    cine = cine_arrays(subject.cine, images["ED"], sid)
     frames = {}
     for phase in PHASES:
         number, difference = matching_frame(sitk.GetArrayViewFromImage(images[phase]), cine)
@@ -51,12 +53,12 @@ def _cine_frames(subject: MnmsSubject, images: dict[str, sitk.Image], cine: list
                              f"(closest: {difference:.2%} of its intensity range); "
                              "give ED and ES (0-based frame indices) in the information CSV (--info)")
         frames[phase] = number
-    return frames, "cine"
+    return frames, "cine", cine
 
 
 def _labeled(subject: MnmsSubject) -> tuple[list[LabeledCase], str | None, list[np.ndarray] | None]:
-    """The ED and ES cases, where their frame numbers came from (``_cine_frames``) and the cine's frames when
-    they had to be read to find them (3D layout with a cine file, no ED/ES in the CSV); else None."""
+    """The ED and ES cases, where their frame numbers came from and the cine's frames when they had to be read
+    to find them (``_cine_frames``)."""
     sid, pairs = subject.subject_id, {}
     for phase in PHASES:
         if subject.layout == "4d":
@@ -69,10 +71,7 @@ def _labeled(subject: MnmsSubject) -> tuple[list[LabeledCase], str | None, list[
             raise ValueError(f"{sid}: no labeled voxel at {phase} {where} of {label_path.name}; are the CSV's ED/ES "
                              "0-based frame indices?")
         pairs[phase] = (image, label, image_path)
-    cine = None
-    if subject.layout == "3d" and subject.cine is not None and len(subject.frames) != 2:
-        cine = cine_arrays(subject.cine, pairs["ED"][0], sid)
-    frames, frames_from = _cine_frames(subject, {p: pair[0] for p, pair in pairs.items()}, cine)
+    frames, frames_from, cine = _cine_frames(subject, {p: pair[0] for p, pair in pairs.items()})
     if frames["ED"] == frames["ES"]:
         raise ValueError(f"{sid}: ED and ES are the same frame ({frames['ED']}); they must differ")
     return [LabeledCase(p, frames[p], *pairs[p]) for p in PHASES], frames_from, cine
