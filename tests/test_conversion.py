@@ -16,10 +16,7 @@ from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_acdc
 from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices, lv_myo_area_per_slice
 from nnunetv2_glrp.conversion.phantom import make_phantom
-
-
-def _arr(path: Path) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+from conversion_checks import read_array as _arr
 
 
 def _names(folder: Path) -> set[str]:
