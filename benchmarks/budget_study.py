@@ -15,6 +15,8 @@ curves (EMA pseudo Dice and validation loss against the iteration) of every run,
 With several ``--recipe`` (e.g. ``--recipe nnunet semi``) the rows of a recipe other than the first are named
 ``<method>_<recipe>`` (``GLRP_semi``), each compared with nnU-Net's runs recorded in its own engine folder (the same
 draws; nnU-Net's trainer does not depend on the recipe, so its row is listed once, from the first recipe).
+``--seeds 0 1 2`` keeps only those draws (rows, intervals and curves): a figure quoted while a study was under way
+can be printed again after later draws have been added to the same folders.
 
     .venv/bin/python benchmarks/budget_study.py --root /data/bench --budgets cpu cpu500 cpulong cpu2000 cpulongsgd \
         --out docs/figures/budget_study   # writes budget_study.md, budget_study.json, budget_study_k<K>.png
@@ -50,16 +52,18 @@ def training_curves(model_folder: Path) -> dict | None:
 
 
 def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
-                with_control: bool = True) -> tuple[list[dict], list[dict]]:
+                with_control: bool = True, seeds=None) -> tuple[list[dict], list[dict]]:
     """(table rows, curve entries) of one engine output folder; ``suffix`` is appended to the method names of the
-    rows and curves (``"_semi"``), nnU-Net's own row and curves are left out unless ``with_control``."""
+    rows and curves (``"_semi"``), nnU-Net's own row and curves are left out unless ``with_control``; ``seeds``:
+    only the runs of these draws (None: every draw the folder holds, so a figure quoted while a study was under
+    way can be printed again once later draws exist)."""
     from nnunetv2_glrp.finetuning.recipes import BUDGETS, ResolvedSchedule, RECIPES, recipe_for_budget
     from nnunetv2_glrp.reproduction import results
     from nnunetv2_glrp.reproduction.cells import table_cells
     from nnunetv2_glrp.reproduction.clinical_table import clinical_cells
     from nnunetv2_glrp.reproduction.estimate import whole_training_seconds
 
-    records = results.read_records(folder)
+    records = [r for r in results.read_records(folder) if seeds is None or r.run.seed in set(seeds)]
     if not records:
         return [], []
     b = BUDGETS[budget]
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         "'__per_seed_pretraining' of runs with --pretraining-seeds per-seed")
     parser.add_argument("--k", type=int, nargs="+", default=[2, 6])
     parser.add_argument("--methods", nargs="+", default=[CONTROL, "Random", "GLRP"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="only these draws (default: every draw of each folder)")
     parser.add_argument("--out", type=Path, default=None, help="folder for budget_study.{md,json} and the PNGs "
                         "(default: ROOT/budget_study)")
     args = parser.parse_args(argv)
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, recipe in enumerate(args.recipe):
             folder = args.root / f"engine_{budget}_{recipe}{args.encoder_suffix}"
             suffix = "" if i == 0 else f"_{recipe}"
-            r, c = budget_rows(folder, budget, args.k, args.methods, suffix, i == 0) if folder.is_dir() else ([], [])
+            r, c = (budget_rows(folder, budget, args.k, args.methods, suffix, i == 0, args.seeds)
+                    if folder.is_dir() else ([], []))
             if not r:
                 missing.append(budget + suffix)
             rows += r

@@ -95,3 +95,23 @@ def test_curves_only_of_the_methods_asked_for(study, tmp_path):
     assert [(c["method"], c["ema_dice"][-1]) for c in curves] == [("nnU-Net", pytest.approx(0.4))]
     rows, curves = study.budget_rows(folder, "cpulong", [2], ["nnU-Net", "GLRP"])
     assert sorted((c["method"], round(c["ema_dice"][-1], 3)) for c in curves) == [("GLRP", 0.7), ("nnU-Net", 0.4)]
+
+
+def test_seeds_keeps_only_the_draws_asked_for(study, tmp_path):
+    """Three draws, GLRP - nnU-Net = +0.1, +0.2 and -0.3 per case: every draw gives 0.0; --seeds 0 1 gives
+    +0.15 with the means and curves of draws 0 and 1 only."""
+    folder = tmp_path / "engine_cpulong_nnunet"
+    for seed, gain in ((0, 0.1), (1, 0.2), (2, -0.3)):
+        _write_record(folder, "nnU-Net", seed, [0.5] * 3, None, 60.0,
+                      [_fake_model(tmp_path / f"m_nnunet{seed}", 0.4 + seed / 10)])
+        _write_record(folder, "GLRP", seed, [0.5 + gain] * 3, None, 60.0)
+    rows, _ = study.budget_rows(folder, "cpulong", [2], ["nnU-Net", "GLRP"])
+    assert rows[1]["seeds"] == [0, 1, 2] and rows[1]["vs_nnunet"]["mean_difference"] == pytest.approx(0.0)
+    out = tmp_path / "report"
+    assert study.main(["--root", str(tmp_path), "--budgets", "cpulong", "--k", "2", "--methods", "nnU-Net", "GLRP",
+                       "--seeds", "0", "1", "--out", str(out)]) == 0
+    saved = json.loads((out / "budget_study.json").read_text(encoding="utf-8"))
+    rows = {r["method"]: r for r in saved["rows"]}
+    assert rows["GLRP"]["seeds"] == [0, 1] and rows["GLRP"]["per_seed"] == pytest.approx([0.6, 0.7])
+    assert rows["GLRP"]["vs_nnunet"]["mean_difference"] == pytest.approx(0.15)
+    assert sorted((c["seed"], round(c["ema_dice"][-1], 3)) for c in saved["curves"]) == [(0, 0.4), (1, 0.5)]
