@@ -63,7 +63,8 @@ def budget_rows(folder: Path, budget: str, ks, methods, suffix: str = "",
     from nnunetv2_glrp.reproduction.clinical_table import clinical_cells
     from nnunetv2_glrp.reproduction.estimate import whole_training_seconds
 
-    records = [r for r in results.read_records(folder) if seeds is None or r.run.seed in set(seeds)]
+    keep = None if seeds is None else set(seeds)
+    records = [r for r in results.read_records(folder) if keep is None or r.run.seed in keep]
     if not records:
         return [], []
     b = BUDGETS[budget]
