@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -104,16 +105,18 @@ def _psm_on_device(config: PretrainingConfig, device, group: RankGroup) -> bool:
 
 
 def _log_epoch(epoch: int, config: PretrainingConfig, stats: dict) -> None:
-    nan = float("nan")
-    logger.info("epoch %d/%d loss %.4f grp %.4f lrp %.4f (above the floor: grp %.4f lrp %.4f; collapsed embeddings "
-                "would be %.4f and %.4f above it) lr %.5f | %.1f s, "
-                "%.1f slices/s; loss functions (forward %.2f s + backward %.2f s) %.1f%% of the %.1f s model steps; "
-                "PSM %.2f s (data loader or device)", epoch + 1, config.epochs, stats["loss"], stats["grp"], stats["lrp"],
-                stats.get("grp_excess", nan), stats.get("lrp_excess", nan), stats.get("grp_collapse_excess", nan),
-                stats.get("lrp_collapse_excess", nan), stats["lr"],
-                stats["seconds"], stats["slices_per_s"], stats["loss_fn_forward_seconds"],
-                stats["loss_fn_backward_seconds"], 100 * stats["loss_fn_share"], stats["step_seconds"],
-                stats["psm_seconds"])
+    """One readable line per epoch. A term the method does not compute (GRP-only: no LRP; LRP-only: no GRP; its
+    statistics are nan) is left out of the line rather than printed as nan."""
+    terms = [t for t in ("grp", "lrp") if math.isfinite(stats[t])]
+    values = " ".join(f"{t} {stats[t]:.4f}" for t in terms)
+    excess = " ".join(f"{t} {stats.get(t + '_excess', math.nan):.4f}" for t in terms)
+    collapse = " and ".join(f"{stats.get(t + '_collapse_excess', math.nan):.4f}" for t in terms)
+    logger.info("epoch %d/%d loss %.4f %s (above the floor: %s; collapsed embeddings would be %s above it) "
+                "lr %.5f | %.1f s, %.1f slices/s; loss functions (forward %.2f s + backward %.2f s) %.1f%% of the "
+                "%.1f s model steps; PSM %.2f s (data loader or device)", epoch + 1, config.epochs, stats["loss"],
+                values, excess, collapse, stats["lr"], stats["seconds"], stats["slices_per_s"],
+                stats["loss_fn_forward_seconds"], stats["loss_fn_backward_seconds"], 100 * stats["loss_fn_share"],
+                stats["step_seconds"], stats["psm_seconds"])
     if "loss_scale" in stats:
         logger.info("fp16: %d of %d steps skipped by the gradient scaler (inf/nan gradients); loss scale now %g",
                     stats["skipped_steps"], stats["iterations"], stats["loss_scale"])
