@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 
 from nnunetv2_glrp.environment import nnunet_command
 from nnunetv2_glrp.finetuning.encoder_loading import load_encoder_state, unwrap_network
+from nnunetv2_glrp.finetuning.nnunet_control import CONTROL_FOLD_BASE
 from nnunetv2_glrp.finetuning.recipes import (
     CPU_BUDGET, FULL_BUDGET, NNUNET_RECIPE, PAPER_RECIPE, ResolvedSchedule, recipe_for_budget,
     warmup_iterations,
@@ -116,6 +118,14 @@ def _train(trainer: str, config: str) -> str:
     return _run([nnunet_command("nnUNetv2_train"), "901", config, "0", "-tr", trainer, "-device", "cpu"])
 
 
+def _tiny_cache_entry(config: str) -> Path:
+    """The pretraining cache folder of GLRPTrainer_k2_tiny (preset 'cpu', seed 0, the tiny overrides)."""
+    from nnunetv2_glrp.pretraining.api import _folder_and_manifest
+
+    return _folder_and_manifest(DATASET, config, "GLRP", "nnUNetPlans", "cpu", 0,
+                                dict(TINY_PRETRAINING_OVERRIDES))[2]
+
+
 @pytest.fixture(scope="module")
 def trained(phantom_preprocessed):
     """GLRPTrainer_k2_tiny trained by nnUNetv2_train (once per module); other trainers run in-process.
@@ -123,6 +133,9 @@ def trained(phantom_preprocessed):
     ``folders``: the pretraining folders this run created (other test files may have cached other
     pretrainings in the same session's results folder before)."""
     config = phantom_preprocessed
+    # an earlier test file on this xdist worker (reproduce's end to end trains GLRPTrainer_k2_tiny too) may have
+    # cached this very pretraining; this module checks the first one, so that entry goes first
+    shutil.rmtree(_tiny_cache_entry(config), ignore_errors=True)
     before = set(_pretraining_folders())
     glrp_log = _train("GLRPTrainer_k2_tiny", config)
     folders = sorted(set(_pretraining_folders()) - before)
@@ -143,7 +156,7 @@ def _in_process_trainer(name: str, config: str):
 
 def test_train_pretrains_once_and_writes_the_draw(trained):
     config = trained["config"]
-    assert len(trained["folders"]) == 1 and trained["folders"][0].name.startswith("GLRP__nnUNetPlans__")
+    assert trained["folders"] == [_tiny_cache_entry(config)]
     from nnunetv2_glrp.pretraining import load_pretrained_encoder_state
 
     n = len(load_pretrained_encoder_state(trained["encoder"]))
@@ -306,7 +319,9 @@ def test_do_split_writes_a_missing_split_per_patient(phantom_preprocessed, tmp_p
     assert not splits_file.exists()
     tr, val = trainer.do_split()  # nnU-Net alone would write a per-case 5-fold split here
     folds = json.loads(splits_file.read_text())
-    assert folds == real  # the converter's patient-level folds, fold 0 = the GLRP train/val split
+    # the converter's patient-level folds 0-4, fold 0 = the GLRP train/val split (an earlier test file on this
+    # worker, reproduce's end to end, may have appended nnU-Net control folds from CONTROL_FOLD_BASE on)
+    assert len(real[:CONTROL_FOLD_BASE]) == CONTROL_FOLD_BASE and folds == real[:CONTROL_FOLD_BASE]
     patients = lambda cases: {c.rsplit("_", 1)[0] for c in cases}  # noqa: E731
     assert all(not patients(f["train"]) & patients(f["val"]) for f in folds)
     assert val == folds[0]["val"] and set(tr) <= set(folds[0]["train"]) and len(patients(tr)) == 2
