@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import warnings
@@ -398,6 +399,30 @@ def test_nnunet_integrity_check_accepts_the_dataset_and_rejects_a_corrupted_copy
     with pytest.raises(ValueError, match=rf"1 image file\(s\) incomplete or not finite: {re.escape(str(label_path))}: "
                                          r".*incomplete"):
         _verify_integrity(copy.name, 1)
+
+
+
+def test_nnunets_integrity_workers_print_unbuffered_and_the_environment_is_restored(phantom_raw_dataset, monkeypatch):
+    """nnU-Net's spawned integrity workers print the offending files, and the pool terminates them when the check
+    ends: with stdout a file or a pipe (a background run's log; pytest's capture) a block-buffered message died
+    with the worker (the check above failed that way in a CI run under load). They run with PYTHONUNBUFFERED=1;
+    the caller's value comes back after."""
+    from nnunetv2.experiment_planning import verify_dataset_integrity as nnunet_check
+
+    from nnunetv2_glrp.preparation.planning import _verify_integrity
+
+    seen = []
+    monkeypatch.setattr(nnunet_check, "verify_dataset_integrity",
+                        lambda folder, n: seen.append((folder, os.environ.get("PYTHONUNBUFFERED"))))
+    monkeypatch.setenv("nnUNet_raw", str(phantom_raw_dataset.parent))
+    for before in (None, "0"):
+        if before is None:
+            monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+        else:
+            monkeypatch.setenv("PYTHONUNBUFFERED", before)
+        _verify_integrity(phantom_raw_dataset.name, 1)
+        assert seen[-1] == (os.fspath(phantom_raw_dataset), "1")
+        assert os.environ.get("PYTHONUNBUFFERED") == before
 
 
 def test_stale_temporary_folder_of_a_killed_run_is_removed(small_phantom, tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 from nnunetv2_glrp.preparation.records import plans_file, raw_dataset_state, read_record, write_record
@@ -54,10 +55,30 @@ def _verify_integrity(dataset_name: str, num_processes: int) -> None:
     check_raw_files_complete(folder)
     logger.info("%s: verifying dataset integrity (nnU-Net)", dataset_name)
     try:
-        verify_dataset_integrity(os.fspath(folder), num_processes)
+        # nnU-Net's spawned workers print the offending files; unbuffered, so that a worker the pool terminates
+        # still has printed them when its stdout is a file or a pipe (a background run's log)
+        with _environment_variable("PYTHONUNBUFFERED", "1"):
+            verify_dataset_integrity(os.fspath(folder), num_processes)
     except (AssertionError, RuntimeError, FileNotFoundError) as error:
         raise ValueError(f"{folder}: nnU-Net's dataset integrity check failed: {error} "
                          "(nnU-Net printed the offending files above)") from error
+
+
+@contextmanager
+def _environment_variable(name: str, value: str | None):
+    """``os.environ[name] = value`` inside the block (nothing changed for None), restored (or removed) after."""
+    if value is None:
+        yield
+        return
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetPlans", num_processes: int = 1,
@@ -102,13 +123,8 @@ def plan_dataset(dataset_name_or_id: int | str, plans_identifier: str = "nnUNetP
         logger.info("%s: planning (nnU-Net's configurations are planned, not preprocessed)", dataset_name)
         overwrite = None if plans_identifier == "nnUNetPlans" else plans_identifier
         previous = os.environ.get("nnUNet_n_proc_DA")
-        if previous is not None and int(previous) < 1:
-            os.environ["nnUNet_n_proc_DA"] = "1"
-        try:
+        with _environment_variable("nnUNet_n_proc_DA", "1" if previous is not None and int(previous) < 1 else None):
             plan_experiment_dataset(dataset_id, overwrite_plans_name=overwrite)
-        finally:
-            if previous is not None:
-                os.environ["nnUNet_n_proc_DA"] = previous
     if plans_identifier not in record["plans_identifiers"]:
         write_record(record_file, {**record, "plans_identifiers": record["plans_identifiers"] + [plans_identifier]})
     return dataset_name
