@@ -401,7 +401,6 @@ def test_nnunet_integrity_check_accepts_the_dataset_and_rejects_a_corrupted_copy
         _verify_integrity(copy.name, 1)
 
 
-
 def test_nnunets_integrity_workers_print_unbuffered_and_the_environment_is_restored(phantom_raw_dataset, monkeypatch):
     """nnU-Net's spawned integrity workers print the offending files, and the pool terminates them when the check
     ends: with stdout a file or a pipe (a background run's log; pytest's capture) a block-buffered message died
