@@ -120,10 +120,9 @@ def _train(trainer: str, config: str) -> str:
 
 def _tiny_cache_entry(config: str) -> Path:
     """The pretraining cache folder of GLRPTrainer_k2_tiny (preset 'cpu', seed 0, the tiny overrides)."""
-    from nnunetv2_glrp.pretraining.api import _folder_and_manifest
+    from nnunetv2_glrp.pretraining.api import cached_encoder
 
-    return _folder_and_manifest(DATASET, config, "GLRP", "nnUNetPlans", "cpu", 0,
-                                dict(TINY_PRETRAINING_OVERRIDES))[2]
+    return cached_encoder(DATASET, config, "GLRP", "nnUNetPlans", "cpu", 0, **dict(TINY_PRETRAINING_OVERRIDES))[0]
 
 
 @pytest.fixture(scope="module")
