@@ -17,7 +17,7 @@ from nnunetv2_glrp.cli import main
 from nnunetv2_glrp.conversion import convert_acdc
 from nnunetv2_glrp.conversion.orientation import detect_slice_order, flip_slices, lv_myo_area_per_slice
 from nnunetv2_glrp.conversion.phantom import make_phantom
-from conversion_checks import read_array as _arr
+from conversion_checks import read_array as _arr, split_record
 
 
 def _names(folder: Path) -> set[str]:
@@ -44,7 +44,7 @@ def acdc_copy(small_phantom, tmp_path):
 
 def test_cases_and_split(phantom_raw_dataset, phantom_acdc):
     _, meta = phantom_acdc
-    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    record = split_record(phantom_raw_dataset)
     train, val, test = record["train"], record["val"], record["test"]
     assert (len(train), len(val), len(test)) == (7, 1, 2)
     assert set(train) | set(val) | set(test) == {p.patient_id for p in meta}
@@ -65,7 +65,7 @@ def test_cases_and_split(phantom_raw_dataset, phantom_acdc):
 
 def test_unlabeled_frames_only_from_train_val(phantom_raw_dataset, phantom_acdc):
     _, meta = phantom_acdc
-    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    record = split_record(phantom_raw_dataset)
     pool = set(record["train"] + record["val"])
     files = _names(phantom_raw_dataset / "unlabeledTr")
     assert len(files) == sum(p.n_frames for p in meta if p.patient_id in pool)
@@ -95,7 +95,7 @@ def test_labels_and_geometry(phantom_raw_dataset):
 
 def test_base_first_after_conversion(phantom_raw_dataset, phantom_acdc):
     root, meta = phantom_acdc
-    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    record = split_record(phantom_raw_dataset)
     for p in meta:
         assert record["slice_order"][p.patient_id]["flipped"] == p.apex_first
         assert record["slice_order"][p.patient_id]["stored"] == ("apex-first" if p.apex_first else "base-first")
@@ -109,7 +109,7 @@ def test_base_first_after_conversion(phantom_raw_dataset, phantom_acdc):
 
 def test_flip_keeps_physical_positions(phantom_raw_dataset, phantom_acdc):
     root, meta = phantom_acdc
-    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    record = split_record(phantom_raw_dataset)
     p = next(q for q in meta if q.apex_first)
     src = sitk.ReadImage(str(root / p.folder / f"{p.patient_id}_frame{p.ed_frame:02d}.nii.gz"))
     folder = "imagesTs" if p.patient_id in record["test"] else "imagesTr"
@@ -142,13 +142,13 @@ def test_official_split_and_overwrite(small_phantom, tmp_path):
     root, meta = small_phantom
     raw = tmp_path / "raw"
     out = convert_acdc(root, 950, split="official", seed=2, raw_root=raw)
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = split_record(out)
     assert record["test"] == [p.patient_id for p in meta if p.subset == "testing"]
     assert len(record["val"]) == 1 and len(record["train"]) == 2  # round(3/8) -> at least one
     with pytest.raises(FileExistsError, match="already exists"):
         convert_acdc(root, 950, raw_root=raw)
     out2 = convert_acdc(root, 950, split="2:1:1", seed=0, raw_root=raw, overwrite=True)
-    assert out2 == out and json.loads((out / "glrp_split.json").read_text())["split"] == "2:1:1"
+    assert out2 == out and split_record(out)["split"] == "2:1:1"
     assert sorted(p.name for p in raw.iterdir()) == ["Dataset950_ACDC"]
     with pytest.raises(ValueError, match="already used by Dataset950_ACDC"):
         convert_acdc(root, 950, dataset_name="Other", raw_root=raw)
@@ -160,9 +160,8 @@ def test_missing_4d_warns_and_continues(acdc_copy, tmp_path, caplog):
         warnings.simplefilter("always")
         out = convert_acdc(acdc_copy, 951, split="2:1:1", raw_root=tmp_path / "raw")
     assert not [w for w in caught if "no 4D cine" in str(w.message)]  # printed once: as a log line only
-    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in json.loads(
-        (out / "glrp_split.json").read_text())["test"] else 1)
-    record = json.loads((out / "glrp_split.json").read_text())
+    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in split_record(out)["test"] else 1)
+    record = split_record(out)
     assert record["missing_cine"] == (["patient002"] if "patient002" not in record["test"] else [])
     frames = [c for c, v in record["cases"].items() if v["kind"] == "unlabeled" and v["patient"] == "patient002"]
     if "patient002" not in record["test"]:
@@ -173,7 +172,7 @@ def test_n4_option(small_phantom, tmp_path):
     """N4 output is float32, same anatomy, and flattens the blood pool (uniform before the bias field)."""
     root, meta = small_phantom
     out = convert_acdc(root, 952, split="2:1:1", raw_root=tmp_path / "raw", n4=True)
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = split_record(out)
     assert record["n4"]["shrink_factor"] == 4
     cv_before, cv_after = [], []
     for p in meta:
@@ -304,7 +303,7 @@ def test_info_cfg_with_a_byte_order_mark_is_read(acdc_copy, tmp_path):
     info = acdc_copy / "training/patient002/Info.cfg"
     info.write_bytes(b"\xef\xbb\xbf" + info.read_bytes())
     out = convert_acdc(acdc_copy, 957, split="3:1:0", raw_root=tmp_path / "raw")
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = split_record(out)
     assert record["cases"]["patient002_ED"]["frame"] == 1
 
 
@@ -313,7 +312,7 @@ def test_misnamed_patient_folders_are_listed_in_a_warning(acdc_copy, tmp_path, c
     (acdc_copy / "testing/notes").mkdir()
     out = convert_acdc(acdc_copy, 958, split="2:1:0", raw_root=tmp_path / "raw")
     assert re.search(r"skipped 2 folder\(s\) .*: training/Patient003, testing/notes", caplog.text)
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = split_record(out)
     assert "patient003" not in record["train"] + record["val"] + record["test"]
 
 
@@ -324,7 +323,7 @@ def test_a_patient_folder_without_three_digits_is_skipped_with_a_warning(acdc_co
         f.rename(folder / f.name.replace("patient003", "patient3"))
     out = convert_acdc(acdc_copy, 964, split="2:1:0", raw_root=tmp_path / "raw")
     assert re.search(r"skipped 1 folder\(s\) not named patientNNN .*: training/patient3$", caplog.text, re.M)
-    record = json.loads((out / "glrp_split.json").read_text())
+    record = split_record(out)
     assert sorted(record["train"] + record["val"] + record["test"]) == ["patient001", "patient002", "patient004"]
 
 
@@ -362,7 +361,7 @@ def test_nnunet_integrity_check_accepts_the_dataset_and_rejects_a_corrupted_copy
     from nnunetv2_glrp.preparation.planning import _verify_integrity
 
     _, meta = phantom_acdc
-    record = json.loads((phantom_raw_dataset / "glrp_split.json").read_text())
+    record = split_record(phantom_raw_dataset)
     dataset_json = json.loads((phantom_raw_dataset / "dataset.json").read_text())
     cases = get_filenames_of_train_images_and_targets(str(phantom_raw_dataset), dataset_json)
     patients = record["train"] + record["val"]
@@ -501,7 +500,7 @@ def test_split_file_json_and_csv_are_taken_as_given_and_recorded(small_phantom, 
     split_json = tmp_path / "split.json"
     split_json.write_text(json.dumps(given), encoding="utf-8")
     out = convert_acdc(root, 960, raw_root=tmp_path / "raw", split_file=split_json, seed=7)
-    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    record = split_record(out)
     assert {s: record[s] for s in ("train", "val", "test")} == given
     assert record["split"] == "file" and record["seed"] is None
     assert record["split_file"]["path"] == str(split_json.resolve()) and len(record["split_file"]["sha256"]) == 64
@@ -510,7 +509,7 @@ def test_split_file_json_and_csv_are_taken_as_given_and_recorded(small_phantom, 
     split_csv.write_text("patient,set\npatient001,train\npatient002,val\npatient003,test\npatient004,train\n",
                          encoding="utf-8")
     out = convert_acdc(root, 961, raw_root=tmp_path / "raw", split_file=split_csv)
-    record = json.loads((out / "glrp_split.json").read_text(encoding="utf-8"))
+    record = split_record(out)
     assert (record["train"], record["val"], record["test"]) == (["patient001", "patient004"], ["patient002"],
                                                                 ["patient003"])
 
