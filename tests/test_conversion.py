@@ -160,8 +160,8 @@ def test_missing_4d_warns_and_continues(acdc_copy, tmp_path, caplog):
         warnings.simplefilter("always")
         out = convert_acdc(acdc_copy, 951, split="2:1:1", raw_root=tmp_path / "raw")
     assert not [w for w in caught if "no 4D cine" in str(w.message)]  # printed once: as a log line only
-    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in split_record(out)["test"] else 1)
     record = split_record(out)
+    assert caplog.text.count("patient002: no 4D cine") == (0 if "patient002" in record["test"] else 1)
     assert record["missing_cine"] == (["patient002"] if "patient002" not in record["test"] else [])
     frames = [c for c, v in record["cases"].items() if v["kind"] == "unlabeled" and v["patient"] == "patient002"]
     if "patient002" not in record["test"]:
